@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""Invoke benchmarks: lamina beside serverless-offline, same client code, same run, same machine.
+
+    .venv/bin/python bench/invoke_bench.py [--peers-dir /tmp/lamina-peers] [--quick]
+
+Measures, for each target:
+  * warm latency, raw HTTP keep-alive (one pre-built request replayed over one connection; for lamina
+    it is SigV4-signed once, which stays valid for the 15-minute window), p50/p99 over N invokes;
+  * warm latency through boto3's lambda client (endpoint_url), p50/p99;
+  * throughput with 1, 8 and 64 concurrent keep-alive clients (asyncio raw streams), invokes/s;
+  * cold start: lamina per-invoke (a fresh sandboxed environment: configuration changed before each
+    invoke), end to end, and the `Init Duration` lamina reports; and server boot to first invoke
+    (the definition peers/README.md uses for serverless-offline).
+serverless-offline is driven only when its install is found under --peers-dir (copy
+../shared/peers there and run its install.sh). Results print as JSON and as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config as BotoConfig
+from botocore.credentials import Credentials
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY, SECRET = "LKIABENCH00000000001", "bench-secret-000000000000000000000000001"
+PY_HELLO = 'def hello(event, context):\n    return {"statusCode": 200, "body": "hi"}\n'
+NODE_HELLO = 'exports.hello = async (event) => ({ statusCode: 200, body: "hi" });\n'
+PAYLOAD = b'{"key": "value"}'
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def zip_of(name: str, text: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(name, text)
+    return buf.getvalue()
+
+
+# requests --------------------------------------------------------------------------------------
+
+def raw_request(port: int, function: str, signed: bool) -> bytes:
+    """One complete HTTP/1.1 invoke request, SigV4-signed once when the target checks signatures."""
+    path = f"/2015-03-31/functions/{function}/invocations"
+    headers = {"Host": f"127.0.0.1:{port}", "Content-Length": str(len(PAYLOAD))}
+    if signed:
+        req = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}{path}", data=PAYLOAD)
+        SigV4Auth(Credentials(KEY, SECRET), "lambda", "us-east-1").add_auth(req)
+        headers.update({k: v for k, v in req.headers.items() if k.lower() != "content-length"})
+    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    return head.encode() + PAYLOAD
+
+
+def read_response(sock_file) -> bytes:
+    status = sock_file.readline()
+    length = 0
+    while True:
+        line = sock_file.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    body = sock_file.read(length)
+    if b" 200 " not in status or b"hi" not in body:
+        raise RuntimeError(f"bad response: {status!r} {body[:200]!r}")
+    return body
+
+
+def latency_raw(port: int, request: bytes, n: int) -> dict[str, float]:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = sock.makefile("rb")
+    times = []
+    for i in range(n + 50):
+        t = time.perf_counter()
+        sock.sendall(request)
+        read_response(f)
+        if i >= 50:
+            times.append((time.perf_counter() - t) * 1000)
+    sock.close()
+    return {"p50_ms": round(pct(times, 50), 3), "p99_ms": round(pct(times, 99), 3), "n": n}
+
+
+def latency_boto3(port: int, function: str, n: int) -> dict[str, float]:
+    client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                          config=BotoConfig(retries={"max_attempts": 1}))
+    times = []
+    for i in range(n + 20):
+        t = time.perf_counter()
+        out = client.invoke(FunctionName=function, Payload=PAYLOAD)
+        body = out["Payload"].read()
+        if b"hi" not in body or "FunctionError" in out:
+            raise RuntimeError(body)
+        if i >= 20:
+            times.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": round(pct(times, 50), 3), "p99_ms": round(pct(times, 99), 3), "n": n}
+
+
+async def _throughput(port: int, request: bytes, clients: int, seconds: float) -> dict[str, float]:
+    done = 0
+    errors = 0
+    lat: list[float] = []
+    stop = time.monotonic() + seconds
+
+    async def one() -> None:
+        nonlocal done, errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                writer.write(request)
+                status = await reader.readline()
+                length = 0
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length)
+                if b" 200 " in status and b"hi" in body:
+                    done += 1
+                    lat.append((time.perf_counter() - t) * 1000)
+                else:
+                    errors += 1
+        finally:
+            writer.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(clients)))
+    elapsed = time.monotonic() - started
+    return {"rps": round(done / elapsed), "errors": errors, "p50_ms": round(pct(lat, 50), 2),
+            "p99_ms": round(pct(lat, 99), 2)}
+
+
+def throughput(port: int, request: bytes, clients: int, seconds: float) -> dict[str, float]:
+    return asyncio.run(_throughput(port, request, clients, seconds))
+
+
+# targets ---------------------------------------------------------------------------------------
+
+class Lamina:
+    name = "lamina"
+    signed = True
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.data = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        env = dict(os.environ, LAMINA_ACCESS_KEY_ID=KEY, LAMINA_SECRET_ACCESS_KEY=SECRET)
+        t = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/python"), "-m", "lamina", "serve", "--port", str(self.port),
+             "--data-dir", str(self.data)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        self.client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{self.port}", region_name="us-east-1",
+                                   aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                                   config=BotoConfig(retries={"max_attempts": 1}))
+        self.client.create_function(FunctionName="pyHello", Runtime="python3.11", Handler="handler.hello",
+                                    Role="arn:aws:iam::000000000000:role/x",
+                                    Code={"ZipFile": zip_of("handler.py", PY_HELLO)})
+        self.client.invoke(FunctionName="pyHello", Payload=PAYLOAD)
+        boot = (time.monotonic() - t) * 1000
+        node = shutil.which("node")
+        if node:
+            major = subprocess.run([node, "--version"], capture_output=True, text=True).stdout[1:].split(".")[0]
+            self.client.create_function(FunctionName="nodeHello", Runtime=f"nodejs{major}.x", Handler="handler.hello",
+                                        Role="arn:aws:iam::000000000000:role/x",
+                                        Code={"ZipFile": zip_of("handler.js", NODE_HELLO)})
+        return boot
+
+    def functions(self) -> dict[str, str]:
+        out = {"python": "pyHello"}
+        if shutil.which("node"):
+            out["node"] = "nodeHello"
+        return out
+
+    def cold(self, function: str, n: int) -> dict[str, float]:
+        e2e, init = [], []
+        for i in range(n):
+            self.client.update_function_configuration(FunctionName=function,
+                                                      Environment={"Variables": {"BENCH_RUN": str(i)}})
+            t = time.perf_counter()
+            out = self.client.invoke(FunctionName=function, Payload=PAYLOAD, LogType="Tail")
+            e2e.append((time.perf_counter() - t) * 1000)
+            log = base64.b64decode(out["LogResult"]).decode()
+            init += [float(x.split("Init Duration: ")[1].split(" ms")[0]) for x in log.splitlines()
+                     if "Init Duration: " in x]
+        return {"e2e_p50_ms": round(pct(e2e, 50), 1), "e2e_p99_ms": round(pct(e2e, 99), 1),
+                "init_p50_ms": round(pct(init, 50), 1) if init else None, "n": n}
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+class ServerlessOffline:
+    name = "serverless-offline 13.10.1"
+    signed = False
+    port = 3002
+
+    def __init__(self, peers: Path) -> None:
+        self.dir = peers / "serverless-offline"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available(peers: Path) -> bool:
+        return (peers / "serverless-offline" / "node_modules" / "serverless").exists()
+
+    def start(self) -> float:
+        t = time.monotonic()
+        self.proc = subprocess.Popen(["bash", str(self.dir / "start.sh")], cwd=self.dir,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.port, 120)
+        req = raw_request(self.port, "peers-dev-pyHello", False)
+        while True:
+            try:
+                latency_raw(self.port, req, 0)
+                break
+            except (OSError, RuntimeError):
+                time.sleep(0.01)
+        return (time.monotonic() - t) * 1000
+
+    def functions(self) -> dict[str, str]:
+        return {"python": "peers-dev-pyHello", "node": "peers-dev-nodeHello"}
+
+    def cold(self, function: str, n: int) -> None:
+        return None
+
+    def stop(self) -> None:
+        if self.proc:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def measure(target, quick: bool) -> dict[str, object]:
+    n_raw, n_boto, secs, n_cold = (300, 100, 3, 5) if quick else (2000, 500, 10, 20)
+    result: dict[str, object] = {"target": target.name, "boot_to_first_invoke_ms": round(target.start())}
+    try:
+        for lang, function in target.functions().items():
+            req = raw_request(target.port, function, target.signed)
+            row: dict[str, object] = {
+                "warm_raw": latency_raw(target.port, req, n_raw),
+                "warm_boto3": latency_boto3(target.port, function, n_boto),
+            }
+            for c in (1, 8, 64):
+                row[f"throughput_c{c}"] = throughput(target.port, req, c, secs)
+            row["cold"] = target.cold(function, n_cold)
+            result[lang] = row
+            print(json.dumps({target.name: {lang: row}}), file=sys.stderr)
+    finally:
+        target.stop()
+    return result
+
+
+def table(results: list[dict[str, object]]) -> str:
+    lines = ["| target | runtime | warm raw p50 / p99 ms | warm boto3 p50 / p99 ms | inv/s c=1 | c=8 | c=64 "
+             "| cold invoke p50 / p99 ms (Init Duration p50) | boot → first invoke ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for lang in ("python", "node"):
+            row = r.get(lang)
+            if not row:
+                continue
+            cold = row["cold"]
+            cold_s = (f"{cold['e2e_p50_ms']} / {cold['e2e_p99_ms']} ({cold['init_p50_ms']})" if cold else "n/a")
+            lines.append(
+                f"| {r['target']} | {lang} | {row['warm_raw']['p50_ms']} / {row['warm_raw']['p99_ms']} "
+                f"| {row['warm_boto3']['p50_ms']} / {row['warm_boto3']['p99_ms']} "
+                f"| {row['throughput_c1']['rps']} | {row['throughput_c8']['rps']} | {row['throughput_c64']['rps']} "
+                f"| {cold_s} | {r['boot_to_first_invoke_ms']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers-dir", type=Path, default=Path("/tmp/lamina-peers"))
+    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter windows")
+    parser.add_argument("--only", choices=("lamina", "peer"), default=None)
+    args = parser.parse_args()
+    targets = []
+    if args.only != "peer":
+        targets.append(Lamina())
+    if args.only != "lamina":
+        if ServerlessOffline.available(args.peers_dir):
+            targets.append(ServerlessOffline(args.peers_dir))
+        else:
+            print(f"serverless-offline not installed under {args.peers_dir}; skipping the peer", file=sys.stderr)
+    results = [measure(t, args.quick) for t in targets]
+    print(json.dumps(results, indent=1))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

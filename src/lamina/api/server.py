@@ -1,0 +1,262 @@
+"""The Lambda REST API (2015-03-31) on aiohttp: the route table, SigV4 on every request, handlers.
+
+Each handler parses (api/parse.py), calls one service method, and renders (api/wire.py). Errors reach
+the wire only through `wire.error_response`, in the middleware.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from lamina.api import parse, sigv4, wire
+from lamina.api.presign import CodeLinks
+from lamina.clock import Clock
+from lamina.errors import ApiError, InvalidParameterValue, RequestTooLarge, ServiceException, ValidationError
+from lamina.model import LATEST, InvocationType
+from lamina.service.functions import FunctionService
+from lamina.service.invoke import InvokeRequest, InvokeService
+
+log = logging.getLogger("lamina.api")
+
+MAX_REQUEST_BYTES = 70_167_211
+F = "/2015-03-31/functions"
+
+
+class UnknownOperation(ApiError):
+    http_status = 404
+    aws_code = "UnknownOperationException"
+    error_type = None
+
+
+class LambdaApi:
+    def __init__(
+        self,
+        functions: FunctionService,
+        invoker: InvokeService,
+        links: CodeLinks,
+        clock: Clock,
+        secret_for: Callable[[str], str | None],
+        concurrency_limit: int,
+    ) -> None:
+        self._functions = functions
+        self._invoker = invoker
+        self._links = links
+        self._clock = clock
+        self._secret_for = secret_for
+        self._limit = concurrency_limit
+
+    def routes(self) -> list[web.RouteDef]:
+        """The whole route table."""
+        return [
+            web.post(F, self.create_function),
+            web.get(F, self.list_functions),
+            web.get(F + "/", self.list_functions),
+            web.get(F + "/{name}", self.get_function),
+            web.delete(F + "/{name}", self.delete_function),
+            web.get(F + "/{name}/configuration", self.get_function_configuration),
+            web.put(F + "/{name}/configuration", self.update_function_configuration),
+            web.put(F + "/{name}/code", self.update_function_code),
+            web.post(F + "/{name}/invocations", self.invoke),
+            web.post("/2014-11-13/functions/{name}/invoke-async/", self.invoke_async),
+            web.post("/2014-11-13/functions/{name}/invoke-async", self.invoke_async),
+            web.get("/2016-08-19/account-settings", self.get_account_settings),
+            web.get("/2016-08-19/account-settings/", self.get_account_settings),
+            web.get("/_lamina/code/{sha}.zip", self.download_code),
+        ]
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._middleware])
+        app.add_routes(self.routes())
+        return app
+
+    # middleware: SigV4 + the one error mapping ---------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        request["request_id"] = request_id
+        try:
+            if not request.path.startswith("/_lamina/"):
+                request["region"] = self._authenticate(request, await request.read())
+            return await handler(request)
+        except ApiError as exc:
+            return wire.error_response(exc, request_id)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            return wire.error_response(
+                UnknownOperation(f"lamina has no operation at {request.method} {request.path}"), request_id)
+        except web.HTTPRequestEntityTooLarge:
+            return wire.error_response(RequestTooLarge(
+                f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation"),
+                request_id)
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return wire.error_response(ServiceException("An internal error occurred in lamina."), request_id)
+
+    def _authenticate(self, request: web.Request, body: bytes) -> str:
+        raw = request.raw_path
+        path, _, query = raw.partition("?")
+        principal = sigv4.verify(
+            method=request.method, raw_path=path, raw_query=query,
+            headers=list(request.headers.items()), body=body, secret_for=self._secret_for,
+            now=datetime.fromtimestamp(self._clock.time(), tz=timezone.utc),
+        )
+        return principal.region
+
+    # helpers -------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _json(request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise ValidationError(f"Could not parse request body into json: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ValidationError("Request body must be a JSON object")
+        return body
+
+    @staticmethod
+    def _ref(request: web.Request) -> parse.FunctionRef:
+        return parse.function_ref(request.match_info["name"], request.query.get("Qualifier"))
+
+    def _arn(self, request: web.Request, name: str, qualifier: str | None = None) -> str:
+        return self._functions.arn(name, qualifier, request.get("region"))
+
+    def _reply(self, request: web.Request, body: Any, status: int = 200) -> web.Response:
+        return wire.json_response(body, status, request["request_id"])
+
+    # functions -------------------------------------------------------------------------------------
+
+    async def create_function(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        name = parse.new_function_name(body.get("FunctionName"))
+        changes = parse.config_changes(body)
+        if body.get("PackageType", "Zip") != "Zip":
+            raise InvalidParameterValue("lamina does not run container-image functions (PackageType Image).")
+        zip_bytes = parse.zip_file(body.get("Code"))
+        tags = body.get("Tags") or {}
+        config = self._functions.create(name, changes, zip_bytes, tags)
+        out = wire.function_configuration(config, self._arn(request, name), phase="create")
+        return self._reply(request, out, 201)
+
+    async def get_function(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        config = self._functions.get(ref.name, ref.qualifier)
+        out: dict[str, Any] = {
+            "Configuration": wire.function_configuration(config, self._arn(request, ref.name, ref.qualifier)),
+            "Code": {"RepositoryType": "S3", "Location": self._links.url(config.code_sha256, self._clock.time())},
+        }
+        tags = self._functions.tags(ref.name)
+        if tags:
+            out["Tags"] = tags
+        return self._reply(request, out)
+
+    async def get_function_configuration(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        config = self._functions.get(ref.name, ref.qualifier)
+        return self._reply(request, wire.function_configuration(config, self._arn(request, ref.name, ref.qualifier)))
+
+    async def list_functions(self, request: web.Request) -> web.Response:
+        max_items = request.query.get("MaxItems")
+        limit = None
+        if max_items is not None:
+            if not max_items.isdigit() or not 1 <= int(max_items) <= 10000:
+                raise ValidationError.field(max_items, "maxItems", "Member must have value between 1 and 10000")
+            limit = int(max_items)
+        qualified = request.query.get("FunctionVersion") == "ALL"
+        page, next_marker = self._functions.list(request.query.get("Marker") or None, limit)
+        out: dict[str, Any] = {"Functions": [
+            wire.function_configuration(c, self._arn(request, c.name, LATEST if qualified else None), listing=True)
+            for c in page
+        ]}
+        if next_marker:
+            out["NextMarker"] = next_marker
+        return self._reply(request, out)
+
+    async def update_function_configuration(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        changes = parse.config_changes(await self._json(request))
+        config = self._functions.update_configuration(ref.name, changes)
+        return self._reply(request, wire.function_configuration(config, self._arn(request, ref.name), phase="update"))
+
+    async def update_function_code(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        body = await self._json(request)
+        zip_bytes = parse.zip_file(body)
+        config = self._functions.update_code(ref.name, zip_bytes, body.get("RevisionId"))
+        return self._reply(request, wire.function_configuration(config, self._arn(request, ref.name), phase="update"))
+
+    async def delete_function(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        self._functions.delete(ref.name, ref.qualifier)
+        return web.Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
+
+    async def get_account_settings(self, request: web.Request) -> web.Response:
+        count, total = self._functions.usage()
+        return self._reply(request, {
+            "AccountLimit": {
+                "TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000, "CodeSizeZipped": 52428800,
+                "ConcurrentExecutions": self._limit, "UnreservedConcurrentExecutions": self._limit,
+            },
+            "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
+        })
+
+    async def download_code(self, request: web.Request) -> web.Response:
+        sha = request.match_info["sha"]
+        q = request.query
+        if not self._links.valid(sha, q.get("expires", ""), q.get("signature", ""), self._clock.time()):
+            return web.Response(status=403, text="Request has expired or the signature is invalid.")
+        try:
+            data = self._functions.code_zip(sha)
+        except OSError:
+            return web.Response(status=404, text="No such code package.")
+        return web.Response(body=data, content_type="application/zip")
+
+    # invoke ----------------------------------------------------------------------------------------
+
+    async def invoke(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        headers = request.headers
+        kind = headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        try:
+            invocation_type = InvocationType(kind)
+        except ValueError:
+            raise ValidationError.field(
+                kind, "invocationType", "Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+            ) from None
+        result = await self._invoker.invoke(InvokeRequest(
+            name=ref.name, qualifier=ref.qualifier, payload=await request.read(),
+            invocation_type=invocation_type, client_context_b64=headers.get("X-Amz-Client-Context"),
+            trace_header=headers.get("X-Amzn-Trace-Id"), region=request.get("region"),
+        ))
+        out = {"x-amzn-RequestId": result.request_id, "X-Amz-Executed-Version": result.executed_version}
+        if result.outcome is None:
+            status = 202 if invocation_type is InvocationType.EVENT else 204
+            return web.Response(status=status, headers=out)
+        outcome = result.outcome
+        if outcome.error_type is not None:
+            out["X-Amz-Function-Error"] = "Unhandled"
+        if headers.get("X-Amz-Log-Type") == "Tail":
+            out["X-Amz-Log-Result"] = base64.b64encode(outcome.log_tail).decode()
+        return web.Response(body=outcome.payload, headers=out, content_type="application/json")
+
+    async def invoke_async(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        body = await request.read()
+        if len(body) > 262_144:
+            raise RequestTooLarge(f"{len(body)} byte payload is too large for the InvokeAsync operation (limit 262144 bytes)")
+        result = await self._invoker.invoke(InvokeRequest(
+            name=ref.name, qualifier=ref.qualifier, payload=body, invocation_type=InvocationType.EVENT,
+            region=request.get("region"),
+        ))
+        return web.Response(status=202, headers={"x-amzn-RequestId": result.request_id})

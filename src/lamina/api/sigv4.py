@@ -1,0 +1,297 @@
+"""AWS Signature Version 4 verification: the `Authorization` header form and presigned query strings.
+
+Pure: no I/O, no clock, no web framework. The HTTP layer passes the request exactly as it came off the
+wire (raw percent-encoded path, raw query string, header pairs, body bytes) and gets back a `Principal`
+or an `AuthError` (spec §10, wording §2).
+
+The canonical request is rebuilt the way botocore builds it for non-S3 services:
+
+* URI: the raw wire path, dot segments and empty segments removed, percent-encoded *again*
+  (`arn%3Aaws` → `arn%253Aaws`); an empty path is `/`.
+* query: pairs decoded, re-encoded with safe set `-_.~`, sorted by key then value; blank values kept.
+  A presigned request leaves out its own `X-Amz-Signature`.
+* headers: only those named in SignedHeaders, lower-cased, whitespace runs collapsed, repeats joined with `,`.
+* payload: the `X-Amz-Content-Sha256` header when sent (a hex value must match the body; `UNSIGNED-PAYLOAD`
+  leaves the body unauthenticated), else sha256 of the body. botocore's and the JS SDK's presigners hash
+  the (empty) body for non-S3 services; S3-style presigners sign `UNSIGNED-PAYLOAD`. Presigned requests
+  accept either.
+
+Deriving a signing key costs four HMACs; keys are cached per (secret, date, region, service), so the
+invoke hot path pays two hashes and one HMAC per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from urllib.parse import quote, unquote_to_bytes
+
+from lamina.errors import IncompleteSignature, InvalidSignature, MissingAuthenticationToken, UnrecognizedClient
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+MAX_PRESIGN_EXPIRES_S = 604_800  # one week, as AWS allows
+_TIMESTAMP = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+_PRESIGN_MARKERS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    access_key_id: str
+    region: str  # from the credential scope
+    service: str  # from the credential scope
+    date: str  # YYYYMMDD
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """What the client says it signed, from the Authorization header or the query string."""
+
+    credential: str
+    signed_headers: str
+    signature: str
+    timestamp: str | None
+    expires_s: int | None  # presigned only
+    presigned: bool
+
+
+def verify(
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    secret_for: Callable[[str], str | None],
+    now: datetime,
+    service: str | None = None,
+    max_skew_s: int = 900,
+) -> Principal:
+    """Check a request's SigV4 signature; return who signed it or raise an `AuthError`."""
+    header_map: dict[str, list[str]] = {}
+    for name, value in headers:
+        header_map.setdefault(name.lower(), []).append(value)
+    query = _parse_query(raw_query)
+    params = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in query}
+
+    authorization = header_map.get("authorization")
+    presigned = any(p in params for p in _PRESIGN_MARKERS)
+    if authorization and presigned:
+        raise IncompleteSignature(
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter "
+            "or the Authorization header should be specified"
+        )
+    if authorization:
+        if len(authorization) > 1:
+            raise IncompleteSignature("Only one Authorization header may be sent.")
+        claim = _from_header(authorization[0], _request_timestamp(header_map))
+    elif presigned:
+        claim = _from_query(params)
+        query = [(k, v) for k, v in query if k != b"X-Amz-Signature"]
+    else:
+        raise MissingAuthenticationToken()
+
+    access_key_id, date, region, scope_service = _parse_scope(claim.credential)
+    signed = claim.signed_headers.lower().split(";")
+    if "host" not in signed:
+        raise IncompleteSignature("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+    timestamp = claim.timestamp or ""
+    signed_at = _parse_timestamp(timestamp)
+    if date != timestamp[:8]:
+        raise InvalidSignature(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+            f"'{date}' != '{timestamp[:8]}', from '{timestamp}'."
+        )
+    if service is not None and scope_service != service:
+        raise InvalidSignature(f"Credential should be scoped to correct service: '{service}'. ")
+    _check_time(timestamp, signed_at, now, max_skew_s, claim.expires_s)
+
+    secret = secret_for(access_key_id)
+    if secret is None:
+        raise UnrecognizedClient()
+
+    canonical_headers = "".join(
+        f"{name}:{','.join(' '.join(v.split()) for v in header_map.get(name, ()))}\n" for name in signed
+    )
+    prefix = "\n".join(
+        (method.upper(), _canonical_uri(raw_path), _canonical_query(query), canonical_headers, ";".join(signed))
+    )
+    scope = f"{date}/{region}/{scope_service}/aws4_request"
+    key = _signing_key(secret, date, region, scope_service)
+    provided = claim.signature.encode("utf-8", "replace")
+    for payload_hash in _payload_hashes(header_map, body, claim.presigned):
+        canonical = f"{prefix}\n{payload_hash}".encode("utf-8", "surrogateescape")
+        string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{hashlib.sha256(canonical).hexdigest()}"
+        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest().encode()
+        if hmac.compare_digest(expected, provided):
+            return Principal(access_key_id=access_key_id, region=region, service=scope_service, date=date)
+    raise InvalidSignature()
+
+
+def _from_header(authorization: str, timestamp: str | None) -> _Claim:
+    algorithm, _, rest = authorization.strip().partition(" ")
+    fields: dict[str, str] = {}
+    if algorithm == ALGORITHM:
+        for part in rest.split(","):
+            name, sep, value = part.strip().partition("=")
+            if sep:
+                fields.setdefault(name, value.strip())
+    problems = [
+        f"Authorization header requires '{p}' parameter."
+        for p in ("Credential", "Signature", "SignedHeaders")
+        if not fields.get(p)
+    ]
+    if timestamp is None:
+        problems.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+    if problems:
+        raise IncompleteSignature(" ".join(problems))
+    return _Claim(fields["Credential"], fields["SignedHeaders"], fields["Signature"], timestamp, None, False)
+
+
+def _from_query(params: dict[str, str]) -> _Claim:
+    for p in ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature"):
+        if not params.get(p):
+            raise IncompleteSignature(
+                f"AWS query-string parameters must include '{p}'. Re-examine the query-string parameters."
+            )
+    if params["X-Amz-Algorithm"] != ALGORITHM:
+        raise IncompleteSignature(f"X-Amz-Algorithm only supports '{ALGORITHM}'")
+    expires_s = None
+    if "X-Amz-Expires" in params:
+        raw = params["X-Amz-Expires"]
+        if not raw.isdigit() or not 0 < int(raw) <= MAX_PRESIGN_EXPIRES_S:
+            raise IncompleteSignature(
+                f"X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGN_EXPIRES_S}, not '{raw}'."
+            )
+        expires_s = int(raw)
+    return _Claim(
+        credential=params["X-Amz-Credential"],
+        signed_headers=params["X-Amz-SignedHeaders"],
+        signature=params["X-Amz-Signature"],
+        timestamp=params["X-Amz-Date"],
+        expires_s=expires_s,
+        presigned=True,
+    )
+
+
+def _parse_scope(credential: str) -> tuple[str, str, str, str]:
+    parts = credential.rsplit("/", 4)
+    if len(parts) != 5 or not all(parts) or not credential.isascii():
+        raise IncompleteSignature(
+            "Credential must have exactly 5 slash-delimited elements, "
+            f"e.g. keyid/date/region/service/term, got '{credential}'"
+        )
+    access_key_id, date, region, service, terminator = parts
+    if terminator != "aws4_request":
+        raise IncompleteSignature(
+            f"Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. "
+        )
+    return access_key_id, date, region, service
+
+
+def _request_timestamp(header_map: dict[str, list[str]]) -> str | None:
+    """X-Amz-Date as sent, else the Date header converted to YYYYMMDDTHHMMSSZ (what the signer used)."""
+    if "x-amz-date" in header_map:
+        return header_map["x-amz-date"][0].strip()
+    if "date" not in header_map:
+        return None
+    try:
+        parsed = parsedate_to_datetime(header_map["date"][0])
+    except (TypeError, ValueError):
+        return header_map["date"][0]  # rejected by _parse_timestamp
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def _parse_timestamp(timestamp: str) -> datetime:
+    try:
+        if _TIMESTAMP.fullmatch(timestamp):
+            return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    raise IncompleteSignature(
+        f"Date must be in ISO-8601 'basic format'. Got '{timestamp}'. See http://en.wikipedia.org/wiki/ISO_8601"
+    )
+
+
+def _check_time(timestamp: str, signed_at: datetime, now: datetime, max_skew_s: int, expires_s: int | None) -> None:
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    skew = timedelta(seconds=max_skew_s)
+    if signed_at > now + skew:
+        raise InvalidSignature(
+            f"Signature not yet current: {timestamp} is still later than {_fmt(now + skew)} "
+            f"({_fmt(now)} + {_window(max_skew_s)}.)"
+        )
+    window_s = max_skew_s if expires_s is None else expires_s
+    if signed_at < now - timedelta(seconds=window_s):
+        raise InvalidSignature(
+            f"Signature expired: {timestamp} is now earlier than {_fmt(now - timedelta(seconds=window_s))} "
+            f"({_fmt(now)} - {_window(window_s)}.)"
+        )
+
+
+def _fmt(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def _window(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} sec"
+
+
+def _parse_query(raw_query: str) -> list[tuple[bytes, bytes]]:
+    pairs = []
+    for part in raw_query.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((unquote_to_bytes(key), unquote_to_bytes(value)))
+    return pairs
+
+
+def _canonical_query(pairs: list[tuple[bytes, bytes]]) -> str:
+    encoded = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in pairs)
+    return "&".join(f"{k}={v}" for k, v in encoded)
+
+
+def _canonical_uri(raw_path: str) -> str:
+    """botocore's normalize_url_path (RFC 3986 dot segments, no empty segments), then encoded once more."""
+    if not raw_path:
+        return "/"
+    segments: list[str] = []
+    for segment in raw_path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    path = ("/" if raw_path.startswith("/") else "") + "/".join(segments)
+    if raw_path.endswith("/") and segments:
+        path += "/"
+    return quote(path, safe="/~")
+
+
+def _payload_hashes(header_map: dict[str, list[str]], body: bytes, presigned: bool) -> tuple[str, ...]:
+    body_hash = hashlib.sha256(body).hexdigest()
+    declared = header_map.get("x-amz-content-sha256")
+    if declared is None:
+        return (body_hash, UNSIGNED_PAYLOAD) if presigned else (body_hash,)
+    value = declared[0].strip()
+    if value not in (UNSIGNED_PAYLOAD, body_hash):
+        raise InvalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.")
+    return (value,)
+
+
+@lru_cache(maxsize=256)
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key

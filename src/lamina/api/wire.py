@@ -1,0 +1,78 @@
+"""Lambda's wire shapes: FunctionConfiguration JSON, and the ONE mapper from ApiError to a response."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aiohttp import web
+
+from lamina.errors import ApiError
+from lamina.model import FunctionConfig, aws_timestamp
+
+JSON = "application/json"
+
+
+def json_response(body: Any, status: int = 200, request_id: str = "", headers: dict[str, str] | None = None) -> web.Response:
+    out = {"x-amzn-RequestId": request_id} if request_id else {}
+    if headers:
+        out.update(headers)
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type=JSON, headers=out)
+
+
+def error_response(error: ApiError, request_id: str) -> web.Response:
+    headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error.aws_code, **error.headers()}
+    return web.Response(
+        status=error.http_status, body=json.dumps(error.body()).encode(), content_type=JSON, headers=headers
+    )
+
+
+def code_sha256_b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def function_configuration(config: FunctionConfig, arn: str, *, phase: str | None = None,
+                           listing: bool = False) -> dict[str, Any]:
+    """FunctionConfiguration as AWS renders it. `phase` is "create" or "update" for those responses."""
+    out: dict[str, Any] = {
+        "FunctionName": config.name,
+        "FunctionArn": arn,
+        "Runtime": config.runtime,
+        "Role": config.role,
+        "Handler": config.handler,
+        "CodeSize": config.code_size,
+        "Description": config.description,
+        "Timeout": config.timeout_s,
+        "MemorySize": config.memory_mb,
+        "LastModified": aws_timestamp(config.last_modified),
+        "CodeSha256": code_sha256_b64(config.code_sha256),
+        "Version": config.version,
+        "Environment": {"Variables": dict(config.environment)},
+        "TracingConfig": {"Mode": config.tracing_mode},
+        "RevisionId": config.revision_id,
+        "PackageType": config.package_type,
+        "Architectures": list(config.architectures),
+        "EphemeralStorage": {"Size": config.ephemeral_storage_mb},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "LoggingConfig": {"LogFormat": config.log_format, "LogGroup": config.log_group_name},
+    }
+    if config.dead_letter_target_arn:
+        out["DeadLetterConfig"] = {"TargetArn": config.dead_letter_target_arn}
+    if config.kms_key_arn:
+        out["KMSKeyArn"] = config.kms_key_arn
+    if config.vpc_config:
+        out["VpcConfig"] = config.vpc_config
+    if listing:
+        return out
+    out["State"] = str(config.state)
+    if phase == "create":
+        out.update(State="Pending", StateReason="The function is being created.", StateReasonCode="Creating")
+    elif phase == "update":
+        out.update(LastUpdateStatus="InProgress", LastUpdateStatusReason="The function is being created.",
+                   LastUpdateStatusReasonCode="Creating")
+    elif config.last_update_status:
+        out["LastUpdateStatus"] = config.last_update_status
+    region = arn.split(":")[3]
+    out["RuntimeVersionConfig"] = {"RuntimeVersionArn": f"arn:aws:lambda:{region}::runtime:{'0' * 64}"}
+    return out

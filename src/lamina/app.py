@@ -1,0 +1,139 @@
+"""Composition root: builds every component from one Config and owns every background task.
+
+    async with Lamina(config) as app:   # listening on config.host:config.port
+        await app.wait_closed()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import string
+from pathlib import Path
+
+from aiohttp import web
+
+from lamina.api.presign import CodeLinks
+from lamina.api.server import LambdaApi
+from lamina.clock import Clock, SystemClock
+from lamina.config import Config
+from lamina.logsink import FileLogSink
+from lamina.runtime_api.server import RuntimeApiServer
+from lamina.runtimes.registry import RuntimeRegistry
+from lamina.sandbox import bwrap
+from lamina.sandbox.base import SandboxDriver
+from lamina.sandbox.process import ProcessDriver
+from lamina.scheduler.scheduler import Scheduler
+from lamina.service.functions import FunctionService
+from lamina.service.invoke import InvokeService
+from lamina.store.blobs import BlobStore
+from lamina.store.sqlite import SqliteStore
+
+log = logging.getLogger("lamina")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    generated: bool
+
+
+def load_credentials(config: Config, data_dir: Path) -> Credentials:
+    """Configured keys, else the pair kept in the data directory, else a new pair (kept there)."""
+    if config.access_key_id and config.secret_access_key:
+        return Credentials(config.access_key_id, config.secret_access_key, False)
+    path = data_dir / "credentials.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        return Credentials(saved["access_key_id"], saved["secret_access_key"], False)
+    alphabet = string.ascii_uppercase + string.digits
+    akid = "LKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+    secret = secrets.token_urlsafe(30)[:40]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"access_key_id": akid, "secret_access_key": secret}, out)
+    return Credentials(akid, secret, True)
+
+
+def choose_driver(config: Config, work_dir: Path) -> tuple[SandboxDriver, str]:
+    """The sandbox driver this host can run, and why."""
+    if config.sandbox in ("auto", "bwrap"):
+        ok, why = bwrap.available()
+        if ok:
+            return bwrap.BwrapDriver(), why
+        if config.sandbox == "bwrap":
+            raise SystemExit(f"lamina: sandbox=bwrap asked for, but {why}")
+        return ProcessDriver(work_dir), f"process fallback: {why}"
+    return ProcessDriver(work_dir), "process driver asked for (LAMINA_SANDBOX=process)"
+
+
+class Lamina:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+
+    async def __aenter__(self) -> Lamina:
+        config = self.config
+        data = config.data_dir.resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        os.chmod(data, 0o700 if os.geteuid() != 0 else 0o711)
+        self.data_dir = data
+        self.credentials = load_credentials(config, data)
+        self.store = SqliteStore(data / "lamina.db")
+        self.blobs = BlobStore(data / "code")
+        self.registry = RuntimeRegistry.discover()
+        self.driver, self.driver_reason = choose_driver(config, data / "work")
+        self.sink = FileLogSink(data / "logs")
+        self.runtime_api = RuntimeApiServer()
+        self.scheduler = Scheduler(
+            self.driver, self.clock, self.sink, self.runtime_api.open,
+            uid_base=config.sandbox_uid_base, init_timeout_s=config.init_timeout_s,
+            concurrency_limit=config.concurrency_limit, keepalive_s=config.keepalive_s,
+        )
+        arn_prefix = f"arn:aws:lambda:{config.region}:{config.account_id}:function:"
+        self.functions = FunctionService(self.store, self.blobs, self.registry, self.clock, arn_prefix)
+        self.functions.on_change.append(self.scheduler.retire)
+        self.invoker = InvokeService(self.functions, self.scheduler, config.region)
+        link_key = self.store.get_meta("code_link_key")
+        if link_key is None:
+            link_key = secrets.token_hex(32)
+            self.store.set_meta("code_link_key", link_key)
+        keys = {self.credentials.access_key_id: self.credentials.secret_access_key}
+        api = LambdaApi(self.functions, self.invoker, CodeLinks(bytes.fromhex(link_key), config.base_url),
+                        self.clock, keys.get, config.concurrency_limit)
+        self._runner = web.AppRunner(api.application(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.host, config.port, reuse_address=True, backlog=1024)
+        await site.start()
+        self._tasks.append(asyncio.ensure_future(self._housekeeping()))
+        return self
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.sink.flush()
+            self.scheduler.reap()
+
+    async def wait_closed(self) -> None:
+        await self._stopped.wait()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._runner.cleanup()
+        await self.invoker.aclose()
+        await self.scheduler.aclose()
+        await self.runtime_api.aclose()
+        self.sink.close()
+        self.store.close()

@@ -1,0 +1,73 @@
+"""Settings: one frozen Config, built once from defaults < LAMINA_* environment < command-line flags.
+
+Only this module reads the environment. Every field is also a `LAMINA_<FIELD NAME IN CAPS>` variable;
+units are in the names (`_s`, `_mb`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SANDBOX_MODES = ("auto", "bwrap", "process")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 9001
+    data_dir: Path = Path(".lamina")
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    account_id: str = "000000000000"
+    region: str = "us-east-1"
+    #: auto: bubblewrap when it works here, else plain processes (and say so).
+    sandbox: str = "auto"
+    #: First host uid handed to sandboxed functions; each environment gets its own uid above it.
+    sandbox_uid_base: int = 990000
+    init_timeout_s: float = 10.0
+    concurrency_limit: int = 1000
+    keepalive_s: float = 600.0
+    #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
+    public_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _cast(field: dataclasses.Field[Any], raw: str) -> Any:
+    kind = str(field.type)
+    if "int" in kind and "str" not in kind:
+        return int(raw)
+    if "float" in kind:
+        return float(raw)
+    if "Path" in kind:
+        return Path(raw)
+    return raw
+
+
+def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Config:
+    """Build the Config: defaults, then LAMINA_* variables, then flags that are not None."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(Config):
+        raw = environ.get(f"LAMINA_{field.name.upper()}")
+        if raw not in (None, ""):
+            try:
+                values[field.name] = _cast(field, raw)
+            except ValueError as exc:
+                raise ValueError(f"LAMINA_{field.name.upper()}={raw!r}: {exc}") from exc
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"])
+    config = Config(**values)
+    if config.sandbox not in SANDBOX_MODES:
+        raise ValueError(f"sandbox must be one of {', '.join(SANDBOX_MODES)}, not {config.sandbox!r}")
+    return config

@@ -1,0 +1,51 @@
+"""Where function and platform log lines go: one file per log stream under the data directory.
+
+    logs/<function name>/<YYYY-MM-DD>-[<version>]<environment id>.log
+
+(A queryable log store with the CloudWatch Logs API is a separate piece of work.)
+"""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+from typing import IO
+
+
+class FileLogSink:
+    def __init__(self, root: Path, max_open: int = 256) -> None:
+        self._root = root
+        self._open: dict[tuple[str, str], IO[str]] = {}
+        self._max_open = max_open
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, function: str, stream: str) -> Path:
+        return self._root / function / (stream.replace("/", "-", 2).replace("/", "_") + ".log")
+
+    def write(self, function: str, stream: str, text: str) -> None:
+        key = (function, stream)
+        out = self._open.get(key)
+        if out is None:
+            if len(self._open) >= self._max_open:
+                self._open.pop(next(iter(self._open))).close()
+            path = self.path(function, stream)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            out = self._open[key] = open(path, "a", encoding="utf-8", buffering=1 << 16)
+        out.write(text)
+
+    def flush(self) -> None:
+        for out in self._open.values():
+            out.flush()
+
+    def close(self) -> None:
+        for out in self._open.values():
+            out.close()
+        self._open.clear()
+
+
+class NullLogSink:
+    def write(self, function: str, stream: str, text: str) -> None:
+        return None
+
+
+

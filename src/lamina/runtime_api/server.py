@@ -1,0 +1,122 @@
+"""The Runtime API (2018-06-01) each execution environment talks to.
+
+One aiohttp low-level server, one loopback listener per environment (official runtime clients only
+know `host:port`, so the port is what tells environments apart). Each handler validates, feeds one
+event to the environment, and renders; the wire shape of errors is made in `_error` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from lamina.runtime_api.state import InvalidStateTransition
+from lamina.scheduler.environment import MAX_RESPONSE_BYTES, Environment
+
+PREFIX = "/2018-06-01/runtime"
+_INVOCATION = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
+_OK = json.dumps({"status": "OK"}).encode()
+
+Handler = Callable[[web.BaseRequest, Environment], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, error_type: str, message: str) -> web.Response:
+    body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def _accepted() -> web.Response:
+    return web.Response(status=202, body=_OK, content_type="application/json")
+
+
+class _Listener:
+    def __init__(self, server: asyncio.AbstractServer, port: int, owner: RuntimeApiServer) -> None:
+        self._server = server
+        self.port = port
+        self._owner = owner
+
+    def close(self) -> None:
+        self._owner._by_port.pop(self.port, None)
+        self._server.close()
+
+
+class RuntimeApiServer:
+    def __init__(self) -> None:
+        self._by_port: dict[int, Environment] = {}
+        self._server = web.Server(self._dispatch, handler_cancellation=True, access_log=None)
+
+    async def open(self, environment: Environment) -> _Listener:
+        """A listener on a fresh loopback port that serves this environment only."""
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        self._by_port[port] = environment
+        server = await loop.create_server(self._server, sock=sock, backlog=16)
+        return _Listener(server, port, self)
+
+    async def aclose(self) -> None:
+        await self._server.shutdown(0.1)
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
+        environment = self._by_port.get(sockname[1]) if sockname else None
+        if environment is None:
+            return _error(403, "InvalidStateTransition", "environment is gone")
+        path = request.path
+        try:
+            if path == f"{PREFIX}/invocation/next" and request.method == "GET":
+                return await self._next(environment)
+            if request.method == "POST":
+                if path == f"{PREFIX}/init/error":
+                    return await self._init_error(request, environment)
+                match = _INVOCATION.match(path)
+                if match:
+                    return await self._invocation_result(request, environment, match[1], match[2])
+        except InvalidStateTransition as exc:
+            return _error(403, "InvalidStateTransition", str(exc))
+        return _error(404, "NotFound", f"no route for {request.method} {path}")
+
+    async def _next(self, environment: Environment) -> web.Response:
+        invocation = await environment.next()
+        headers = {
+            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(environment.deadline_ms()),
+            "Lambda-Runtime-Invoked-Function-Arn": invocation.invoked_arn,
+            "Lambda-Runtime-Trace-Id": invocation.trace_id,
+        }
+        if invocation.client_context:
+            headers["Lambda-Runtime-Client-Context"] = invocation.client_context
+        if invocation.cognito_identity:
+            headers["Lambda-Runtime-Cognito-Identity"] = invocation.cognito_identity
+        return web.Response(body=invocation.payload, headers=headers, content_type="application/json")
+
+    async def _invocation_result(
+        self, request: web.BaseRequest, environment: Environment, request_id: str, kind: str
+    ) -> web.Response:
+        if not environment.check_request(request_id):
+            return _error(400, "InvalidRequestID", "Invalid request ID")
+        if (request.content_length or 0) > MAX_RESPONSE_BYTES:
+            environment.too_large()
+            return _error(
+                413, "RequestEntityTooLarge",
+                f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
+            )
+        body = await request.content.read()
+        if kind == "response":
+            environment.respond(request_id, body, request.headers.get("Content-Type", ""))
+        else:
+            environment.fail(request_id, body, request.headers.get("Lambda-Runtime-Function-Error-Type"))
+        return _accepted()
+
+    async def _init_error(self, request: web.BaseRequest, environment: Environment) -> web.Response:
+        body = await request.content.read()
+        environment.init_failed(body, request.headers.get("Lambda-Runtime-Function-Error-Type"))
+        return _accepted()

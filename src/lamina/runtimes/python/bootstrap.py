@@ -1,0 +1,393 @@
+"""lamina's Python runtime client: the process that runs inside each python3.9-3.13 execution environment.
+
+lamina starts it as ``<python> -S -B $LAMBDA_RUNTIME_DIR/bootstrap.py`` with cwd = ``$LAMBDA_TASK_ROOT``. It plays
+the part of AWS's ``awslambdaric`` (spec sections 5.1, 7): it imports the function's handler (``_HANDLER`` =
+``module.function``), reports import failures to ``/runtime/init/error`` and exits 1, then loops forever over
+the Runtime API: ``GET /invocation/next`` -> ``handler(event, context)`` -> ``POST /invocation/{id}/response``
+(or ``/error``). Error bodies, error types, messages and log formats follow awslambdaric.
+
+It must stay a single stdlib-only file that runs unchanged on Python 3.9 through 3.13.
+"""
+
+from __future__ import annotations
+
+import decimal
+import http.client
+import importlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+
+API = "/2018-06-01/runtime"
+USER_AGENT = "aws-lambda-python/%d.%d.%d-lamina" % sys.version_info[:3]
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
+NBSP = "\u00a0"
+UNHANDLED_WARNING = (
+    "LAMBDA_WARNING: Unhandled exception. The most likely cause is an issue in the function code. However, in "
+    "rare cases, a Lambda runtime update can cause unexpected function behavior. For functions using managed "
+    "runtimes, runtime updates can be triggered by a function change, or can be applied automatically. To "
+    "determine if the runtime has been updated, check the runtime version in the INIT_START log entry. If this "
+    "error correlates with a change in the runtime version, you may be able to mitigate this error by temporarily "
+    "rolling back to the previous runtime version. For more information, see "
+    "https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html\r"
+)
+
+#: Request id of the invocation in progress ("" during init); read by the logging filter.
+_request_id = ""
+
+
+class Fault(Exception):
+    """A runtime-detected failure with a Lambda error type (``Runtime.*``)."""
+
+    def __init__(self, error_type: str, msg: str, trace: list | None = None) -> None:
+        super().__init__(msg)
+        self.error_type = error_type
+        self.msg = msg
+        self.trace = trace or []
+
+
+# --------------------------------------------------------------------------------------------------- context
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, data: dict) -> None:
+        self.cognito_identity_id = data.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = data.get("cognitoIdentityPoolId")
+
+
+class Client:
+    __slots__ = ("installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name")
+
+    def __init__(self, data: dict) -> None:
+        for name in self.__slots__:
+            setattr(self, name, data.get(name))
+
+
+class ClientContext:
+    __slots__ = ("custom", "env", "client")
+
+    def __init__(self, data: dict) -> None:
+        self.custom = data.get("custom")
+        self.env = data.get("env")
+        client = data.get("client")
+        self.client = Client(client) if isinstance(client, dict) else None
+
+
+class LambdaContext:
+    """The ``context`` argument of the handler (same attributes as awslambdaric's)."""
+
+    #: Per-environment values, read from the environment once at startup (see ``main``).
+    _static: tuple = (None,) * 5
+
+    def __init__(self, request_id: str, headers) -> None:
+        self.aws_request_id = request_id
+        (self.function_name, self.function_version, self.memory_limit_in_mb,
+         self.log_group_name, self.log_stream_name) = self._static
+        self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn")
+        self.tenant_id = headers.get("Lambda-Runtime-Aws-Tenant-Id")
+        deadline = headers.get("Lambda-Runtime-Deadline-Ms")
+        self._deadline_ms = int(deadline) if deadline else 0
+        raw = headers.get("Lambda-Runtime-Client-Context")
+        self.client_context = ClientContext(_parse_header(raw, "Client Context")) if raw else None
+        raw = headers.get("Lambda-Runtime-Cognito-Identity")
+        self.identity = CognitoIdentity(_parse_header(raw, "Cognito Identity") if raw else {})
+
+    def get_remaining_time_in_millis(self) -> int:
+        remaining = self._deadline_ms - int(time.time() * 1000)
+        return remaining if remaining > 0 else 0
+
+    def log(self, msg) -> None:
+        sys.stdout.write(str(msg))
+
+    def __repr__(self) -> str:
+        return "LambdaContext([aws_request_id=%s,function_name=%s,function_version=%s,invoked_function_arn=%s])" % (
+            self.aws_request_id, self.function_name, self.function_version, self.invoked_function_arn)
+
+
+def _parse_header(raw: str, name: str) -> dict:
+    try:
+        value = json.loads(raw)
+    except Exception as e:
+        raise Fault("Runtime.LambdaContextUnmarshalError", "Unable to parse %s JSON: %s" % (name, e))
+    return value if isinstance(value, dict) else {}
+
+
+# ------------------------------------------------------------------------------------------------ marshaling
+
+
+def _json_default(obj):
+    if isinstance(obj, decimal.Decimal):
+        if obj.is_finite() and obj.as_tuple().exponent >= 0:
+            return int(obj)
+        return float(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+# awslambdaric stops escaping non-ASCII from python3.12 on.
+_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=sys.version_info < (3, 12))
+
+
+def _marshal(result) -> tuple:
+    """Result of the handler -> (body bytes, content type)."""
+    if isinstance(result, (bytes, bytearray)):
+        return result, "application/unknown"
+    try:
+        return _ENCODER.encode(result).encode("utf-8"), "application/json"
+    except Exception as e:
+        raise Fault("Runtime.MarshalError", "Unable to marshal response: %s" % e)
+
+
+def _unmarshal(body: bytes):
+    try:
+        return json.loads(body)
+    except Exception as e:
+        raise Fault("Runtime.UnmarshalError", "Unable to unmarshal input: %s" % e)
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+
+def make_error(message: str, error_type: str, stack_trace: list, request_id: str = "") -> dict:
+    return {"errorMessage": message or "", "errorType": error_type or "", "requestId": request_id,
+            "stackTrace": stack_trace or []}
+
+
+def error_from_exception(exc: BaseException, request_id: str = "") -> dict:
+    """Error object for an exception raised by user code, frames of this file at the top removed."""
+    own = error_from_exception.__code__.co_filename
+    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)]
+    for i, frame in enumerate(frames):
+        if frame[0] != own:
+            frames = frames[i:]
+            break
+    # 4-tuples (no column info) so 3.11+ does not add ^^^ marker lines, as in awslambdaric.
+    return make_error(str(exc), type(exc).__name__, traceback.format_list(frames), request_id)
+
+
+def log_error(error: dict, stream) -> None:
+    """Write an error like Lambda's text log sink: one record, lines joined by CR, indentation as NBSP."""
+    line = "[ERROR]"
+    if error["errorType"]:
+        line += " " + error["errorType"]
+    if error["errorMessage"]:
+        line += (":" if error["errorType"] else "") + " " + error["errorMessage"]
+    lines = [line, "Traceback (most recent call last):"]
+    for element in error["stackTrace"]:
+        for text in element.splitlines() or [""]:
+            stripped = text.lstrip(" ")
+            lines.append(NBSP * (len(text) - len(stripped)) + stripped)
+    stream.write("\r".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------- client
+
+
+class _Connection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class RuntimeClient:
+    """Keep-alive HTTP/1.1 client for the Runtime API at ``host:port``."""
+
+    def __init__(self, address: str) -> None:
+        # timeout=None explicitly: /next is a long poll and user code may change socket's default timeout.
+        self._conn = _Connection(address, timeout=None)
+        self._get_headers = {"User-Agent": USER_AGENT}
+        self._post_headers = {
+            ctype: {"User-Agent": USER_AGENT, "Content-Type": ctype}
+            for ctype in ("application/json", "application/unknown")
+        }
+
+    def _request(self, method: str, path: str, body=None, headers=None) -> tuple:
+        conn = self._conn
+        for attempt in (1, 2):
+            try:
+                conn.request(method, path, body, headers)
+                resp = conn.getresponse()
+                return resp.status, resp.headers, resp.read()
+            except ConnectionError:  # includes RemoteDisconnected: a dropped keep-alive connection
+                conn.close()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def next_invocation(self) -> tuple:
+        status, headers, body = self._request("GET", API + "/invocation/next", None, self._get_headers)
+        if status != 200:
+            raise RuntimeError("GET /invocation/next returned %d: %r" % (status, body[:200]))
+        return headers, body
+
+    def post_response(self, request_id: str, body, content_type: str) -> None:
+        self._request("POST", "%s/invocation/%s/response" % (API, request_id), body, self._post_headers[content_type])
+
+    def post_error(self, request_id: str, error: dict) -> None:
+        self._request("POST", "%s/invocation/%s/error" % (API, request_id),
+                      json.dumps(error).encode("utf-8"), self._post_headers["application/json"])
+
+    def post_init_error(self, error: dict) -> None:
+        headers = dict(self._post_headers["application/json"])
+        headers[ERROR_TYPE_HEADER] = error["errorType"]
+        self._request("POST", API + "/init/error", json.dumps(error).encode("utf-8"), headers)
+
+
+# ------------------------------------------------------------------------------------------------ environment
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def setup_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+
+
+def setup_sys_path(task_root: str, runtime_dir: str, script_dir: str) -> None:
+    """[task root, layer dirs] + the interpreter's own entries + [runtime dir (the SDK)], as on Lambda."""
+    rest = list(sys.path)
+    if rest and os.path.realpath(rest[0] or ".") == os.path.realpath(script_dir):
+        del rest[0]
+    head = [task_root, "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2], "/opt/python"]
+    tail = [runtime_dir]
+    sys.path[:] = head + [p for p in rest if p not in head and p not in tail] + tail
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record) -> bool:
+        record.aws_request_id = _request_id
+        return True
+
+
+class LambdaLoggerHandler(logging.Handler):
+    """Root handler writing Lambda's text format to the current ``sys.stdout``."""
+
+    def emit(self, record) -> None:
+        try:
+            sys.stdout.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging() -> None:
+    logging.Formatter.converter = time.gmtime  # Lambda runs in UTC (TZ=:UTC); lamina may not.
+    handler = LambdaLoggerHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%dT%H:%M:%S"))
+    handler.addFilter(_RequestIdFilter())
+    logging.getLogger().addHandler(handler)  # the root level stays at WARNING, as on Lambda
+
+
+def load_handler(spec: str):
+    """Import ``module.function`` (module may be ``dir/mod``); Fault with awslambdaric's types and messages."""
+    try:
+        modname, fname = spec.rsplit(".", 1)
+    except ValueError as e:
+        raise Fault("Runtime.MalformedHandlerName", "Bad handler '%s': %s" % (spec, e))
+    if modname.split(".")[0] in sys.builtin_module_names:
+        raise Fault("Runtime.BuiltInModuleConflict", "Cannot use built-in module %s as a handler module" % modname)
+    try:
+        module = importlib.import_module(modname.replace("/", "."))
+    except ImportError as e:
+        raise Fault("Runtime.ImportModuleError", "Unable to import module '%s': %s" % (modname, e))
+    except SyntaxError as e:
+        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
+        raise Fault("Runtime.UserCodeSyntaxError", "Syntax error in module '%s': %s" % (modname, e), trace)
+    try:
+        return getattr(module, fname)
+    except AttributeError:
+        raise Fault("Runtime.HandlerNotFound", "Handler '%s' missing on module '%s'" % (fname, modname))
+
+
+# ------------------------------------------------------------------------------------------------------ loop
+
+
+def handle_invocation(client: RuntimeClient, handler, request_id: str, headers, body: bytes) -> None:
+    try:
+        context = LambdaContext(request_id, headers)
+        event = _unmarshal(body)
+        payload, content_type = _marshal(handler(event, context))
+    except Fault as f:
+        error = make_error(f.msg, f.error_type, f.trace, request_id)
+    except Exception as e:
+        error = error_from_exception(e, request_id)
+    else:
+        _flush()
+        client.post_response(request_id, payload, content_type)
+        return
+    log_error(error, sys.stdout)
+    _flush()
+    client.post_error(request_id, error)
+
+
+def serve(client: RuntimeClient, handler) -> None:
+    global _request_id
+    environ = os.environ
+    while True:
+        headers, body = client.next_invocation()
+        request_id = headers.get("Lambda-Runtime-Aws-Request-Id") or ""
+        _request_id = request_id
+        trace_id = headers.get("Lambda-Runtime-Trace-Id")
+        if trace_id:
+            environ["_X_AMZN_TRACE_ID"] = trace_id
+        elif "_X_AMZN_TRACE_ID" in environ:
+            del environ["_X_AMZN_TRACE_ID"]
+        handle_invocation(client, handler, request_id, headers, body)
+
+
+def main() -> None:
+    setup_stdio()
+    env = os.environ
+    script_dir = os.path.dirname(os.path.abspath(__file__))
+    task_root = env.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    setup_sys_path(task_root, env.get("LAMBDA_RUNTIME_DIR") or script_dir, script_dir)
+    setup_logging()
+    client = RuntimeClient(env["AWS_LAMBDA_RUNTIME_API"])
+
+    error = None
+    try:
+        handler = load_handler(env.get("_HANDLER", ""))
+    except Fault as f:
+        error = make_error(f.msg, f.error_type, f.trace)
+    except Exception as e:
+        error = error_from_exception(e)
+    if error is not None:
+        logging.warning(UNHANDLED_WARNING)
+        log_error(error, sys.stderr)
+        _flush()
+        try:
+            client.post_init_error(error)
+        except Exception as e:
+            sys.stderr.write("lamina bootstrap: could not post init error: %s\n" % e)
+        sys.exit(1)
+
+    LambdaContext._static = tuple(env.get(name) for name in (
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME"))
+    try:
+        serve(client, handler)
+    except (OSError, http.client.HTTPException, RuntimeError) as e:
+        sys.stderr.write("lamina bootstrap: Runtime API failure: %s\n" % e)
+        _flush()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Runtime registry: each Lambda runtime id -> an interpreter found on this host and how to start it.
+
+Interpreters installed by version managers live under root's home (mode 700), which the sandbox user
+cannot traverse; so an interpreter tree outside /usr is bound into the sandbox at /var/lang (as on
+Lambda) and exec'd there, never through a shim.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PYTHON_BOOTSTRAP = HERE / "python" / "bootstrap.py"
+NODE_BOOTSTRAP = HERE / "node" / "bootstrap.mjs"
+
+PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+NODE_MAJORS = ("18", "20", "22", "24")
+PROVIDED = ("provided.al2023", "provided.al2", "provided")
+#: Lambda bundles the AWS SDK in /var/runtime for Python functions; these are its top-level modules.
+PYTHON_SDK_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Runtime:
+    """A runtime id made concrete on this host."""
+
+    id: str
+    family: str  # python | nodejs | provided
+    #: Host path of the interpreter binary (None for provided runtimes).
+    interpreter: Path | None = None
+    #: Interpreter tree to bind at /var/lang when it is not already under /usr.
+    lang_root: Path | None = None
+    #: Files for /var/runtime: (host path, name inside /var/runtime).
+    runtime_files: tuple[tuple[Path, str], ...] = ()
+
+    @property
+    def execution_env(self) -> str | None:
+        return None if self.family == "provided" else f"AWS_Lambda_{self.id}"
+
+    def interpreter_in(self, lang_dir: str | None) -> str:
+        """Path of the interpreter as the sandbox sees it (lang_dir is where lang_root is mounted)."""
+        assert self.interpreter is not None
+        if self.lang_root is None or lang_dir is None:
+            return str(self.interpreter)
+        return f"{lang_dir}/{self.interpreter.relative_to(self.lang_root)}"
+
+
+def _under_usr(path: Path) -> bool:
+    return path.parts[:2] == ("/", "usr")
+
+
+def _python_candidates(version: str) -> list[Path]:
+    roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv"), "/root/.pyenv"]
+    found: list[Path] = []
+    base = Path(sys.base_prefix) / "bin" / f"python{version}"
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        found.append(base)
+    for root in dict.fromkeys(r for r in roots if r):
+        for prefix in sorted(glob.glob(f"{root}/versions/{version}.*"), reverse=True):
+            found.append(Path(prefix) / "bin" / f"python{version}")
+    found += [Path(f"/usr/local/bin/python{version}"), Path(f"/usr/bin/python{version}")]
+    return found
+
+
+def _sdk_files() -> tuple[tuple[Path, str], ...]:
+    files: list[tuple[Path, str]] = []
+    for name in PYTHON_SDK_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:
+            files.append((Path(list(spec.submodule_search_locations)[0]), name))
+        elif spec.origin:
+            files.append((Path(spec.origin), Path(spec.origin).name))
+    return tuple(files)
+
+
+def _find_python(version: str, sdk: tuple[tuple[Path, str], ...]) -> Runtime | None:
+    for candidate in _python_candidates(version):
+        try:
+            real = candidate.resolve(strict=True)
+        except OSError:
+            continue
+        if not os.access(real, os.X_OK) or "shims" in real.parts:
+            continue
+        prefix = real.parent.parent
+        lang_root = None if _under_usr(real) else prefix
+        files = ((PYTHON_BOOTSTRAP, "bootstrap.py"),) + sdk
+        return Runtime(f"python{version}", "python", real, lang_root, files)
+    return None
+
+
+def _find_node() -> list[Runtime]:
+    path = shutil.which("node")
+    if not path:
+        return []
+    real = Path(path).resolve()
+    try:
+        out = subprocess.run([str(real), "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    match = re.match(r"v(\d+)\.", out.stdout.strip())
+    if not match or match.group(1) not in NODE_MAJORS:
+        return []
+    lang_root = None if _under_usr(real) else real.parent.parent
+    files = ((NODE_BOOTSTRAP, "bootstrap.mjs"),)
+    return [Runtime(f"nodejs{match.group(1)}.x", "nodejs", real, lang_root, files)]
+
+
+class RuntimeRegistry:
+    def __init__(self, runtimes: list[Runtime]) -> None:
+        self._by_id = {r.id: r for r in runtimes}
+
+    @classmethod
+    def discover(cls) -> RuntimeRegistry:
+        sdk = _sdk_files()
+        found = [r for v in PYTHON_VERSIONS if (r := _find_python(v, sdk)) is not None]
+        found += _find_node()
+        found += [Runtime(rid, "provided") for rid in PROVIDED]
+        return cls(found)
+
+    def get(self, runtime_id: str) -> Runtime | None:
+        return self._by_id.get(runtime_id)
+
+    def ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def all(self) -> list[Runtime]:
+        return list(self._by_id.values())

@@ -1,0 +1,99 @@
+"""The sandbox seam: what an execution environment needs, and the drivers that make one.
+
+A driver turns a SandboxSpec into one running process tree whose stdout/stderr go to a given fd.
+Drivers differ in how much they enforce (see `protections`); the contract stays the same: the
+runtime sees LAMBDA_TASK_ROOT (read-only code), LAMBDA_RUNTIME_DIR (bootstrap + SDK) and a private
+/tmp, and talks to AWS_LAMBDA_RUNTIME_API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from lamina.runtimes.registry import Runtime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Layout:
+    """Where things are, as the process inside the sandbox sees them."""
+
+    task_root: str
+    runtime_dir: str
+    lang_dir: str | None
+    opt_dir: str
+    tmp_dir: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    env_id: str
+    uid: int
+    code_dir: Path
+    runtime: Runtime
+    env: dict[str, str]
+    tmp_mb: int
+    memory_mb: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Protection:
+    name: str
+    enforced: bool
+    why: str
+
+
+class SandboxDriver(Protocol):
+    name: str
+    #: Generations between the process spawn() returns and the runtime process itself.
+    runtime_depth: int
+
+    def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
+        """Start the environment's process tree; raises SandboxError when it cannot."""
+
+    def cleanup(self, spec: SandboxSpec) -> None:
+        """Remove what spawn left on the host (idempotent)."""
+
+    def protections(self) -> list[Protection]:
+        """What this driver enforces here, and why not where it does not."""
+
+
+def command_for(runtime: Runtime, layout: Layout) -> list[str]:
+    """argv of the runtime process inside the sandbox."""
+    if runtime.family == "python":
+        return [runtime.interpreter_in(layout.lang_dir), "-S", "-B", f"{layout.runtime_dir}/bootstrap.py"]
+    if runtime.family == "nodejs":
+        return [runtime.interpreter_in(layout.lang_dir), f"{layout.runtime_dir}/bootstrap.mjs"]
+    return [f"{layout.task_root}/bootstrap"]
+
+
+def environment_for(spec: SandboxSpec, layout: Layout) -> dict[str, str]:
+    """The full environment: user variables below the platform's, as Lambda orders them."""
+    runtime = spec.runtime
+    lang_bin = [f"{layout.lang_dir}/bin"] if layout.lang_dir and runtime.lang_root else []
+    lang_lib = [f"{layout.lang_dir}/lib"] if layout.lang_dir and runtime.lang_root else []
+    path = ":".join(lang_bin + ["/usr/local/bin", "/usr/bin/", "/bin", f"{layout.opt_dir}/bin"])
+    ld_path = ":".join(
+        lang_lib + ["/lib64", "/usr/lib64", layout.runtime_dir, f"{layout.runtime_dir}/lib",
+                    layout.task_root, f"{layout.task_root}/lib", f"{layout.opt_dir}/lib"]
+    )
+    env = {"LANG": "en_US.UTF-8", "TZ": ":UTC", "PATH": path, "LD_LIBRARY_PATH": ld_path}
+    if runtime.family == "nodejs":
+        env["NODE_PATH"] = (
+            f"{layout.opt_dir}/nodejs/node{runtime.id[6:-2]}/node_modules:"
+            f"{layout.opt_dir}/nodejs/node_modules:{layout.runtime_dir}/node_modules"
+        )
+    env.update(spec.env)
+    env.update(
+        {
+            "LAMBDA_TASK_ROOT": layout.task_root,
+            "LAMBDA_RUNTIME_DIR": layout.runtime_dir,
+            "TMPDIR": layout.tmp_dir,
+            "HOME": layout.tmp_dir,
+        }
+    )
+    if lang_lib:  # the interpreter's own libraries must win over the host's copies
+        env["LD_LIBRARY_PATH"] = ":".join(lang_lib + [env["LD_LIBRARY_PATH"]])
+    return env

@@ -1,0 +1,423 @@
+"""One execution environment: a sandboxed runtime process, its Runtime API endpoint, its logs.
+
+The environment serves one function version, one invocation at a time. The platform side calls
+`invoke()`; the Runtime API side calls `next()`, `respond()`, `fail()` and `init_failed()`. The
+pure state table lives in runtime_api/state.py; this module only feeds it events and carries out the
+I/O around them (process, pipe, timers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from lamina.clock import Clock
+from lamina.errors import FunctionErrorType
+from lamina.model import FunctionConfig, Invocation
+from lamina.runtime_api.state import EnvEvent, EnvState, InvalidStateTransition, transition
+from lamina.sandbox.base import SandboxDriver, SandboxSpec
+
+LOG_TAIL_BYTES = 4096
+MAX_RESPONSE_BYTES = 6_291_556
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    """How one invocation ended, from the platform's point of view."""
+
+    payload: bytes
+    content_type: str = "application/json"
+    error_type: str | None = None  # the REPORT line's / caller's function error, None on success
+    status: str = "success"  # success | error | timeout | crash | init-error
+    log_tail: bytes = b""
+    duration_ms: float = 0.0
+    init_ms: float | None = None
+    max_memory_mb: int = 0
+
+
+class LogSink(Protocol):
+    def write(self, function: str, stream: str, text: str) -> None: ...
+
+
+class Endpoint(Protocol):
+    port: int
+
+    def close(self) -> None: ...
+
+
+def platform_error(error_type: str, request_id: str, text: str) -> bytes:
+    message = f"RequestId: {request_id} Error: {text}"
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def _iso_now(clock: Clock) -> str:
+    t = dt.datetime.fromtimestamp(clock.time(), tz=dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+class Environment:
+    def __init__(
+        self,
+        env_id: str,
+        config: FunctionConfig,
+        spec: SandboxSpec,
+        driver: SandboxDriver,
+        clock: Clock,
+        sink: LogSink,
+        on_change: Callable[[Environment], None],
+    ) -> None:
+        self.id = env_id
+        self.config = config
+        self.spec = spec
+        self.state = EnvState.INIT
+        self.port = 0
+        self.init_ms: float | None = None
+        self.idle_since = clock.monotonic()
+        self.log_stream = (
+            dt.datetime.fromtimestamp(clock.time(), tz=dt.timezone.utc).strftime("%Y/%m/%d/")
+            + f"[{config.version}]{env_id}"
+        )
+        self._driver = driver
+        self._clock = clock
+        self._sink = sink
+        self._on_change = on_change
+        self._process: subprocess.Popen[bytes] | None = None
+        self._endpoint: Endpoint | None = None
+        self._pipe_r = -1
+        self._pidfd = -1
+        self._runtime_pid = 0
+        self._started = 0.0
+        self._next_waiter: asyncio.Future[Invocation] | None = None
+        self._current: Invocation | None = None
+        self._current_written = False
+        self._outcome: asyncio.Future[Outcome] | None = None
+        self._invoke_started = 0.0
+        self._deadline_ms = 0
+        self._output = bytearray()
+        self._init_output = bytearray()  # what the runtime printed before its first /next
+        self._init_error: tuple[bytes, str] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self.exit_status: int | None = None
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, open_endpoint: Callable[[Environment], Awaitable[Endpoint]]) -> None:
+        """Open the Runtime API endpoint and spawn the runtime; returns once the process is running."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._endpoint = await open_endpoint(self)
+        self.port = self._endpoint.port
+        env = dict(self.spec.env)
+        env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.port}"
+        env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
+        spec = dataclasses.replace(self.spec, env=env)
+        self.spec = spec
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        self._pipe_r = read_fd
+        self._write_platform(
+            f"INIT_START Runtime Version: {self.config.runtime}.v1\t"
+            f"Runtime Version ARN: arn:aws:lambda:{env.get('AWS_REGION', 'us-east-1')}::runtime:"
+            f"{'0' * 64}\n"
+        )
+        self._started = self._clock.monotonic()
+        try:
+            self._process = self._driver.spawn(spec, write_fd)
+        finally:
+            os.close(write_fd)
+        loop.add_reader(read_fd, self._on_output)
+        try:
+            self._pidfd = os.pidfd_open(self._process.pid)
+            loop.add_reader(self._pidfd, self._on_exit)
+        except (AttributeError, OSError):
+            loop.run_in_executor(None, self._process.wait).add_done_callback(
+                lambda _: self._on_exit()
+            )
+
+    async def wait_ready(self) -> None:
+        """Wait for the end of the init phase (the runtime's first /next), or its failure."""
+        assert self._ready is not None
+        await self._ready
+
+    def kill(self) -> None:
+        """Stop the process tree now (idempotent)."""
+        proc = self._process
+        if proc is not None and proc.returncode is None:
+            for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), lambda: proc.kill()):
+                try:
+                    kill()
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in (EnvState.DEAD, EnvState.INIT_FAILED)
+
+    # platform side -----------------------------------------------------------------------------
+
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        """Run one invocation in this (IDLE) environment, within the function's timeout."""
+        loop = asyncio.get_running_loop()
+        self.state = transition(self.state, EnvEvent.DELIVER)
+        self._current = invocation
+        self._current_written = False
+        self._outcome = loop.create_future()
+        self._output.clear()
+        self._invoke_started = self._clock.monotonic()
+        self._deadline_ms = int((self._clock.time() + self.config.timeout_s) * 1000)
+        waiter, self._next_waiter = self._next_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(invocation)
+            self._current_written = True
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                outcome = await asyncio.shield(self._outcome)
+        except TimeoutError:
+            outcome = self._timed_out(invocation)
+        return outcome
+
+    def _timed_out(self, invocation: Invocation) -> Outcome:
+        self.kill()
+        text = f"Task timed out after {self.config.timeout_s:.2f} seconds"
+        self._output += f"{_iso_now(self._clock)} {invocation.request_id} {text}\n".encode()
+        return self._finish(
+            platform_error(FunctionErrorType.TIMEOUT, invocation.request_id, text),
+            "application/json", FunctionErrorType.TIMEOUT, "timeout",
+        )
+
+    def _finish(self, payload: bytes, content_type: str, error_type: str | None, status: str) -> Outcome:
+        """Close the books on the current invocation: platform log lines, tail, duration."""
+        invocation = self._current
+        assert invocation is not None
+        self._drain()
+        duration = (self._clock.monotonic() - self._invoke_started) * 1000
+        rid = invocation.request_id
+        memory = self._max_memory_mb()
+        report = (
+            f"REPORT RequestId: {rid}\tDuration: {duration:.2f} ms\t"
+            f"Billed Duration: {max(1, math.ceil(duration))} ms\t"
+            f"Memory Size: {self.config.memory_mb} MB\tMax Memory Used: {memory} MB\t"
+        )
+        init_ms, self.init_ms = self.init_ms, None
+        if init_ms is not None:
+            report += f"Init Duration: {init_ms:.2f} ms\t"
+        if status != "success":
+            report += f"Status: {'timeout' if status == 'timeout' else 'error'}\t"
+            if status != "timeout" and error_type:
+                report += f"Error Type: {error_type}\t"
+        text = (
+            f"START RequestId: {rid} Version: {self.config.version}\n"
+            + self._output.decode("utf-8", "replace")
+            + f"END RequestId: {rid}\n{report}\n"
+        )
+        self._output.clear()
+        self._sink.write(self.config.name, self.log_stream, text)
+        self._current = None
+        tail = text.encode()[-LOG_TAIL_BYTES:]
+        return Outcome(payload, content_type, error_type, status, tail, duration, init_ms, memory)
+
+    def _settle(self, payload: bytes, content_type: str, error_type: str | None, status: str) -> None:
+        if self._outcome is not None and not self._outcome.done():
+            self._outcome.set_result(self._finish(payload, content_type, error_type, status))
+
+    # runtime side ------------------------------------------------------------------------------
+
+    async def next(self) -> Invocation:
+        """`GET /next`: park until there is an invocation for this runtime."""
+        if self.state is EnvState.INVOKING and self._current is not None and not self._current_written:
+            self._current_written = True  # a runtime that lost its connection asks again
+            return self._current
+        self.state = transition(self.state, EnvEvent.NEXT)
+        loop = asyncio.get_running_loop()
+        self._next_waiter = waiter = loop.create_future()
+        if self.init_ms is None and self._ready is not None and not self._ready.done():
+            self.init_ms = (self._clock.monotonic() - self._started) * 1000
+            self._ready.set_result(None)
+        self.idle_since = self._clock.monotonic()
+        self._on_change(self)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if self._next_waiter is waiter:
+                self._next_waiter = None
+            elif waiter.done() and not waiter.cancelled():
+                self._current_written = False  # delivered to a dead connection: hand it out again
+            raise
+
+    def check_request(self, request_id: str) -> bool:
+        return self._current is not None and self._current.request_id == request_id and (
+            self.state is EnvState.INVOKING
+        )
+
+    def deadline_ms(self) -> int:
+        """Epoch milliseconds at which the current invocation times out."""
+        return self._deadline_ms
+
+    def respond(self, request_id: str, body: bytes, content_type: str) -> None:
+        """`POST /response` (the caller validated the request id)."""
+        if len(body) > MAX_RESPONSE_BYTES:
+            self.too_large()
+            return
+        self.state = transition(self.state, EnvEvent.RESPONSE)
+        self._settle(body, content_type or "application/json", None, "success")
+
+    def too_large(self) -> None:
+        """The runtime's response is over the limit: the caller gets Function.ResponseSizeTooLarge."""
+        self.state = transition(self.state, EnvEvent.RESPONSE)
+        text = f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+        payload = json.dumps({"errorMessage": text, "errorType": FunctionErrorType.RESPONSE_TOO_LARGE})
+        self._settle(payload.encode(), "application/json", FunctionErrorType.RESPONSE_TOO_LARGE, "error")
+
+    def fail(self, request_id: str, body: bytes, error_type: str | None) -> None:
+        """`POST /error`: the function failed; the body goes to the caller verbatim."""
+        self.state = transition(self.state, EnvEvent.ERROR)
+        kind = error_type or _error_type_of(body) or "Runtime.Unknown"
+        self._settle(body, "application/json", kind, "error")
+
+    def init_failed(self, body: bytes, error_type: str | None) -> None:
+        """`POST /init/error`: keep the error for the invocation that waits on this init."""
+        self.state = transition(self.state, EnvEvent.INIT_ERROR)
+        kind = error_type or _error_type_of(body) or "Runtime.Unknown"
+        self._init_error = (body, kind)
+        self.init_ms = (self._clock.monotonic() - self._started) * 1000
+        self._write_platform(
+            f"INIT_REPORT Init Duration: {self.init_ms:.2f} ms\tPhase: init\tStatus: error\t"
+            f"Error Type: {kind}\n"
+        )
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+        self._on_change(self)
+
+    def report_init_failure(self, invocation: Invocation, payload: bytes, error_type: str) -> Outcome:
+        """The invocation that waited on a failed init gets the error, with the init output as its log."""
+        self._current = invocation
+        self._invoke_started = self._clock.monotonic()
+        self._output[:] = self._init_output
+        return self._finish(payload, "application/json", error_type, "init-error")
+
+    def init_error(self) -> tuple[bytes, str] | None:
+        return self._init_error
+
+    # I/O callbacks -----------------------------------------------------------------------------
+
+    def _drain(self) -> bool:
+        """Read everything the runtime has written so far; False at end of file."""
+        while self._pipe_r >= 0:
+            try:
+                chunk = os.read(self._pipe_r, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._close_pipe()
+                return False
+            if self._current is not None:
+                self._output += chunk
+            else:
+                self._sink.write(self.config.name, self.log_stream, chunk.decode("utf-8", "replace"))
+                if self.state in (EnvState.INIT, EnvState.INIT_FAILED) and len(self._init_output) < 65536:
+                    self._init_output += chunk
+        return False
+
+    def _on_output(self) -> None:
+        self._drain()
+
+    def _close_pipe(self) -> None:
+        if self._pipe_r >= 0:
+            asyncio.get_running_loop().remove_reader(self._pipe_r)
+            os.close(self._pipe_r)
+            self._pipe_r = -1
+
+    def _on_exit(self) -> None:
+        proc = self._process
+        assert proc is not None
+        if self._pidfd >= 0:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        status = proc.wait()
+        self.exit_status = status
+        self._drain()
+        self._close_pipe()
+        previous = self.state
+        self.state = transition(self.state, EnvEvent.EXIT)
+        if self._current is not None and previous is EnvState.INVOKING:
+            rid = self._current.request_id
+            text = exit_text(status)
+            self._output += f"RequestId: {rid} Error: {text}\n{FunctionErrorType.EXIT}\n".encode()
+            self._settle(platform_error(FunctionErrorType.EXIT, rid, text), "application/json",
+                         FunctionErrorType.EXIT, "crash")
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+        if self._next_waiter is not None and not self._next_waiter.done():
+            self._next_waiter.cancel()
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
+        self._driver.cleanup(self.spec)
+        self._on_change(self)
+
+    def _write_platform(self, line: str) -> None:
+        self._sink.write(self.config.name, self.log_stream, line)
+
+    def _max_memory_mb(self) -> int:
+        """Peak resident memory of the runtime process (VmHWM), in MB."""
+        pid = self._runtime_pid or self._find_runtime_pid()
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return max(1, math.ceil(int(line.split()[1]) / 1024))
+        except OSError:
+            pass
+        return 0
+
+    def _find_runtime_pid(self) -> int:
+        """The runtime's own process: `depth` generations below the one the driver started."""
+        assert self._process is not None
+        pid = self._process.pid
+        for _ in range(self._driver.runtime_depth):
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    children = f.read().split()
+            except OSError:
+                break
+            if not children:
+                break
+            pid = int(children[0])
+        self._runtime_pid = pid
+        return pid
+
+
+def exit_text(status: int) -> str:
+    if status < 0:
+        return f"Runtime exited with error: signal: {_signal_name(-status)}"
+    if status > 128 and status - 128 in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGTERM):
+        return f"Runtime exited with error: signal: {_signal_name(status - 128)}"
+    if status == 0:
+        return "Runtime exited without providing a reason"
+    return f"Runtime exited with error: exit status {status}"
+
+
+def _signal_name(num: int) -> str:
+    names = {signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted",
+             signal.SIGTERM: "terminated"}
+    return names.get(num, f"signal {num}")
+
+
+def _error_type_of(body: bytes) -> str | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    kind = value.get("errorType") if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) else None

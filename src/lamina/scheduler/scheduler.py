@@ -1,0 +1,277 @@
+"""Which environment serves an invocation: warm reuse, scale-out, keep-alive, retirement.
+
+asyncio glue around the pure decisions in pool.py. One Pool per function version and revision; an
+invocation takes an idle environment of its pool, or waits while new ones start. Every background
+task the scheduler starts is tracked here and cancelled by `aclose()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import os
+import uuid
+from pathlib import Path
+from collections.abc import Awaitable, Callable
+
+from lamina.clock import Clock
+from lamina.errors import FunctionErrorType, SandboxError, ThrottleReason, TooManyRequests
+from lamina.model import FunctionConfig, Invocation
+from lamina.runtime_api.state import EnvState
+from lamina.sandbox.base import SandboxDriver, SandboxSpec
+from lamina.scheduler.environment import Endpoint, Environment, LogSink, Outcome, exit_text, platform_error
+from lamina.scheduler.pool import PoolCounts, expired, to_spawn
+from lamina.runtimes.registry import Runtime
+
+PoolKey = tuple[str, str, str]  # (function name, version, revision id)
+Recipe = tuple[FunctionConfig, Runtime, str, dict[str, str]]  # config, runtime, code dir, env vars
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InitFailure:
+    """The init phase of a new environment failed; the waiting invocation reports it."""
+
+    payload: bytes | None  # what the runtime posted to /init/error, if anything
+    error_type: str
+    text: str = ""
+    environment: Environment | None = None  # the environment that failed, for its log
+
+
+@dataclasses.dataclass(slots=True)
+class Pool:
+    key: PoolKey
+    envs: set[Environment] = dataclasses.field(default_factory=set)
+    idle: list[Environment] = dataclasses.field(default_factory=list)
+    waiters: collections.deque[asyncio.Future[Environment | InitFailure]] = dataclasses.field(
+        default_factory=collections.deque
+    )
+    retired: bool = False
+    #: How to start one more environment of this pool (set by the first invocation that waits).
+    recipe: Recipe | None = None
+
+    def counts(self) -> PoolCounts:
+        starting = sum(1 for e in self.envs if e.state is EnvState.INIT)
+        finishing = sum(1 for e in self.envs if e.state is EnvState.RESPONDED)
+        waiting = sum(1 for w in self.waiters if not w.done())
+        return PoolCounts(len(self.idle), starting, finishing, waiting)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SchedulerStatistics:
+    environments: int
+    idle: int
+    in_flight: int
+
+
+class Scheduler:
+    def __init__(
+        self,
+        driver: SandboxDriver,
+        clock: Clock,
+        sink: LogSink,
+        open_endpoint: Callable[[Environment], Awaitable[Endpoint]],
+        *,
+        uid_base: int,
+        init_timeout_s: float,
+        concurrency_limit: int,
+        keepalive_s: float,
+    ) -> None:
+        self._driver = driver
+        self._clock = clock
+        self._sink = sink
+        self._open_endpoint = open_endpoint
+        self._uid_base = uid_base
+        self._uids = itertools.count()
+        self._init_timeout_s = init_timeout_s
+        self._limit = concurrency_limit
+        self._keepalive_s = keepalive_s
+        self._pools: dict[PoolKey, Pool] = {}
+        self._env_pool: dict[Environment, Pool] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = 0
+
+    # invoke path -------------------------------------------------------------------------------
+
+    async def invoke(
+        self, config: FunctionConfig, runtime: Runtime, code_dir: str, env: dict[str, str],
+        invocation: Invocation,
+    ) -> Outcome:
+        if self.in_flight >= self._limit:
+            raise TooManyRequests(ThrottleReason.ACCOUNT)
+        self.in_flight += 1
+        try:
+            pool = self._pool_for(config)
+            got: Environment | InitFailure
+            if pool.idle:
+                got = pool.idle.pop()
+            else:
+                got = await self._wait_for_env(pool, config, runtime, code_dir, env)
+            if isinstance(got, InitFailure):
+                return self._init_failure_outcome(got, invocation)
+            return await got.invoke(invocation)
+        finally:
+            self.in_flight -= 1
+
+    async def _wait_for_env(
+        self, pool: Pool, config: FunctionConfig, runtime: Runtime, code_dir: str, env: dict[str, str]
+    ) -> Environment | InitFailure:
+        waiter: asyncio.Future[Environment | InitFailure] = asyncio.get_running_loop().create_future()
+        pool.waiters.append(waiter)
+        self._rebalance(pool, (config, runtime, code_dir, env))
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and isinstance(waiter.result(), Environment):
+                self._became_idle(pool, waiter.result())
+            raise
+
+    def _init_failure_outcome(self, failure: InitFailure, invocation: Invocation) -> Outcome:
+        rid = invocation.request_id
+        payload = failure.payload or platform_error(failure.error_type, rid, failure.text)
+        if failure.environment is not None:
+            return failure.environment.report_init_failure(invocation, payload, failure.error_type)
+        return Outcome(payload, "application/json", failure.error_type, "init-error")
+
+    # pools ---------------------------------------------------------------------------------------
+
+    def _pool_for(self, config: FunctionConfig) -> Pool:
+        key = (config.name, config.version, config.revision_id)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Pool(key)
+        return pool
+
+    def _rebalance(self, pool: Pool, recipe: Recipe | None) -> None:
+        if recipe is not None:
+            pool.recipe = recipe
+        recipe = pool.recipe
+        if recipe is None:
+            return
+        room = max(0, self._limit - self._environment_count())
+        for _ in range(to_spawn(pool.counts(), room)):
+            self._spawn(pool, *recipe)
+
+    def _environment_count(self) -> int:
+        return len(self._env_pool)
+
+    def _spawn(self, pool: Pool, config: FunctionConfig, runtime: Runtime, code_dir: str,
+               env_vars: dict[str, str]) -> None:
+        env_id = uuid.uuid4().hex
+        spec = SandboxSpec(
+            env_id=env_id, uid=self._uid_base + next(self._uids) % 60000, code_dir=Path(code_dir),
+            runtime=runtime, env=env_vars, tmp_mb=config.ephemeral_storage_mb, memory_mb=config.memory_mb,
+        )
+        environment = Environment(env_id, config, spec, self._driver, self._clock, self._sink, self._changed)
+        pool.envs.add(environment)
+        self._env_pool[environment] = pool
+        self._start_task(self._boot(pool, environment))
+
+    async def _boot(self, pool: Pool, environment: Environment) -> None:
+        spec = environment.spec
+        if spec.runtime.family == "provided" and not os.access(spec.code_dir / "bootstrap", os.X_OK):
+            pool.envs.discard(environment)
+            self._env_pool.pop(environment, None)
+            self._fail_first_waiter(pool, InitFailure(
+                None, FunctionErrorType.INVALID_ENTRYPOINT,
+                "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"))
+            return
+        try:
+            await environment.start(self._open_endpoint)
+        except SandboxError as exc:
+            pool.envs.discard(environment)
+            self._env_pool.pop(environment, None)
+            self._fail_first_waiter(pool, InitFailure(None, FunctionErrorType.SANDBOX_FAILURE, str(exc)))
+            return
+        try:
+            async with asyncio.timeout(self._init_timeout_s):
+                await environment.wait_ready()
+        except TimeoutError:
+            environment.init_ms = self._init_timeout_s * 1000  # ends the init phase: one report only
+            self._fail_first_waiter(pool, InitFailure(
+                None, FunctionErrorType.TIMEOUT, f"Task timed out after {self._init_timeout_s:.2f} seconds",
+                environment))
+            environment.kill()
+
+    def _start_task(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _fail_first_waiter(self, pool: Pool, failure: InitFailure) -> None:
+        while pool.waiters:
+            waiter = pool.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(failure)
+                return
+
+    def _changed(self, environment: Environment) -> None:
+        """Called by an environment whenever its state changes in a way the pool cares about."""
+        pool = self._env_pool.get(environment)
+        if pool is None:
+            return
+        state = environment.state
+        if state is EnvState.IDLE:
+            self._became_idle(pool, environment)
+        elif state is EnvState.INIT_FAILED:
+            failure = environment.init_error()
+            assert failure is not None
+            self._fail_first_waiter(pool, InitFailure(failure[0], failure[1], "", environment))
+        elif state is EnvState.DEAD:
+            pool.envs.discard(environment)
+            self._env_pool.pop(environment, None)
+            if environment in pool.idle:
+                pool.idle.remove(environment)
+            if environment.init_ms is None and environment.init_error() is None:
+                text = exit_text(environment.exit_status or 0)
+                self._fail_first_waiter(pool, InitFailure(None, FunctionErrorType.EXIT, text, environment))
+            self._rebalance(pool, None)
+            if not pool.envs and not pool.waiters:
+                self._pools.pop(pool.key, None)
+
+    def _became_idle(self, pool: Pool, environment: Environment) -> None:
+        if pool.retired:
+            environment.kill()
+            return
+        while pool.waiters:
+            waiter = pool.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(environment)
+                return
+        pool.idle.append(environment)
+
+    # maintenance -----------------------------------------------------------------------------
+
+    def retire(self, name: str) -> None:
+        """Stop serving a function's current environments (its code or configuration changed)."""
+        for key, pool in list(self._pools.items()):
+            if key[0] == name:
+                pool.retired = True
+                for environment in pool.idle:
+                    environment.kill()
+                pool.idle.clear()
+
+    def reap(self) -> None:
+        """Stop idle environments whose keep-alive ran out."""
+        now = self._clock.monotonic()
+        for pool in list(self._pools.values()):
+            for index in sorted(expired([e.idle_since for e in pool.idle], now, self._keepalive_s),
+                                reverse=True):
+                pool.idle.pop(index).kill()
+
+    def statistics(self) -> SchedulerStatistics:
+        idle = sum(len(p.idle) for p in self._pools.values())
+        return SchedulerStatistics(len(self._env_pool), idle, self.in_flight)
+
+    async def aclose(self) -> None:
+        for environment in list(self._env_pool):
+            environment.kill()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        deadline = self._clock.monotonic() + 2
+        while self._env_pool and self._clock.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+

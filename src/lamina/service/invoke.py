@@ -1,0 +1,156 @@
+"""The invoke use case: check the request, build the invocation, hand it to the scheduler.
+
+Synchronous invocations return the function's bytes untouched. Event invocations are accepted into
+an in-memory queue here (the durable queue with retries is a separate piece of work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+import os
+import time
+import uuid
+
+from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge, TooManyRequests
+from lamina.model import LATEST, Invocation, InvocationType
+from lamina.scheduler.environment import Outcome
+from lamina.scheduler.scheduler import Scheduler
+from lamina.service.functions import Deployed, FunctionService
+
+SYNC_LIMIT = 6_291_456
+EVENT_LIMIT = 1_048_576
+CLIENT_CONTEXT_LIMIT = 3583
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InvokeRequest:
+    name: str
+    qualifier: str | None
+    payload: bytes
+    invocation_type: InvocationType
+    client_context_b64: str | None = None
+    trace_header: str | None = None
+    region: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InvokeResponse:
+    request_id: str
+    outcome: Outcome | None  # None for Event and DryRun
+    executed_version: str
+
+
+def new_trace_id() -> str:
+    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+
+
+def _check_payload(payload: bytes, invocation_type: InvocationType) -> bytes:
+    if invocation_type is InvocationType.EVENT and len(payload) > EVENT_LIMIT:
+        raise RequestTooLarge(
+            f"{len(payload)} byte payload is too large for the Event invocation type (limit {EVENT_LIMIT} bytes)"
+        )
+    if len(payload) > SYNC_LIMIT:
+        raise RequestTooLarge(f"Request must be smaller than {SYNC_LIMIT} bytes for the InvokeFunction operation")
+    if not payload:
+        return b"{}"
+    try:
+        json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: Could not parse payload into json: {exc}"
+        ) from exc
+    return payload
+
+
+def _client_context(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if len(raw) > CLIENT_CONTEXT_LIMIT:
+        raise InvalidParameterValue("Client context must be smaller than 3583 bytes.")
+    try:
+        text = base64.b64decode(raw, validate=True).decode()
+        json.loads(text)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidParameterValue("Client context must be a valid Base64-encoded JSON object.") from exc
+    return text
+
+
+class InvokeService:
+    def __init__(self, functions: FunctionService, scheduler: Scheduler, region: str) -> None:
+        self._functions = functions
+        self._scheduler = scheduler
+        self._region = region
+        self._background: set[asyncio.Task[None]] = set()
+
+    def environment_for(self, deployed: Deployed) -> dict[str, str]:
+        """The function's environment variables plus the reserved ones (which win)."""
+        config, runtime = deployed.config, deployed.runtime
+        env = dict(config.environment)
+        env.update({
+            "_HANDLER": config.handler,
+            "AWS_REGION": self._region,
+            "AWS_DEFAULT_REGION": self._region,
+            "AWS_LAMBDA_FUNCTION_NAME": config.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": config.version,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_LOG_GROUP_NAME": config.log_group_name,
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        })
+        if runtime.execution_env:
+            env["AWS_EXECUTION_ENV"] = runtime.execution_env
+        if config.log_format == "JSON":
+            env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        return env
+
+    async def invoke(self, request: InvokeRequest) -> InvokeResponse:
+        payload = _check_payload(request.payload, request.invocation_type)
+        deployed = self._functions.deployed(request.name, request.qualifier)
+        config = deployed.config
+        request_id = str(uuid.uuid4())
+        if request.invocation_type is InvocationType.DRY_RUN:
+            return InvokeResponse(request_id, None, config.version)
+        invocation = Invocation(
+            request_id=request_id,
+            payload=payload,
+            invoked_arn=self._functions.arn(request.name, request.qualifier, request.region),
+            trace_id=request.trace_header or new_trace_id(),
+            client_context=(_client_context(request.client_context_b64)
+                            if request.invocation_type is InvocationType.REQUEST_RESPONSE else None),
+        )
+        if request.invocation_type is InvocationType.EVENT:
+            task = asyncio.ensure_future(self._run_event(deployed, invocation))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return InvokeResponse(request_id, None, config.version)
+        outcome = await self._run(deployed, invocation)
+        return InvokeResponse(request_id, outcome, config.version)
+
+    async def _run(self, deployed: Deployed, invocation: Invocation) -> Outcome:
+        return await self._scheduler.invoke(
+            deployed.config, deployed.runtime, str(deployed.code_dir), self.environment_for(deployed),
+            invocation,
+        )
+
+    async def _run_event(self, deployed: Deployed, invocation: Invocation) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self._run(deployed, invocation)
+                return
+            except TooManyRequests:  # throttled events wait their turn; they are not failures
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 300.0)
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+__all__ = ["InvokeRequest", "InvokeResponse", "InvokeService", "LATEST"]

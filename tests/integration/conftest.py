@@ -1,0 +1,95 @@
+"""A real `lamina serve` process on a loopback port, and boto3 clients signed for it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+
+from tests.conftest import free_port
+
+ACCESS_KEY = "LKIATESTKEY000000001"
+SECRET_KEY = "test-secret-key-0000000000000000000000001"
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def client(self, service: str = "lambda", **kw):
+        return boto3.client(
+            service, endpoint_url=self.url, region_name="us-east-1",
+            aws_access_key_id=kw.pop("key", ACCESS_KEY), aws_secret_access_key=kw.pop("secret", SECRET_KEY),
+            config=BotoConfig(retries={"max_attempts": 1}, read_timeout=120), **kw,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = dict(os.environ)
+    env.update({"LAMINA_ACCESS_KEY_ID": ACCESS_KEY, "LAMINA_SECRET_ACCESS_KEY": SECRET_KEY})
+    env.update(extra_env or {})
+    out = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lamina", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=out, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"lamina serve exited: {log_path.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("lamina serve did not start")
+    return Server(f"http://127.0.0.1:{port}", port, data_dir, proc, log_path)
+
+
+def stop_server(server: Server) -> int:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        return server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("lamina")
+    srv = start_server(base / "data", base / "server.log")
+    yield srv
+    code = stop_server(srv)
+    assert code == 0, srv.output()
+
+
+@pytest.fixture(scope="session")
+def lam(server):
+    return server.client()
+
+
+@pytest.fixture
+def fname() -> str:
+    return f"fn-{uuid.uuid4().hex[:12]}"
