@@ -66,6 +66,7 @@ def probe(event, context):
     import boto3
     out["boto3"] = boto3.__version__
     out["uid"] = os.getuid()
+    out["certs_readable"] = os.access("/etc/ssl/certs", os.R_OK) and os.access("/etc/resolv.conf", os.R_OK)
     return out
 '''
 
@@ -243,6 +244,7 @@ def test_sandbox_baseline(lam, server, fname):
     assert body["tmp_ok"] is True
     assert body["boto3"]
     assert body["data_dir_visible"] is False
+    assert body["certs_readable"] is True, "HTTPS clients in functions need the CA bundle"
     if shutil.which("bwrap") and "sandbox: bwrap" in server.output():
         assert body["uid"] != 0
         assert len(body["pids"]) <= 3, body["pids"]

@@ -64,6 +64,7 @@ class BwrapDriver:
                 args += ["--symlink", os.readlink(host), f"/{name}"]
             elif host.is_dir():
                 args += ["--ro-bind", str(host), f"/{name}"]
+        args += ["--dir", "/etc", "--dir", "/var"]  # bwrap would create them 0700 on the way to a bind
         for name in ETC_FILES:
             if os.path.exists(f"/etc/{name}"):
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]

@@ -11,7 +11,6 @@ It must stay a single stdlib-only file that runs unchanged on Python 3.9 through
 
 from __future__ import annotations
 
-import decimal
 import http.client
 import importlib
 import json
@@ -93,14 +92,14 @@ class LambdaContext:
         self.invoked_function_arn = headers.get("Lambda-Runtime-Invoked-Function-Arn")
         self.tenant_id = headers.get("Lambda-Runtime-Aws-Tenant-Id")
         deadline = headers.get("Lambda-Runtime-Deadline-Ms")
-        self._deadline_ms = int(deadline) if deadline else 0
+        self._epoch_deadline_time_in_ms = int(deadline) if deadline else 0
         raw = headers.get("Lambda-Runtime-Client-Context")
         self.client_context = ClientContext(_parse_header(raw, "Client Context")) if raw else None
         raw = headers.get("Lambda-Runtime-Cognito-Identity")
         self.identity = CognitoIdentity(_parse_header(raw, "Cognito Identity") if raw else {})
 
     def get_remaining_time_in_millis(self) -> int:
-        remaining = self._deadline_ms - int(time.time() * 1000)
+        remaining = self._epoch_deadline_time_in_ms - int(time.time() * 1000)
         return remaining if remaining > 0 else 0
 
     def log(self, msg) -> None:
@@ -123,7 +122,9 @@ def _parse_header(raw: str, name: str) -> dict:
 
 
 def _json_default(obj):
-    if isinstance(obj, decimal.Decimal):
+    # A Decimal can only exist if its module was imported: look it up rather than paying its import at init.
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(obj, decimal.Decimal):
         if obj.is_finite() and obj.as_tuple().exponent >= 0:
             return int(obj)
         return float(obj)
@@ -207,21 +208,21 @@ class RuntimeClient:
             for ctype in ("application/json", "application/unknown")
         }
 
-    def _request(self, method: str, path: str, body=None, headers=None) -> tuple:
+    def _roundtrip(self, method: str, path: str, body, headers) -> tuple:
         conn = self._conn
-        for attempt in (1, 2):
-            try:
-                conn.request(method, path, body, headers)
-                resp = conn.getresponse()
-                return resp.status, resp.headers, resp.read()
-            except ConnectionError:  # includes RemoteDisconnected: a dropped keep-alive connection
-                conn.close()
-                if attempt == 2:
-                    raise
-            except BaseException:
-                conn.close()
-                raise
-        raise AssertionError("unreachable")
+        try:
+            conn.request(method, path, body, headers)
+            resp = conn.getresponse()
+            return resp.status, resp.headers, resp.read()  # read() honours Content-Length
+        except BaseException:
+            conn.close()  # leave no half-used connection behind; the next request reconnects
+            raise
+
+    def _request(self, method: str, path: str, body=None, headers=None) -> tuple:
+        try:
+            return self._roundtrip(method, path, body, headers)
+        except ConnectionError:  # includes RemoteDisconnected: the idle keep-alive connection was dropped
+            return self._roundtrip(method, path, body, headers)
 
     def next_invocation(self) -> tuple:
         status, headers, body = self._request("GET", API + "/invocation/next", None, self._get_headers)

@@ -1,0 +1,433 @@
+// lamina's Node.js runtime client: the process that runs inside every execution environment of a
+// nodejsNN.x function. lamina starts it as `node $LAMBDA_RUNTIME_DIR/bootstrap.mjs` (cwd = task root).
+//
+// It does what AWS's runtime interface client (aws-lambda-nodejs-runtime-interface-client) does,
+// on Node built-ins only:
+//   * init: load the module named by _HANDLER from LAMBDA_TASK_ROOT (CommonJS or ES module) and
+//     report failures to /runtime/init/error (Runtime.ImportModuleError, ...), then exit 129;
+//   * loop: GET /runtime/invocation/next, call the handler (async, sync or callback style), POST
+//     the result to /invocation/{id}/response or the error to /invocation/{id}/error;
+//   * console: console.* writes "<ISO time>\t<request id>\t<LEVEL>\t<message>" lines to stdout
+//     (or JSON records when AWS_LAMBDA_LOG_FORMAT=JSON), flushed before each result is posted.
+// Paths always come from the environment: in lamina's fallback mode they are host paths.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import util from 'node:util';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+
+const env = process.env;
+const API = env.AWS_LAMBDA_RUNTIME_API ?? '127.0.0.1:9001';
+const API_HOST = API.slice(0, API.lastIndexOf(':'));
+const API_PORT = Number(API.slice(API.lastIndexOf(':') + 1));
+const RUNTIME = '/2018-06-01/runtime';
+const TASK_ROOT = path.resolve(env.LAMBDA_TASK_ROOT || process.cwd());
+const USER_AGENT = `lamina-nodejs/${process.versions.node}`;
+const REQUEST_ID = Symbol.for('aws.lambda.runtime.requestId');
+
+// ---------------------------------------------------------------------------------------------
+// Runtime API client: one keep-alive socket with Nagle off; requests are strictly sequential.
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+const connect = agent.createConnection;
+agent.createConnection = function (options, callback) {
+  const socket = connect.call(this, options, callback);
+  socket.setNoDelay(true);
+  return socket;
+};
+
+/** One request to the Runtime API; resolves to {status, headers, body} once the reply has ended.
+ *  `viaAgent: false` uses a fresh connection (needed while a long-polling /next holds the agent). */
+function call(method, urlPath, body, headers = {}, viaAgent = true) {
+  return new Promise((resolve, reject) => {
+    if (body !== undefined) {
+      headers['Content-Type'] ??= 'application/json';
+      headers['Content-Length'] = Buffer.byteLength(body);
+    }
+    headers['User-Agent'] = USER_AGENT;
+    const req = http.request(
+      { host: API_HOST, port: API_PORT, method, path: urlPath, headers, agent: viaAgent ? agent : false },
+      (res) => {
+        const chunks = [];
+        res.on('data', (chunk) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors, shaped like the RIC's.
+
+class RuntimeError extends Error {
+  constructor(type, message, stack) {
+    super(message);
+    this.name = type; // the stack header is rendered lazily, so it reads "<type>: <message>"
+    if (stack !== undefined) this.stack = stack;
+  }
+}
+
+const isErrorLike = (e) =>
+  util.types.isNativeError(e) ||
+  (e != null && typeof e.name === 'string' && typeof e.message === 'string' && typeof e.stack === 'string');
+
+/** The JSON body POSTed to /error: {errorType, errorMessage, trace}. */
+function errorBody(err) {
+  try {
+    if (isErrorLike(err)) {
+      return {
+        errorType: err.name || err.constructor?.name || 'Error',
+        errorMessage: err.message,
+        trace: typeof err.stack === 'string' ? err.stack.split('\n') : [],
+      };
+    }
+    return { errorType: typeof err, errorMessage: String(err), trace: [] };
+  } catch {
+    return {
+      errorType: 'handled',
+      errorMessage:
+        'callback called with Error argument, but there was a problem while retrieving one or more of its message, name, and stack',
+      trace: [],
+    };
+  }
+}
+
+/** "\t{json}" with name, message, code, own enumerable fields and the stack as an array (RIC's toFormatted). */
+function formatted(err) {
+  const replacer = (_key, value) => {
+    if (!(value instanceof Error)) return value;
+    const out = { errorType: value.name, errorMessage: value.message, code: value.code, ...value };
+    if (typeof value.stack === 'string') out.stack = value.stack.split('\n');
+    return out;
+  };
+  try {
+    return '\t' + JSON.stringify(err, replacer);
+  } catch {
+    return '\t' + JSON.stringify(errorBody(err));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console: one write per call; stdout writes to a pipe or file complete synchronously on Linux,
+// and stdioFlushed() covers the rare case where the kernel buffer was full.
+
+const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
+const MIN_LEVEL = LEVELS[(env.AWS_LAMBDA_LOG_LEVEL ?? '').toUpperCase()] ?? LEVELS.TRACE;
+const JSON_LOGS = (env.AWS_LAMBDA_LOG_FORMAT ?? '').toUpperCase() === 'JSON';
+
+function logLine(level, args) {
+  const time = new Date().toISOString();
+  const requestId = globalThis[REQUEST_ID];
+  if (!JSON_LOGS) return `${time}\t${requestId}\t${level}\t${util.format(...args)}\n`;
+  const record = { timestamp: time, level, requestId };
+  const error = args.find((a) => a instanceof Error);
+  record.message = args.length === 1 && !error ? args[0] : util.format(...args);
+  if (error) {
+    record.errorType = error.constructor?.name ?? 'UnknownError';
+    record.errorMessage = error.message;
+    record.stackTrace = typeof error.stack === 'string' ? error.stack.split('\n') : [];
+  }
+  try {
+    return JSON.stringify(record) + '\n';
+  } catch {
+    record.message = util.format(...args);
+    return JSON.stringify(record) + '\n';
+  }
+}
+
+const logger = (level) =>
+  LEVELS[level] >= MIN_LEVEL ? (...args) => void process.stdout.write(logLine(level, args)) : () => {};
+console.trace = logger('TRACE');
+console.debug = logger('DEBUG');
+console.info = console.log = logger('INFO');
+console.warn = logger('WARN');
+console.error = logger('ERROR');
+console.fatal = logger('FATAL');
+
+/** "<label> \t{json}" on the ERROR level, as the RIC logs invoke and init failures. */
+function logError(label, err) {
+  const error = err instanceof Error ? err : new Error(String(err));
+  if (JSON_LOGS) console.error(error);
+  else console.error(label, formatted(error));
+}
+
+/** null when stdout/stderr have nothing buffered (the usual case), else a promise for the flush. */
+function stdioFlushed() {
+  const pending = [process.stdout, process.stderr].filter((s) => s.writableLength > 0);
+  if (pending.length === 0) return null;
+  return Promise.all(pending.map((s) => new Promise((resolve) => s.write('', resolve))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Posting results.
+
+async function postResponse(id, result) {
+  let body;
+  try {
+    body = JSON.stringify(result === undefined ? null : result);
+  } catch {
+    return postError(id, new Error('Unable to stringify response body'));
+  }
+  await stdioFlushed();
+  await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/response`, body);
+}
+
+async function postError(id, err, { log = true, viaAgent = true } = {}) {
+  if (log) logError('Invoke Error', err);
+  await stdioFlushed();
+  const body = JSON.stringify(errorBody(err));
+  await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/error`, body, {}, viaAgent);
+}
+
+async function postInitError(err) {
+  const payload = errorBody(err);
+  await stdioFlushed();
+  await call('POST', `${RUNTIME}/init/error`, JSON.stringify(payload), {
+    'Lambda-Runtime-Function-Error-Type': payload.errorType,
+  }, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading the handler.
+
+const isFile = (file) => fs.statSync(file, { throwIfNoEntry: false })?.isFile() ?? false;
+
+/** Nearest package.json, from `dir` up to the task root (or "/" for code outside it), says "type": "module". */
+function packageIsModule(dir) {
+  const insideTaskRoot = dir === TASK_ROOT || dir.startsWith(TASK_ROOT + path.sep);
+  for (;;) {
+    if (path.basename(dir) === 'node_modules') return false;
+    const manifest = path.join(dir, 'package.json');
+    if (isFile(manifest)) {
+      try {
+        return JSON.parse(fs.readFileSync(manifest, 'utf8'))?.type === 'module';
+      } catch (e) {
+        console.warn(`${manifest} cannot be read, it will be ignored for ES module detection purposes.`, e);
+        return false;
+      }
+    }
+    const parent = path.dirname(dir);
+    if ((insideTaskRoot && dir === TASK_ROOT) || parent === dir) return false;
+    dir = parent;
+  }
+}
+
+const isEsm = (file) =>
+  file.endsWith('.mjs') || (file.endsWith('.js') && packageIsModule(path.dirname(file)));
+
+async function loadFile(file) {
+  if (isEsm(file)) return import(pathToFileURL(file).href);
+  try {
+    return createRequire(file)(file);
+  } catch (e) {
+    // Node decided it is an ES module after all (a package.json above the task root).
+    if (e?.code === 'ERR_REQUIRE_ESM') return import(pathToFileURL(file).href);
+    throw e;
+  }
+}
+
+async function loadModule(moduleRoot, name) {
+  const base = path.resolve(TASK_ROOT, moduleRoot, name);
+  try {
+    for (const ext of ['', '.js', '.mjs', '.cjs']) {
+      if (isFile(base + ext)) return await loadFile(base + ext);
+    }
+    // Last resort, like the RIC: node resolution (node_modules, NODE_PATH) from the task root.
+    const resolved = createRequire(import.meta.url).resolve(name, {
+      paths: [TASK_ROOT, path.resolve(TASK_ROOT, moduleRoot)],
+    });
+    return await loadFile(resolved);
+  } catch (e) {
+    if (e instanceof SyntaxError) throw new RuntimeError('Runtime.UserCodeSyntaxError', String(e), e.stack);
+    if (e?.code === 'MODULE_NOT_FOUND' || e?.code === 'ERR_MODULE_NOT_FOUND') {
+      throw new RuntimeError('Runtime.ImportModuleError', String(e));
+    }
+    throw e;
+  }
+}
+
+const CALLBACK_REMOVED =
+  'ERROR: AWS Lambda has removed support for callback-based function handlers starting with Node.js 24. You need to modify this function to use a supported handler signature to use Node.js 24 or later. For more information see https://docs.aws.amazon.com/lambda/latest/dg/nodejs-handler.html.';
+
+/** `_HANDLER` = "dir/file.export": the file is everything up to the last dot of the last segment. */
+async function loadHandler() {
+  const full = env._HANDLER ?? '';
+  if (full.includes('..')) {
+    throw new RuntimeError(
+      'Runtime.MalformedHandlerName',
+      `'${full}' is not a valid handler name. Use absolute paths when specifying root directories in handler names.`,
+    );
+  }
+  const base = path.basename(full);
+  const moduleRoot = full.slice(0, full.length - base.length);
+  const dot = base.lastIndexOf('.');
+  if (dot < 1 || dot === base.length - 1) throw new RuntimeError('Runtime.MalformedHandlerName', 'Bad handler');
+
+  const mod = await loadModule(moduleRoot, base.slice(0, dot));
+  const handler = mod?.[base.slice(dot + 1)];
+  if (!handler) throw new RuntimeError('Runtime.HandlerNotFound', `${full} is undefined or not exported`);
+  if (typeof handler !== 'function') throw new RuntimeError('Runtime.HandlerNotFound', `${full} is not a function`);
+  const major = Number(/nodejs(\d+)/.exec(env.AWS_EXECUTION_ENV ?? '')?.[1] ?? 0);
+  if (major >= 24 && handler.length >= 3) throw new RuntimeError('Runtime.CallbackHandlerDeprecated', CALLBACK_REMOVED);
+  return handler;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invocations.
+
+/** The invocation whose result has not been posted yet (for crash reports), or null. */
+let pending = null;
+/** Runs when the event loop drains: callbackWaitsForEmptyEventLoop, or a handler that never answers. */
+let onEmptyLoop = null;
+process.on('beforeExit', () => {
+  const run = onEmptyLoop;
+  onEmptyLoop = null;
+  run?.();
+});
+
+function parseJson(text, name) {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`Cannot parse ${name} as json: ${e}`);
+  }
+}
+
+/** Runs one invocation; resolves once its result or error has been posted. */
+function invoke(handler, headers, body) {
+  const id = headers['lambda-runtime-aws-request-id'];
+  const deadline = Number(headers['lambda-runtime-deadline-ms']);
+  globalThis[REQUEST_ID] = id;
+  const traceId = headers['lambda-runtime-trace-id'];
+  if (traceId) env._X_AMZN_TRACE_ID = traceId;
+  else delete env._X_AMZN_TRACE_ID;
+
+  return new Promise((resolve, reject) => {
+    const invocation = { id };
+    pending = invocation;
+    let claimed = false; // the first of callback / done / succeed / fail / returned value wins
+    const claim = () => !claimed && (claimed = true);
+    const settle = (err, result) => {
+      onEmptyLoop = null;
+      if (pending === invocation) pending = null;
+      (err != null ? postError(id, err) : postResponse(id, result)).then(resolve, reject);
+    };
+    const done = (err, result) => claim() && settle(err, result);
+    let waitForEmptyLoop = true;
+    const callback = (err, result) => {
+      if (!claim()) return;
+      if (err != null || !waitForEmptyLoop) settle(err, result);
+      else onEmptyLoop = () => settle(null, result);
+    };
+
+    let event, context;
+    try {
+      try {
+        event = JSON.parse(body);
+      } catch (e) {
+        throw new RuntimeError('Runtime.UnmarshalError', `Unable to parse event: ${e.message}`);
+      }
+      context = {
+        get callbackWaitsForEmptyEventLoop() {
+          return waitForEmptyLoop;
+        },
+        set callbackWaitsForEmptyEventLoop(value) {
+          waitForEmptyLoop = value;
+        },
+        succeed: (result) => done(null, result),
+        fail: (err) => done(err ?? 'handled'),
+        done,
+        functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+        functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+        invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+        memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+        awsRequestId: id,
+        logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+        logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+        identity: parseJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
+        clientContext: parseJson(headers['lambda-runtime-client-context'], 'ClientContext'),
+        getRemainingTimeInMillis: () => deadline - Date.now(),
+      };
+      if (headers['lambda-runtime-aws-tenant-id']) context.tenantId = headers['lambda-runtime-aws-tenant-id'];
+    } catch (e) {
+      done(e);
+      return;
+    }
+
+    const callbackStyle = handler.length >= 3;
+    // If the loop drains with no answer: async handlers fail, others answer null (as the RIC does).
+    onEmptyLoop = util.types.isAsyncFunction(handler)
+      ? () => done(new RuntimeError('Runtime.NodeJsExit', 'Error: Runtime exited without providing a reason'))
+      : () => done(null, null);
+    try {
+      const result = callbackStyle ? handler(event, context, callback) : handler(event, context);
+      if (typeof result?.then === 'function') {
+        result.then((value) => done(null, value), (err) => done(err ?? 'handled'));
+      } else if (!callbackStyle) {
+        done(null, result);
+      }
+    } catch (err) {
+      done(err ?? 'handled');
+    }
+  });
+}
+
+async function loop(handler) {
+  for (;;) {
+    const next = await call('GET', `${RUNTIME}/invocation/next`);
+    if (next.status !== 200) throw new Error(`GET /invocation/next answered ${next.status}: ${next.body}`);
+    await invoke(handler, next.headers, next.body);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crashes and start-up.
+
+let initialized = false;
+let crashing = false;
+
+/** An uncaught error: report it (init error, or the pending invocation's error), then exit. */
+async function crash(label, err, code) {
+  if (crashing) return;
+  crashing = true;
+  try {
+    logError(label, err);
+    if (!initialized) await postInitError(err);
+    else if (pending) await postError(pending.id, err, { log: false, viaAgent: false });
+  } catch (e) {
+    process.stderr.write(`lamina bootstrap: could not report the error: ${e}\n`);
+  } finally {
+    await stdioFlushed();
+    process.exit(code);
+  }
+}
+
+process.on('uncaughtException', (err) => crash('Uncaught Exception', err, 129));
+process.on('unhandledRejection', (reason) => {
+  const err = new RuntimeError('Runtime.UnhandledPromiseRejection', String(reason));
+  err.reason = reason;
+  crash('Unhandled Promise Rejection', err, 128);
+});
+
+let handler = null;
+try {
+  handler = await loadHandler();
+} catch (err) {
+  await crash('Uncaught Exception', err, 129); // exits
+}
+if (handler && !crashing) {
+  initialized = true;
+  loop(handler).catch(async (err) => {
+    process.stderr.write(`lamina bootstrap: Runtime API failure: ${err?.stack ?? err}\n`);
+    await stdioFlushed();
+    process.exit(1);
+  });
+}
