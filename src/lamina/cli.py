@@ -34,7 +34,12 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, sandbox: st
         config = config_mod.load(host=host, port=port, data_dir=data_dir, sandbox=sandbox)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    asyncio.run(_serve(config))
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(config))
+    else:
+        uvloop.run(_serve(config))
 
 
 async def _serve(config: config_mod.Config) -> None:

@@ -214,7 +214,9 @@ def _request_timestamp(header_map: dict[str, list[str]]) -> str | None:
 def _parse_timestamp(timestamp: str) -> datetime:
     try:
         if _TIMESTAMP.fullmatch(timestamp):
-            return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+            t = timestamp  # YYYYMMDDTHHMMSSZ; strptime is ten times slower on this hot path
+            return datetime(int(t[0:4]), int(t[4:6]), int(t[6:8]), int(t[9:11]), int(t[11:13]), int(t[13:15]),
+                            tzinfo=UTC)
     except ValueError:
         pass
     raise IncompleteSignature(

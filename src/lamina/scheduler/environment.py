@@ -94,6 +94,7 @@ class Environment:
         self._pipe_r = -1
         self._pidfd = -1
         self._runtime_pid = 0
+        self._status_fd = -1
         self._started = 0.0
         self._next_waiter: asyncio.Future[Invocation] | None = None
         self._current: Invocation | None = None
@@ -340,6 +341,9 @@ class Environment:
     def _on_exit(self) -> None:
         proc = self._process
         assert proc is not None
+        if self._status_fd >= 0:
+            os.close(self._status_fd)
+            self._status_fd = -1
         if self._pidfd >= 0:
             asyncio.get_running_loop().remove_reader(self._pidfd)
             os.close(self._pidfd)
@@ -370,16 +374,20 @@ class Environment:
         self._sink.write(self.config.name, self.log_stream, line)
 
     def _max_memory_mb(self) -> int:
-        """Peak resident memory of the runtime process (VmHWM), in MB."""
-        pid = self._runtime_pid or self._find_runtime_pid()
+        """Peak resident memory of the runtime process (VmHWM), in MB; the status file stays open."""
+        if self._status_fd < 0:
+            try:
+                self._status_fd = os.open(f"/proc/{self._find_runtime_pid()}/status", os.O_RDONLY)
+            except OSError:
+                return 0
         try:
-            with open(f"/proc/{pid}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"VmHWM:"):
-                        return max(1, math.ceil(int(line.split()[1]) / 1024))
+            text = os.pread(self._status_fd, 4096, 0)
         except OSError:
-            pass
-        return 0
+            return 0
+        at = text.find(b"VmHWM:")
+        if at < 0:
+            return 0
+        return max(1, math.ceil(int(text[at + 6:text.index(b"kB", at)]) / 1024))
 
     def _find_runtime_pid(self) -> int:
         """The runtime's own process: `depth` generations below the one the driver started."""

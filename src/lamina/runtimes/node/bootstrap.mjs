@@ -69,7 +69,9 @@ function call(method, urlPath, body, headers = {}, viaAgent = true) {
 class RuntimeError extends Error {
   constructor(type, message, stack) {
     super(message);
-    this.name = type; // the stack header is rendered lazily, so it reads "<type>: <message>"
+    // Not enumerable (so it stays out of logged JSON); the stack header is rendered lazily and
+    // still reads "<type>: <message>".
+    Object.defineProperty(this, 'name', { value: type, writable: true, configurable: true });
     if (stack !== undefined) this.stack = stack;
   }
 }
