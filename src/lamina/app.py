@@ -15,8 +15,6 @@ import secrets
 import string
 from pathlib import Path
 
-from aiohttp import web
-
 from lamina.api.presign import CodeLinks
 from lamina.api.server import LambdaApi
 from lamina.clock import Clock, SystemClock
@@ -108,10 +106,9 @@ class Lamina:
         keys = {self.credentials.access_key_id: self.credentials.secret_access_key}
         api = LambdaApi(self.functions, self.invoker, CodeLinks(bytes.fromhex(link_key), config.base_url),
                         self.clock, keys.get, config.concurrency_limit)
-        self._runner = web.AppRunner(api.application(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, config.host, config.port, reuse_address=True, backlog=1024)
-        await site.start()
+        self._http = api.server()
+        self._listener = await asyncio.get_running_loop().create_server(
+            self._http, config.host, config.port, reuse_address=True, backlog=1024)
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         return self
 
@@ -131,7 +128,8 @@ class Lamina:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._runner.cleanup()
+        self._listener.close()
+        await self._http.shutdown()
         await self.invoker.aclose()
         await self.scheduler.aclose()
         await self.runtime_api.aclose()

@@ -1,4 +1,4 @@
-"""The Lambda REST API (2015-03-31) on aiohttp: the route table, SigV4 on every request, handlers.
+"""The Lambda REST API (2015-03-31): the route table, SigV4 on every request, handlers.
 
 Each handler parses (api/parse.py), calls one service method, and renders (api/wire.py). Errors reach
 the wire only through `wire.error_response`, in the middleware.
@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from aiohttp import web
-
 from lamina.api import parse, sigv4, wire
 from lamina.api.presign import CodeLinks
 from lamina.clock import Clock
+from lamina.http.router import Route, Router, route
+from lamina.http.server import HttpServer, Request, Response
 from lamina.errors import ApiError, InvalidParameterValue, RequestTooLarge, ServiceException, ValidationError
 from lamina.model import LATEST, InvocationType
 from lamina.service.functions import FunctionService
@@ -53,54 +53,52 @@ class LambdaApi:
         self._secret_for = secret_for
         self._limit = concurrency_limit
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[Route]:
         """The whole route table."""
         return [
-            web.post(F, self.create_function),
-            web.get(F, self.list_functions),
-            web.get(F + "/", self.list_functions),
-            web.get(F + "/{name}", self.get_function),
-            web.delete(F + "/{name}", self.delete_function),
-            web.get(F + "/{name}/configuration", self.get_function_configuration),
-            web.put(F + "/{name}/configuration", self.update_function_configuration),
-            web.put(F + "/{name}/code", self.update_function_code),
-            web.post(F + "/{name}/invocations", self.invoke),
-            web.post("/2014-11-13/functions/{name}/invoke-async/", self.invoke_async),
-            web.post("/2014-11-13/functions/{name}/invoke-async", self.invoke_async),
-            web.get("/2016-08-19/account-settings", self.get_account_settings),
-            web.get("/2016-08-19/account-settings/", self.get_account_settings),
-            web.get("/_lamina/code/{sha}.zip", self.download_code),
+            route("POST", F, self.create_function),
+            route("GET", F, self.list_functions),
+            route("GET", F + "/", self.list_functions),
+            route("GET", F + "/{name}", self.get_function),
+            route("DELETE", F + "/{name}", self.delete_function),
+            route("GET", F + "/{name}/configuration", self.get_function_configuration),
+            route("PUT", F + "/{name}/configuration", self.update_function_configuration),
+            route("PUT", F + "/{name}/code", self.update_function_code),
+            route("POST", F + "/{name}/invocations", self.invoke),
+            route("POST", "/2014-11-13/functions/{name}/invoke-async/", self.invoke_async),
+            route("POST", "/2014-11-13/functions/{name}/invoke-async", self.invoke_async),
+            route("GET", "/2016-08-19/account-settings", self.get_account_settings),
+            route("GET", "/2016-08-19/account-settings/", self.get_account_settings),
+            route("GET", "/_lamina/code/{sha}.zip", self.download_code),
         ]
 
-    def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[self._middleware])
-        app.add_routes(self.routes())
-        return app
+    def server(self) -> HttpServer:
+        self._router = Router(self.routes())
+        return HttpServer(self._dispatch, max_body=MAX_REQUEST_BYTES)
 
-    # middleware: SigV4 + the one error mapping ---------------------------------------------------
+    # dispatch: routing, SigV4, and the one error mapping ------------------------------------------
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    async def _dispatch(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
         request["request_id"] = request_id
         try:
+            if request.get("too_large"):
+                raise RequestTooLarge(
+                    f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation")
             if not request.path.startswith("/_lamina/"):
-                request["region"] = self._authenticate(request, await request.read())
+                request["region"] = self._authenticate(request, request.body)
+            found = self._router.match(request.method, request.path)
+            if found is None:
+                raise UnknownOperation(f"lamina has no operation at {request.method} {request.path}")
+            handler, request.match_info = found
             return await handler(request)
         except ApiError as exc:
             return wire.error_response(exc, request_id)
-        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-            return wire.error_response(
-                UnknownOperation(f"lamina has no operation at {request.method} {request.path}"), request_id)
-        except web.HTTPRequestEntityTooLarge:
-            return wire.error_response(RequestTooLarge(
-                f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation"),
-                request_id)
         except Exception:
             log.exception("internal error on %s %s", request.method, request.path)
             return wire.error_response(ServiceException("An internal error occurred in lamina."), request_id)
 
-    def _authenticate(self, request: web.Request, body: bytes) -> str:
+    def _authenticate(self, request: Request, body: bytes) -> str:
         raw = request.raw_path
         path, _, query = raw.partition("?")
         principal = sigv4.verify(
@@ -113,7 +111,7 @@ class LambdaApi:
     # helpers -------------------------------------------------------------------------------------
 
     @staticmethod
-    async def _json(request: web.Request) -> dict[str, Any]:
+    async def _json(request: Request) -> dict[str, Any]:
         raw = await request.read()
         if not raw:
             return {}
@@ -126,18 +124,18 @@ class LambdaApi:
         return body
 
     @staticmethod
-    def _ref(request: web.Request) -> parse.FunctionRef:
+    def _ref(request: Request) -> parse.FunctionRef:
         return parse.function_ref(request.match_info["name"], request.query.get("Qualifier"))
 
-    def _arn(self, request: web.Request, name: str, qualifier: str | None = None) -> str:
+    def _arn(self, request: Request, name: str, qualifier: str | None = None) -> str:
         return self._functions.arn(name, qualifier, request.get("region"))
 
-    def _reply(self, request: web.Request, body: Any, status: int = 200) -> web.Response:
+    def _reply(self, request: Request, body: Any, status: int = 200) -> Response:
         return wire.json_response(body, status, request["request_id"])
 
     # functions -------------------------------------------------------------------------------------
 
-    async def create_function(self, request: web.Request) -> web.Response:
+    async def create_function(self, request: Request) -> Response:
         body = await self._json(request)
         name = parse.new_function_name(body.get("FunctionName"))
         changes = parse.config_changes(body)
@@ -149,7 +147,7 @@ class LambdaApi:
         out = wire.function_configuration(config, self._arn(request, name), phase="create")
         return self._reply(request, out, 201)
 
-    async def get_function(self, request: web.Request) -> web.Response:
+    async def get_function(self, request: Request) -> Response:
         ref = self._ref(request)
         config = self._functions.get(ref.name, ref.qualifier)
         out: dict[str, Any] = {
@@ -161,12 +159,12 @@ class LambdaApi:
             out["Tags"] = tags
         return self._reply(request, out)
 
-    async def get_function_configuration(self, request: web.Request) -> web.Response:
+    async def get_function_configuration(self, request: Request) -> Response:
         ref = self._ref(request)
         config = self._functions.get(ref.name, ref.qualifier)
         return self._reply(request, wire.function_configuration(config, self._arn(request, ref.name, ref.qualifier)))
 
-    async def list_functions(self, request: web.Request) -> web.Response:
+    async def list_functions(self, request: Request) -> Response:
         max_items = request.query.get("MaxItems")
         limit = None
         if max_items is not None:
@@ -183,25 +181,25 @@ class LambdaApi:
             out["NextMarker"] = next_marker
         return self._reply(request, out)
 
-    async def update_function_configuration(self, request: web.Request) -> web.Response:
+    async def update_function_configuration(self, request: Request) -> Response:
         ref = self._ref(request)
         changes = parse.config_changes(await self._json(request))
         config = self._functions.update_configuration(ref.name, changes)
         return self._reply(request, wire.function_configuration(config, self._arn(request, ref.name), phase="update"))
 
-    async def update_function_code(self, request: web.Request) -> web.Response:
+    async def update_function_code(self, request: Request) -> Response:
         ref = self._ref(request)
         body = await self._json(request)
         zip_bytes = parse.zip_file(body)
         config = self._functions.update_code(ref.name, zip_bytes, body.get("RevisionId"))
         return self._reply(request, wire.function_configuration(config, self._arn(request, ref.name), phase="update"))
 
-    async def delete_function(self, request: web.Request) -> web.Response:
+    async def delete_function(self, request: Request) -> Response:
         ref = self._ref(request)
         self._functions.delete(ref.name, ref.qualifier)
-        return web.Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
+        return Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
 
-    async def get_account_settings(self, request: web.Request) -> web.Response:
+    async def get_account_settings(self, request: Request) -> Response:
         count, total = self._functions.usage()
         return self._reply(request, {
             "AccountLimit": {
@@ -211,20 +209,20 @@ class LambdaApi:
             "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
         })
 
-    async def download_code(self, request: web.Request) -> web.Response:
+    async def download_code(self, request: Request) -> Response:
         sha = request.match_info["sha"]
         q = request.query
         if not self._links.valid(sha, q.get("expires", ""), q.get("signature", ""), self._clock.time()):
-            return web.Response(status=403, text="Request has expired or the signature is invalid.")
+            return Response(status=403, text="Request has expired or the signature is invalid.")
         try:
             data = self._functions.code_zip(sha)
         except OSError:
-            return web.Response(status=404, text="No such code package.")
-        return web.Response(body=data, content_type="application/zip")
+            return Response(status=404, text="No such code package.")
+        return Response(data, content_type="application/zip")
 
     # invoke ----------------------------------------------------------------------------------------
 
-    async def invoke(self, request: web.Request) -> web.Response:
+    async def invoke(self, request: Request) -> Response:
         ref = self._ref(request)
         headers = request.headers
         kind = headers.get("X-Amz-Invocation-Type", "RequestResponse")
@@ -242,15 +240,15 @@ class LambdaApi:
         out = {"x-amzn-RequestId": result.request_id, "X-Amz-Executed-Version": result.executed_version}
         if result.outcome is None:
             status = 202 if invocation_type is InvocationType.EVENT else 204
-            return web.Response(status=status, headers=out)
+            return Response(status=status, headers=out)
         outcome = result.outcome
         if outcome.error_type is not None:
             out["X-Amz-Function-Error"] = "Unhandled"
         if headers.get("X-Amz-Log-Type") == "Tail":
             out["X-Amz-Log-Result"] = base64.b64encode(outcome.log_tail).decode()
-        return web.Response(body=outcome.payload, headers=out, content_type="application/json")
+        return Response(outcome.payload, headers=out, content_type="application/json")
 
-    async def invoke_async(self, request: web.Request) -> web.Response:
+    async def invoke_async(self, request: Request) -> Response:
         ref = self._ref(request)
         body = await request.read()
         if len(body) > 262_144:
@@ -259,4 +257,4 @@ class LambdaApi:
             name=ref.name, qualifier=ref.qualifier, payload=body, invocation_type=InvocationType.EVENT,
             region=request.get("region"),
         ))
-        return web.Response(status=202, headers={"x-amzn-RequestId": result.request_id})
+        return Response(status=202, headers={"x-amzn-RequestId": result.request_id})

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from aiohttp import web
+from lamina.http.server import Response
 
 from lamina.errors import ApiError
 from lamina.model import FunctionConfig, aws_timestamp
@@ -14,18 +14,16 @@ from lamina.model import FunctionConfig, aws_timestamp
 JSON = "application/json"
 
 
-def json_response(body: Any, status: int = 200, request_id: str = "", headers: dict[str, str] | None = None) -> web.Response:
+def json_response(body: Any, status: int = 200, request_id: str = "", headers: dict[str, str] | None = None) -> Response:
     out = {"x-amzn-RequestId": request_id} if request_id else {}
     if headers:
         out.update(headers)
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type=JSON, headers=out)
+    return Response(json.dumps(body).encode(), status=status, content_type=JSON, headers=out)
 
 
-def error_response(error: ApiError, request_id: str) -> web.Response:
+def error_response(error: ApiError, request_id: str) -> Response:
     headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": error.aws_code, **error.headers()}
-    return web.Response(
-        status=error.http_status, body=json.dumps(error.body()).encode(), content_type=JSON, headers=headers
-    )
+    return Response(json.dumps(error.body()).encode(), status=error.http_status, content_type=JSON, headers=headers)
 
 
 def code_sha256_b64(hex_digest: str) -> str:

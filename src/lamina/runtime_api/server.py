@@ -1,6 +1,6 @@
 """The Runtime API (2018-06-01) each execution environment talks to.
 
-One aiohttp low-level server, one loopback listener per environment (official runtime clients only
+One lamina HTTP server, one loopback listener per environment (official runtime clients only
 know `host:port`, so the port is what tells environments apart). Each handler validates, feeds one
 event to the environment, and renders; the wire shape of errors is made in `_error` only.
 """
@@ -11,10 +11,8 @@ import asyncio
 import json
 import re
 import socket
-from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-
+from lamina.http.server import HttpServer, Request, Response
 from lamina.runtime_api.state import InvalidStateTransition
 from lamina.scheduler.environment import MAX_RESPONSE_BYTES, Environment
 
@@ -22,16 +20,15 @@ PREFIX = "/2018-06-01/runtime"
 _INVOCATION = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
 _OK = json.dumps({"status": "OK"}).encode()
 
-Handler = Callable[[web.BaseRequest, Environment], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, error_type: str, message: str) -> web.Response:
+def _error(status: int, error_type: str, message: str) -> Response:
     body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
-    return web.Response(status=status, body=body, content_type="application/json")
+    return Response(body, status=status, content_type="application/json")
 
 
-def _accepted() -> web.Response:
-    return web.Response(status=202, body=_OK, content_type="application/json")
+def _accepted() -> Response:
+    return Response(_OK, status=202, content_type="application/json")
 
 
 class _Listener:
@@ -48,7 +45,7 @@ class _Listener:
 class RuntimeApiServer:
     def __init__(self) -> None:
         self._by_port: dict[int, Environment] = {}
-        self._server = web.Server(self._dispatch, handler_cancellation=True, access_log=None)
+        self._server = HttpServer(self._dispatch, max_body=MAX_RESPONSE_BYTES + 1024, cancel_on_disconnect=True)
 
     async def open(self, environment: Environment) -> _Listener:
         """A listener on a fresh loopback port that serves this environment only."""
@@ -62,9 +59,9 @@ class RuntimeApiServer:
         return _Listener(server, port, self)
 
     async def aclose(self) -> None:
-        await self._server.shutdown(0.1)
+        await self._server.shutdown()
 
-    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _dispatch(self, request: Request) -> Response:
         transport = request.transport
         sockname = transport.get_extra_info("sockname") if transport is not None else None
         environment = self._by_port.get(sockname[1]) if sockname else None
@@ -84,7 +81,7 @@ class RuntimeApiServer:
             return _error(403, "InvalidStateTransition", str(exc))
         return _error(404, "NotFound", f"no route for {request.method} {path}")
 
-    async def _next(self, environment: Environment) -> web.Response:
+    async def _next(self, environment: Environment) -> Response:
         invocation = await environment.next()
         headers = {
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
@@ -96,27 +93,27 @@ class RuntimeApiServer:
             headers["Lambda-Runtime-Client-Context"] = invocation.client_context
         if invocation.cognito_identity:
             headers["Lambda-Runtime-Cognito-Identity"] = invocation.cognito_identity
-        return web.Response(body=invocation.payload, headers=headers, content_type="application/json")
+        return Response(invocation.payload, headers=headers, content_type="application/json")
 
     async def _invocation_result(
-        self, request: web.BaseRequest, environment: Environment, request_id: str, kind: str
-    ) -> web.Response:
+        self, request: Request, environment: Environment, request_id: str, kind: str
+    ) -> Response:
         if not environment.check_request(request_id):
             return _error(400, "InvalidRequestID", "Invalid request ID")
-        if (request.content_length or 0) > MAX_RESPONSE_BYTES:
+        if request.get("too_large") or (request.content_length or 0) > MAX_RESPONSE_BYTES:
             environment.too_large()
             return _error(
                 413, "RequestEntityTooLarge",
                 f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
             )
-        body = await request.content.read()
+        body = request.body
         if kind == "response":
             environment.respond(request_id, body, request.headers.get("Content-Type", ""))
         else:
             environment.fail(request_id, body, request.headers.get("Lambda-Runtime-Function-Error-Type"))
         return _accepted()
 
-    async def _init_error(self, request: web.BaseRequest, environment: Environment) -> web.Response:
-        body = await request.content.read()
+    async def _init_error(self, request: Request, environment: Environment) -> Response:
+        body = request.body
         environment.init_failed(body, request.headers.get("Lambda-Runtime-Function-Error-Type"))
         return _accepted()
