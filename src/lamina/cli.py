@@ -64,3 +64,40 @@ async def _serve(config: config_mod.Config) -> None:
         sys.stdout.flush()
         await app.wait_closed()
         echo("lamina: shutting down")
+
+
+@main.command()
+@click.option("--sandbox", type=click.Choice(config_mod.SANDBOX_MODES), default=None,
+              help="Driver to check [LAMINA_SANDBOX; default auto].")
+def doctor(sandbox: str | None) -> None:
+    """Say what this host enforces for functions, and which runtimes it has."""
+    from lamina.app import choose_driver
+    from lamina.runtimes.registry import RuntimeRegistry
+
+    config = config_mod.load(sandbox=sandbox)
+    driver, reason = choose_driver(config, config.data_dir.resolve() / "work")
+    click.echo(f"sandbox driver: {driver.name} ({reason})\n")
+    rows = [(p.name, "enforced" if p.enforced else "NOT enforced", p.why) for p in driver.protections()]
+    _table(("protection", "status", "why"), rows)
+    click.echo("")
+    _runtime_table(RuntimeRegistry.discover())
+
+
+@main.command()
+def runtimes() -> None:
+    """List the Lambda runtime ids this host can run, and the interpreter behind each."""
+    from lamina.runtimes.registry import RuntimeRegistry
+
+    _runtime_table(RuntimeRegistry.discover())
+
+
+def _runtime_table(registry) -> None:  # type: ignore[no-untyped-def]
+    rows = [(r.id, str(r.interpreter or "bootstrap in the package"),
+             f"bound at /var/lang from {r.lang_root}" if r.lang_root else "") for r in registry.all()]
+    _table(("runtime", "interpreter", "note"), rows)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in (header, tuple("-" * w for w in widths), *rows):
+        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -29,10 +29,14 @@ allocates and forks outside its cgroup. `wrap_argv` instead puts a tiny /bin/sh 
 argv: the shell writes its own pid ($$) into every cgroup.procs and then execs the target, which keeps
 that pid. The target is inside its cgroups from its first instruction, and so is everything it forks.
 Only lamina's own few-line prologue runs outside. Procs paths and the target argv reach the script as
-positional parameters and are never spliced into its text. Cost: one more exec (of dash) and one write
-per controller, about 0.3-0.5 ms per spawn on the team VM (see the module's tests and the report).
-A target that cannot be exec'd exits 127 (sh's "not found") instead of raising in Popen; joining
-failures exit 126 with a message on stderr.
+positional parameters and are never spliced into its text. A target that cannot be exec'd exits 127
+(sh's "not found") instead of raising in Popen; a failed join exits 126 with a message on stderr.
+
+Cost (team VM, v1, dash): create+remove ≈0.3 ms p50; the wrap adds ≈0.5-0.8 ms p50 to a spawn
+(/bin/true 0.6 ms → 1.1-1.4 ms), mostly the extra exec of /bin/sh; each join write is ≈15 µs. Any
+cgroup migration (wrap or attach alike) also takes cgroup_threadgroup_rwsem for writing, and the first
+one after ~25 ms without migrations waits for an RCU grace period: ≈8 ms here. The `favordynmods`
+mount option (Linux 6.0+) or spawning ahead of demand (a warm pool) keeps that off the invoke path.
 """
 
 from __future__ import annotations

@@ -1,0 +1,27 @@
+"""The lamina command line: doctor and runtimes."""
+
+from click.testing import CliRunner
+
+from lamina.cli import main
+
+
+def test_doctor_prints_each_protection_and_the_runtimes():
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 0, result.output
+    assert "sandbox driver:" in result.output
+    for name in ("unprivileged uid per environment", "private /tmp", "pid, ipc, uts namespaces",
+                 "memory / cpu / pids limits"):
+        assert name in result.output
+    assert "python3.11" in result.output or "python3." in result.output
+
+
+def test_doctor_with_the_process_driver_says_what_is_not_enforced():
+    result = CliRunner().invoke(main, ["doctor", "--sandbox", "process"])
+    assert result.exit_code == 0
+    assert result.output.count("NOT enforced") >= 5
+
+
+def test_runtimes_lists_provided():
+    result = CliRunner().invoke(main, ["runtimes"])
+    assert result.exit_code == 0
+    assert "provided.al2023" in result.output
