@@ -25,6 +25,7 @@ from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox import bwrap
 from lamina.sandbox.base import SandboxDriver
 from lamina.sandbox.process import ProcessDriver
+from lamina.sandbox.slots import Slots
 from lamina.scheduler.scheduler import Scheduler
 from lamina.service.functions import FunctionService
 from lamina.service.invoke import InvokeService
@@ -94,6 +95,7 @@ class Lamina:
             self.driver, self.clock, self.sink, self.runtime_api.open,
             uid_base=config.sandbox_uid_base, init_timeout_s=config.init_timeout_s,
             concurrency_limit=config.concurrency_limit, keepalive_s=config.keepalive_s,
+            slots=Slots(data / "work" / "slots"), standby_per_runtime=config.prewarm,
         )
         arn_prefix = f"arn:aws:lambda:{config.region}:{config.account_id}:function:"
         self.functions = FunctionService(self.store, self.blobs, self.registry, self.clock, arn_prefix)

@@ -31,6 +31,8 @@ class Config:
     init_timeout_s: float = 10.0
     concurrency_limit: int = 1000
     keepalive_s: float = 600.0
+    #: Sandboxes per runtime (python, nodejs) started ahead of need, to hide cold starts; 0 turns it off.
+    prewarm: int = 2
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 

@@ -17,6 +17,7 @@ from lamina.runtime_api.state import InvalidStateTransition
 from lamina.scheduler.environment import MAX_RESPONSE_BYTES, Environment
 
 PREFIX = "/2018-06-01/runtime"
+STANDBY = "/2018-06-01/lamina/standby"  # lamina's own: where a pre-started runtime waits for a function
 _INVOCATION = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
 _OK = json.dumps({"status": "OK"}).encode()
 
@@ -71,6 +72,9 @@ class RuntimeApiServer:
         try:
             if path == f"{PREFIX}/invocation/next" and request.method == "GET":
                 return await self._next(environment)
+            if path == STANDBY and request.method == "GET":
+                assignment = await environment.standby()
+                return Response(json.dumps({"environment": assignment}).encode(), content_type="application/json")
             if request.method == "POST":
                 if path == f"{PREFIX}/init/error":
                     return await self._init_error(request, environment)

@@ -1,6 +1,7 @@
 """The state of one execution environment as its runtime drives it through the Runtime API.
 
-Theory of operation: an environment starts in INIT. Its runtime's first `GET /next` ends the init
+Theory of operation: an environment starts in INIT, or in STANDBY when it is started ahead of need
+(interpreter up, no function yet): ASSIGN gives it a function and moves it to INIT. Its runtime's first `GET /next` ends the init
 phase (INIT -> IDLE: parked, waiting for work). The platform hands it one invocation (DELIVER:
 IDLE -> INVOKING); the runtime answers with `/response` or `/error` (-> RESPONDED) and parks again
 with `/next` (-> IDLE). `/init/error` is only legal during INIT. The process exiting ends
@@ -14,6 +15,7 @@ import enum
 
 
 class EnvState(enum.StrEnum):
+    STANDBY = "standby"
     INIT = "init"
     IDLE = "idle"
     INVOKING = "invoking"
@@ -23,6 +25,7 @@ class EnvState(enum.StrEnum):
 
 
 class EnvEvent(enum.StrEnum):
+    ASSIGN = "assign"
     NEXT = "next"
     DELIVER = "deliver"
     RESPONSE = "response"
@@ -32,6 +35,7 @@ class EnvEvent(enum.StrEnum):
 
 
 TRANSITIONS: dict[tuple[EnvState, EnvEvent], EnvState] = {
+    (EnvState.STANDBY, EnvEvent.ASSIGN): EnvState.INIT,
     (EnvState.INIT, EnvEvent.NEXT): EnvState.IDLE,
     (EnvState.INIT, EnvEvent.INIT_ERROR): EnvState.INIT_FAILED,
     (EnvState.IDLE, EnvEvent.DELIVER): EnvState.INVOKING,

@@ -176,11 +176,12 @@ class Cgroup:
     def kill(self, timeout: float = 2.0) -> None:
         """SIGKILL every process in the cgroup and wait (up to `timeout`) for it to be empty.
 
-        v2 with cgroup.kill: the kernel kills the whole subtree atomically. Otherwise: read the pids
-        and SIGKILL them, again and again until none is left, which also catches children forked
-        between a read and a kill (a task with a pending SIGKILL cannot fork). The pid-reuse window
-        between reading a pid and signalling it is microseconds against a 4M pid space. Best effort:
-        remove() reports a cgroup that will not empty.
+        v2 with cgroup.kill: the kernel kills the whole subtree atomically. Otherwise: read the pids,
+        SIGSTOP them all and then SIGKILL them all (so no process reacts to another's death, e.g. a
+        shell returning from `wait` and exiting 0), again until none is left, which also catches
+        children forked between a read and a signal. The pid-reuse window between reading a pid and
+        signalling it is microseconds against a 4M pid space. Best effort: remove() reports a cgroup
+        that will not empty.
         """
         kill_file = self._unique[0] / "cgroup.kill"
         use_kill_file = self.version == 2 and kill_file.exists()
@@ -195,11 +196,12 @@ class Cgroup:
                 except OSError as exc:
                     raise SandboxError(f"cannot kill cgroup {self.name}: {exc.strerror}") from exc
             else:
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                for sig in (signal.SIGSTOP, signal.SIGKILL):
+                    for pid in pids:
+                        try:
+                            os.kill(pid, sig)
+                        except ProcessLookupError:
+                            pass
             if time.monotonic() >= deadline:
                 return
             time.sleep(delay)

@@ -67,7 +67,7 @@ class Environment:
     def __init__(
         self,
         env_id: str,
-        config: FunctionConfig,
+        config: FunctionConfig | None,
         spec: SandboxSpec,
         driver: SandboxDriver,
         clock: Clock,
@@ -75,16 +75,14 @@ class Environment:
         on_change: Callable[[Environment], None],
     ) -> None:
         self.id = env_id
-        self.config = config
         self.spec = spec
-        self.state = EnvState.INIT
+        self.state = EnvState.INIT if config is not None else EnvState.STANDBY
         self.port = 0
         self.init_ms: float | None = None
         self.idle_since = clock.monotonic()
-        self.log_stream = (
-            dt.datetime.fromtimestamp(clock.time(), tz=dt.timezone.utc).strftime("%Y/%m/%d/")
-            + f"[{config.version}]{env_id}"
-        )
+        self.config: FunctionConfig = config  # type: ignore[assignment]  # None only while in STANDBY
+        self.log_stream = ""
+        self._assignment: asyncio.Future[dict[str, str]] | None = None
         self._driver = driver
         self._clock = clock
         self._sink = sink
@@ -107,6 +105,15 @@ class Environment:
         self._init_error: tuple[bytes, str] | None = None
         self._ready: asyncio.Future[None] | None = None
         self.exit_status: int | None = None
+        if config is not None:
+            self._bind(config)
+
+    def _bind(self, config: FunctionConfig) -> None:
+        self.config = config
+        self.log_stream = (
+            dt.datetime.fromtimestamp(self._clock.time(), tz=dt.timezone.utc).strftime("%Y/%m/%d/")
+            + f"[{config.version}]{self.id}"
+        )
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -118,17 +125,17 @@ class Environment:
         self.port = self._endpoint.port
         env = dict(self.spec.env)
         env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.port}"
-        env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
+        if self.state is EnvState.STANDBY:
+            env["LAMINA_STANDBY"] = "1"
+            self._assignment = loop.create_future()
+        else:
+            env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
+            self._write_init_start(env)
         spec = dataclasses.replace(self.spec, env=env)
         self.spec = spec
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._pipe_r = read_fd
-        self._write_platform(
-            f"INIT_START Runtime Version: {self.config.runtime}.v1\t"
-            f"Runtime Version ARN: arn:aws:lambda:{env.get('AWS_REGION', 'us-east-1')}::runtime:"
-            f"{'0' * 64}\n"
-        )
         self._started = self._clock.monotonic()
         try:
             self._process = self._driver.spawn(spec, write_fd)
@@ -142,6 +149,29 @@ class Environment:
             loop.run_in_executor(None, self._process.wait).add_done_callback(
                 lambda _: self._on_exit()
             )
+
+    def _write_init_start(self, env: dict[str, str]) -> None:
+        self._write_platform(
+            f"INIT_START Runtime Version: {self.config.runtime}.v1\t"
+            f"Runtime Version ARN: arn:aws:lambda:{env.get('AWS_REGION', 'us-east-1')}::runtime:"
+            f"{'0' * 64}\n"
+        )
+
+    def assign(self, config: FunctionConfig, env: dict[str, str]) -> None:
+        """Give a STANDBY environment its function: its runtime now loads the handler (init phase)."""
+        self.state = transition(self.state, EnvEvent.ASSIGN)
+        self._bind(config)
+        env = dict(env, AWS_LAMBDA_LOG_STREAM_NAME=self.log_stream)
+        self._write_init_start(env)
+        self._started = self._clock.monotonic()
+        assert self._assignment is not None
+        self._assignment.set_result(env)
+
+    async def standby(self) -> dict[str, str]:
+        """`GET /lamina/standby`: park a pre-started runtime until it is assigned a function."""
+        if self._assignment is None:
+            raise InvalidStateTransition(self.state, EnvEvent.ASSIGN)
+        return await asyncio.shield(self._assignment)
 
     async def wait_ready(self) -> None:
         """Wait for the end of the init phase (the runtime's first /next), or its failure."""
@@ -323,6 +353,8 @@ class Environment:
                 return False
             if self._current is not None:
                 self._output += chunk
+            elif self.state is EnvState.STANDBY:
+                self._init_output += chunk[:65536]
             else:
                 self._sink.write(self.config.name, self.log_stream, chunk.decode("utf-8", "replace"))
                 if self.state in (EnvState.INIT, EnvState.INIT_FAILED) and len(self._init_output) < 65536:

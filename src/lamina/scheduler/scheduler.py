@@ -21,9 +21,13 @@ from lamina.errors import FunctionErrorType, SandboxError, ThrottleReason, TooMa
 from lamina.model import FunctionConfig, Invocation
 from lamina.runtime_api.state import EnvState
 from lamina.sandbox.base import SandboxDriver, SandboxSpec
+from lamina.sandbox.slots import Slots
 from lamina.scheduler.environment import Endpoint, Environment, LogSink, Outcome, exit_text, platform_error
 from lamina.scheduler.pool import PoolCounts, expired, to_spawn
 from lamina.runtimes.registry import Runtime
+
+STANDBY_FAMILIES = ("python", "nodejs")  # runtimes whose bootstrap (lamina's own) can wait for a function
+STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
 Recipe = tuple[FunctionConfig, Runtime, str, dict[str, str]]  # config, runtime, code dir, env vars
@@ -77,6 +81,8 @@ class Scheduler:
         init_timeout_s: float,
         concurrency_limit: int,
         keepalive_s: float,
+        slots: Slots | None = None,
+        standby_per_runtime: int = 0,
     ) -> None:
         self._driver = driver
         self._clock = clock
@@ -91,6 +97,11 @@ class Scheduler:
         self._env_pool: dict[Environment, Pool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
+        #: Environments started ahead of need, per runtime id (only with slots; see sandbox/slots.py).
+        self._slots = slots
+        self._standby_target = standby_per_runtime if slots is not None else 0
+        self._standby: dict[str, list[Environment]] = {}
+        self._standby_runtime: dict[Environment, Runtime] = {}
 
     # invoke path -------------------------------------------------------------------------------
 
@@ -156,17 +167,75 @@ class Scheduler:
     def _environment_count(self) -> int:
         return len(self._env_pool)
 
+    def _spec(self, env_id: str, runtime: Runtime, code_dir: Path, env_vars: dict[str, str],
+              tmp_mb: int, memory_mb: int) -> SandboxSpec:
+        return SandboxSpec(env_id=env_id, uid=self._uid_base + next(self._uids) % 60000, code_dir=code_dir,
+                           runtime=runtime, env=env_vars, tmp_mb=tmp_mb, memory_mb=memory_mb)
+
     def _spawn(self, pool: Pool, config: FunctionConfig, runtime: Runtime, code_dir: str,
                env_vars: dict[str, str]) -> None:
-        env_id = uuid.uuid4().hex
-        spec = SandboxSpec(
-            env_id=env_id, uid=self._uid_base + next(self._uids) % 60000, code_dir=Path(code_dir),
-            runtime=runtime, env=env_vars, tmp_mb=config.ephemeral_storage_mb, memory_mb=config.memory_mb,
-        )
-        environment = Environment(env_id, config, spec, self._driver, self._clock, self._sink, self._changed)
-        pool.envs.add(environment)
-        self._env_pool[environment] = pool
-        self._start_task(self._boot(pool, environment))
+        environment = self._take_standby(config, runtime, Path(code_dir))
+        if environment is not None:
+            pool.envs.add(environment)
+            self._env_pool[environment] = pool
+            environment.assign(config, env_vars)
+            self._start_task(self._await_init(pool, environment))
+        else:
+            env_id = uuid.uuid4().hex
+            spec = self._spec(env_id, runtime, Path(code_dir), env_vars, config.ephemeral_storage_mb,
+                              config.memory_mb)
+            environment = Environment(env_id, config, spec, self._driver, self._clock, self._sink, self._changed)
+            pool.envs.add(environment)
+            self._env_pool[environment] = pool
+            self._start_task(self._boot(pool, environment))
+        self._refill_standby(runtime)
+
+    # standby -------------------------------------------------------------------------------------
+
+    def _take_standby(self, config: FunctionConfig, runtime: Runtime, code_dir: Path) -> Environment | None:
+        """A standby environment of this runtime, given this code, if one fits."""
+        if self._slots is None or runtime.family not in STANDBY_FAMILIES:
+            return None
+        if config.ephemeral_storage_mb != STANDBY_TMP_MB or not self._slots.linkable(code_dir):
+            return None
+        ready = self._standby.get(runtime.id)
+        while ready:
+            environment = ready.pop()
+            self._standby_runtime.pop(environment, None)
+            if environment.state is EnvState.STANDBY:
+                self._slots.fill(environment.spec.code_dir, code_dir)
+                return environment
+        return None
+
+    def _refill_standby(self, runtime: Runtime) -> None:
+        if self._slots is None or runtime.family not in STANDBY_FAMILIES:
+            return
+        ready = self._standby.setdefault(runtime.id, [])
+        while len(ready) < self._standby_target:
+            env_id = uuid.uuid4().hex
+            slot = self._slots.create(env_id)
+            spec = self._spec(env_id, runtime, slot, {}, STANDBY_TMP_MB, 128)
+            environment = Environment(env_id, None, spec, self._driver, self._clock, self._sink, self._changed)
+            ready.append(environment)
+            self._standby_runtime[environment] = runtime
+            self._start_task(self._start_standby(environment))
+
+    async def _start_standby(self, environment: Environment) -> None:
+        try:
+            await environment.start(self._open_endpoint)
+        except SandboxError:
+            self._forget_standby(environment)
+
+    async def _await_init(self, pool: Pool, environment: Environment) -> None:
+        try:
+            async with asyncio.timeout(self._init_timeout_s):
+                await environment.wait_ready()
+        except TimeoutError:
+            environment.init_ms = self._init_timeout_s * 1000  # ends the init phase: one report only
+            self._fail_first_waiter(pool, InitFailure(
+                None, FunctionErrorType.TIMEOUT, f"Task timed out after {self._init_timeout_s:.2f} seconds",
+                environment))
+            environment.kill()
 
     async def _boot(self, pool: Pool, environment: Environment) -> None:
         spec = environment.spec
@@ -184,15 +253,7 @@ class Scheduler:
             self._env_pool.pop(environment, None)
             self._fail_first_waiter(pool, InitFailure(None, FunctionErrorType.SANDBOX_FAILURE, str(exc)))
             return
-        try:
-            async with asyncio.timeout(self._init_timeout_s):
-                await environment.wait_ready()
-        except TimeoutError:
-            environment.init_ms = self._init_timeout_s * 1000  # ends the init phase: one report only
-            self._fail_first_waiter(pool, InitFailure(
-                None, FunctionErrorType.TIMEOUT, f"Task timed out after {self._init_timeout_s:.2f} seconds",
-                environment))
-            environment.kill()
+        await self._await_init(pool, environment)
 
     def _start_task(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -210,6 +271,8 @@ class Scheduler:
         """Called by an environment whenever its state changes in a way the pool cares about."""
         pool = self._env_pool.get(environment)
         if pool is None:
+            if environment.state is EnvState.DEAD:
+                self._forget_standby(environment)
             return
         state = environment.state
         if state is EnvState.IDLE:
@@ -219,6 +282,8 @@ class Scheduler:
             assert failure is not None
             self._fail_first_waiter(pool, InitFailure(failure[0], failure[1], "", environment))
         elif state is EnvState.DEAD:
+            if self._slots is not None:
+                self._slots.remove(environment.spec.code_dir)
             pool.envs.discard(environment)
             self._env_pool.pop(environment, None)
             if environment in pool.idle:
@@ -229,6 +294,13 @@ class Scheduler:
             self._rebalance(pool, None)
             if not pool.envs and not pool.waiters:
                 self._pools.pop(pool.key, None)
+
+    def _forget_standby(self, environment: Environment) -> None:
+        runtime = self._standby_runtime.pop(environment, None)
+        if runtime is not None and environment in self._standby.get(runtime.id, []):
+            self._standby[runtime.id].remove(environment)
+        if self._slots is not None:
+            self._slots.remove(environment.spec.code_dir)
 
     def _became_idle(self, pool: Pool, environment: Environment) -> None:
         if pool.retired:
@@ -253,8 +325,11 @@ class Scheduler:
                 pool.idle.clear()
 
     def reap(self) -> None:
-        """Stop idle environments whose keep-alive ran out."""
+        """Stop idle environments whose keep-alive ran out (standby ones too: the runtime went quiet)."""
         now = self._clock.monotonic()
+        for ready in self._standby.values():
+            for index in sorted(expired([e.idle_since for e in ready], now, self._keepalive_s), reverse=True):
+                ready.pop(index).kill()
         for pool in list(self._pools.values()):
             for index in sorted(expired([e.idle_since for e in pool.idle], now, self._keepalive_s),
                                 reverse=True):
@@ -265,13 +340,13 @@ class Scheduler:
         return SchedulerStatistics(len(self._env_pool), idle, self.in_flight)
 
     async def aclose(self) -> None:
-        for environment in list(self._env_pool):
+        for environment in [*self._env_pool, *self._standby_runtime]:
             environment.kill()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         deadline = self._clock.monotonic() + 2
-        while self._env_pool and self._clock.monotonic() < deadline:
+        while (self._env_pool or self._standby_runtime) and self._clock.monotonic() < deadline:
             await asyncio.sleep(0.01)
 

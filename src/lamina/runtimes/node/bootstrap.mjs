@@ -202,8 +202,13 @@ function formatted(err) {
 // and stdioFlushed() covers the rare case where the kernel buffer was full.
 
 const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
-const MIN_LEVEL = LEVELS[(env.AWS_LAMBDA_LOG_LEVEL ?? '').toUpperCase()] ?? LEVELS.TRACE;
-const JSON_LOGS = (env.AWS_LAMBDA_LOG_FORMAT ?? '').toUpperCase() === 'JSON';
+let MIN_LEVEL = LEVELS.TRACE;
+let JSON_LOGS = false;
+function readLogSettings() {
+  MIN_LEVEL = LEVELS[(env.AWS_LAMBDA_LOG_LEVEL ?? '').toUpperCase()] ?? LEVELS.TRACE;
+  JSON_LOGS = (env.AWS_LAMBDA_LOG_FORMAT ?? '').toUpperCase() === 'JSON';
+}
+readLogSettings();
 
 function logLine(level, args) {
   const time = new Date().toISOString();
@@ -499,6 +504,21 @@ process.on('unhandledRejection', (reason) => {
   err.reason = reason;
   crash('Unhandled Promise Rejection', err, 128);
 });
+
+/** Standby (lamina's own extension): started before any function needed this environment; wait for
+ *  lamina to assign one and take its environment variables. The node start-up is already paid. */
+if (env.LAMINA_STANDBY) {
+  try {
+    const reply = await raw.request('GET', '/2018-06-01/lamina/standby', undefined, {});
+    if (reply.status !== 200) throw new Error(`GET /lamina/standby answered ${reply.status}`);
+    delete env.LAMINA_STANDBY;
+    Object.assign(env, JSON.parse(reply.body).environment);
+    readLogSettings();
+  } catch (err) {
+    process.stderr.write(`lamina bootstrap: no assignment: ${err}\n`);
+    process.exit(1);
+  }
+}
 
 let handler = null;
 try {

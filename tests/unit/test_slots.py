@@ -1,0 +1,26 @@
+"""Standby slots: code is hard-linked into a slot, never copied, and removed with it."""
+
+import os
+
+from lamina.sandbox.slots import Slots
+
+
+def test_fill_links_the_tree_and_remove_cleans_up(tmp_path):
+    code = tmp_path / "code"
+    (code / "pkg").mkdir(parents=True)
+    (code / "app.py").write_text("x = 1\n")
+    (code / "pkg" / "mod.py").write_text("y = 2\n")
+    slots = Slots(tmp_path / "slots")
+    slot = slots.create("env1")
+    assert os.listdir(slot) == []
+    assert slots.linkable(code)
+    slots.fill(slot, code)
+    assert (slot / "pkg" / "mod.py").read_text() == "y = 2\n"
+    assert os.stat(slot / "app.py").st_ino == os.stat(code / "app.py").st_ino
+    slots.remove(slot)
+    assert not slot.exists() and (code / "app.py").exists()
+
+
+def test_a_new_run_starts_with_no_stale_slots(tmp_path):
+    Slots(tmp_path / "slots").create("old")
+    assert not (Slots(tmp_path / "slots").root / "old").exists()
