@@ -296,3 +296,13 @@ def test_custom_runtime_without_bootstrap(lam, fname):
     out, body = invoke(lam, fname)
     assert out["FunctionError"] == "Unhandled"
     assert body["errorType"] == "Runtime.InvalidEntrypoint"
+
+
+def test_burst_on_a_cold_function_takes_standbys_and_new_environments(lam, fname):
+    """Many concurrent first invokes: some land on standby sandboxes, the rest on new ones; all answer."""
+    create(lam, fname, "python3.11", "app.handler", {"app.py": PY_APP})
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(lambda i: invoke(lam, fname, {"i": i}), range(24)))
+    assert sorted(r[1]["event"]["i"] for r in results) == list(range(24))
+    assert all("FunctionError" not in r[0] for r in results)
+    assert len({r[1]["env_id"] for r in results}) > 1

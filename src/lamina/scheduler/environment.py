@@ -82,7 +82,9 @@ class Environment:
         self.idle_since = clock.monotonic()
         self.config: FunctionConfig = config  # type: ignore[assignment]  # None only while in STANDBY
         self.log_stream = ""
-        self._assignment: asyncio.Future[dict[str, str]] | None = None
+        self._assignment: asyncio.Future[dict[str, str]] | None = (
+            asyncio.get_running_loop().create_future() if config is None else None
+        )
         self._driver = driver
         self._clock = clock
         self._sink = sink
@@ -103,7 +105,7 @@ class Environment:
         self._output = bytearray()
         self._init_output = bytearray()  # what the runtime printed before its first /next
         self._init_error: tuple[bytes, str] | None = None
-        self._ready: asyncio.Future[None] | None = None
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.exit_status: int | None = None
         if config is not None:
             self._bind(config)
@@ -120,14 +122,12 @@ class Environment:
     async def start(self, open_endpoint: Callable[[Environment], Awaitable[Endpoint]]) -> None:
         """Open the Runtime API endpoint and spawn the runtime; returns once the process is running."""
         loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
         self._endpoint = await open_endpoint(self)
         self.port = self._endpoint.port
         env = dict(self.spec.env)
         env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.port}"
-        if self.state is EnvState.STANDBY:
+        if self._assignment is not None:
             env["LAMINA_STANDBY"] = "1"
-            self._assignment = loop.create_future()
         else:
             env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
             self._write_init_start(env)
@@ -136,7 +136,8 @@ class Environment:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._pipe_r = read_fd
-        self._started = self._clock.monotonic()
+        if not self._started:  # an environment assigned before it started counts its start-up as init
+            self._started = self._clock.monotonic()
         try:
             self._process = self._driver.spawn(spec, write_fd)
         finally:
@@ -175,7 +176,6 @@ class Environment:
 
     async def wait_ready(self) -> None:
         """Wait for the end of the init phase (the runtime's first /next), or its failure."""
-        assert self._ready is not None
         await self._ready
 
     def kill(self) -> None:
@@ -269,7 +269,7 @@ class Environment:
         self.state = transition(self.state, EnvEvent.NEXT)
         loop = asyncio.get_running_loop()
         self._next_waiter = waiter = loop.create_future()
-        if self.init_ms is None and self._ready is not None and not self._ready.done():
+        if self.init_ms is None and not self._ready.done():
             self.init_ms = (self._clock.monotonic() - self._started) * 1000
             self._ready.set_result(None)
         self.idle_since = self._clock.monotonic()
@@ -323,7 +323,7 @@ class Environment:
             f"INIT_REPORT Init Duration: {self.init_ms:.2f} ms\tPhase: init\tStatus: error\t"
             f"Error Type: {kind}\n"
         )
-        if self._ready is not None and not self._ready.done():
+        if not self._ready.done():
             self._ready.set_result(None)
         self._on_change(self)
 
@@ -392,7 +392,7 @@ class Environment:
             self._output += f"RequestId: {rid} Error: {text}\n{FunctionErrorType.EXIT}\n".encode()
             self._settle(platform_error(FunctionErrorType.EXIT, rid, text), "application/json",
                          FunctionErrorType.EXIT, "crash")
-        if self._ready is not None and not self._ready.done():
+        if not self._ready.done():
             self._ready.set_result(None)
         if self._next_waiter is not None and not self._next_waiter.done():
             self._next_waiter.cancel()
