@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -22,7 +21,7 @@ from lamina.http.server import HttpServer, Request, Response
 from lamina.errors import ApiError, InvalidParameterValue, RequestTooLarge, ServiceException, ValidationError
 from lamina.model import LATEST, InvocationType
 from lamina.service.functions import FunctionService
-from lamina.service.invoke import InvokeRequest, InvokeService
+from lamina.service.invoke import InvokeRequest, InvokeService, new_request_id
 
 log = logging.getLogger("lamina.api")
 
@@ -79,7 +78,7 @@ class LambdaApi:
     # dispatch: routing, SigV4, and the one error mapping ------------------------------------------
 
     async def _dispatch(self, request: Request) -> Response:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         request["request_id"] = request_id
         try:
             if request.get("too_large"):

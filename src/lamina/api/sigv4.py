@@ -211,6 +211,7 @@ def _request_timestamp(header_map: dict[str, list[str]]) -> str | None:
     return parsed.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
+@lru_cache(maxsize=64)  # many requests share a second
 def _parse_timestamp(timestamp: str) -> datetime:
     try:
         if _TIMESTAMP.fullmatch(timestamp):
@@ -263,6 +264,7 @@ def _canonical_query(pairs: list[tuple[bytes, bytes]]) -> str:
     return "&".join(f"{k}={v}" for k, v in encoded)
 
 
+@lru_cache(maxsize=1024)  # the same function paths come back again and again
 def _canonical_uri(raw_path: str) -> str:
     """botocore's normalize_url_path (RFC 3986 dot segments, no empty segments), then encoded once more."""
     if not raw_path:

@@ -27,6 +27,7 @@ from lamina.sandbox.base import SandboxDriver, SandboxSpec
 
 LOG_TAIL_BYTES = 4096
 MAX_RESPONSE_BYTES = 6_291_556
+MEMORY_READ_EVERY_S = 0.1
 
 
 @dataclasses.dataclass(slots=True)
@@ -95,6 +96,8 @@ class Environment:
         self._pidfd = -1
         self._runtime_pid = 0
         self._status_fd = -1
+        self._memory_read_at = -1e9
+        self._memory_mb = 0
         self._started = 0.0
         self._next_waiter: asyncio.Future[Invocation] | None = None
         self._current: Invocation | None = None
@@ -406,7 +409,19 @@ class Environment:
         self._sink.write(self.config.name, self.log_stream, line)
 
     def _max_memory_mb(self) -> int:
-        """Peak resident memory of the runtime process (VmHWM), in MB; the status file stays open."""
+        """Peak resident memory of the runtime process (VmHWM), in MB; the status file stays open.
+
+        A high-water mark only grows, so a reading younger than MEMORY_READ_EVERY_S is reused: back
+        to back invocations do not pay a /proc read each.
+        """
+        now = self._clock.monotonic()
+        if now - self._memory_read_at < MEMORY_READ_EVERY_S:
+            return self._memory_mb
+        self._memory_read_at = now
+        self._memory_mb = self._read_memory_mb()
+        return self._memory_mb
+
+    def _read_memory_mb(self) -> int:
         if self._status_fd < 0:
             try:
                 self._status_fd = os.open(f"/proc/{self._find_runtime_pid()}/status", os.O_RDONLY)

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import time
-import uuid
 
 from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge, TooManyRequests
 from lamina.model import LATEST, Invocation, InvocationType
@@ -42,6 +41,12 @@ class InvokeResponse:
     request_id: str
     outcome: Outcome | None  # None for Event and DryRun
     executed_version: str
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID string; several times cheaper than str(uuid.uuid4())."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def new_trace_id() -> str:
@@ -111,7 +116,7 @@ class InvokeService:
         payload = _check_payload(request.payload, request.invocation_type)
         deployed = self._functions.deployed(request.name, request.qualifier)
         config = deployed.config
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         if request.invocation_type is InvocationType.DRY_RUN:
             return InvokeResponse(request_id, None, config.version)
         invocation = Invocation(
