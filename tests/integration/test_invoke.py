@@ -306,3 +306,18 @@ def test_burst_on_a_cold_function_takes_standbys_and_new_environments(lam, fname
     assert sorted(r[1]["event"]["i"] for r in results) == list(range(24))
     assert all("FunctionError" not in r[0] for r in results)
     assert len({r[1]["env_id"] for r in results}) > 1
+
+
+VERSION_APP = "import sys\ndef handler(event, context):\n    return list(sys.version_info[:2])\n"
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.10", "3.11", "3.12", "3.13"])
+def test_every_python_runtime_found_on_the_host_runs(lam, fname, version):
+    """Each pythonX.Y runtime the host offers runs in its own interpreter, inside the sandbox."""
+    try:
+        create(lam, fname, f"python{version}", "app.handler", {"app.py": VERSION_APP})
+    except lam.exceptions.InvalidParameterValueException as err:
+        pytest.skip(str(err))
+    out, body = invoke(lam, fname)
+    assert "FunctionError" not in out, body
+    assert body == [int(x) for x in version.split(".")]

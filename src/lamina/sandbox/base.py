@@ -36,6 +36,8 @@ class SandboxSpec:
     env: dict[str, str]
     tmp_mb: int
     memory_mb: int
+    #: The function's layers merged into one read-only tree, mounted at /opt (None: empty /opt).
+    opt_dir: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -80,6 +80,8 @@ class BwrapDriver:
         args += ["--remount-ro", LAYOUT.runtime_dir]
         if runtime.lang_root is not None:
             args += ["--ro-bind", str(runtime.lang_root), "/var/lang"]
+        if spec.opt_dir is not None:
+            args += ["--ro-bind", str(spec.opt_dir), LAYOUT.opt_dir]
         args += ["--perms", "1777", "--size", str(spec.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
         args += ["--chdir", LAYOUT.task_root, "--", self._setpriv,
                  f"--reuid={spec.uid}", f"--regid={spec.uid}", "--clear-groups",

@@ -54,7 +54,7 @@ CPU_PERIOD_US = 100_000
 MB_PER_VCPU = 1769
 MAX_VCPUS = 6.0
 CONTROLLERS = ("memory", "cpu", "pids")
-WRAP_EXIT_CANNOT_JOIN = 126
+WRAP_EXIT_CANNOT_JOIN = 126  # spelled out in _WRAP_SCRIPT
 
 _WRAP_SCRIPT = """n=$1; shift
 while [ "$n" -gt 0 ]; do

@@ -40,7 +40,8 @@ class ProcessDriver:
 
     def layout(self, spec: SandboxSpec) -> Layout:
         tmp = self._work / "envs" / spec.env_id / "tmp"
-        return Layout(str(spec.code_dir), str(self._runtime_dir(spec.runtime)), None, "/opt", str(tmp))
+        opt = str(spec.opt_dir) if spec.opt_dir is not None else "/opt"
+        return Layout(str(spec.code_dir), str(self._runtime_dir(spec.runtime)), None, opt, str(tmp))
 
     def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
         layout = self.layout(spec)

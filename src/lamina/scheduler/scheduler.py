@@ -30,7 +30,17 @@ STANDBY_FAMILIES = ("python", "nodejs")  # runtimes whose bootstrap (lamina's ow
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
-Recipe = tuple[FunctionConfig, Runtime, str, dict[str, str]]  # config, runtime, code dir, env vars
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recipe:
+    """Everything needed to start an environment of one function version."""
+
+    config: FunctionConfig
+    runtime: Runtime
+    code_dir: Path
+    env: dict[str, str]
+    opt_dir: Path | None = None  # the function's layers, merged (mounted read-only at /opt)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,32 +115,27 @@ class Scheduler:
 
     # invoke path -------------------------------------------------------------------------------
 
-    async def invoke(
-        self, config: FunctionConfig, runtime: Runtime, code_dir: str, env: dict[str, str],
-        invocation: Invocation,
-    ) -> Outcome:
+    async def invoke(self, recipe: Recipe, invocation: Invocation) -> Outcome:
         if self.in_flight >= self._limit:
             raise TooManyRequests(ThrottleReason.ACCOUNT)
         self.in_flight += 1
         try:
-            pool = self._pool_for(config)
+            pool = self._pool_for(recipe.config)
             got: Environment | InitFailure
             if pool.idle:
                 got = pool.idle.pop()
             else:
-                got = await self._wait_for_env(pool, config, runtime, code_dir, env)
+                got = await self._wait_for_env(pool, recipe)
             if isinstance(got, InitFailure):
                 return self._init_failure_outcome(got, invocation)
             return await got.invoke(invocation)
         finally:
             self.in_flight -= 1
 
-    async def _wait_for_env(
-        self, pool: Pool, config: FunctionConfig, runtime: Runtime, code_dir: str, env: dict[str, str]
-    ) -> Environment | InitFailure:
+    async def _wait_for_env(self, pool: Pool, recipe: Recipe) -> Environment | InitFailure:
         waiter: asyncio.Future[Environment | InitFailure] = asyncio.get_running_loop().create_future()
         pool.waiters.append(waiter)
-        self._rebalance(pool, (config, runtime, code_dir, env))
+        self._rebalance(pool, recipe)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -162,41 +167,42 @@ class Scheduler:
             return
         room = max(0, self._limit - self._environment_count())
         for _ in range(to_spawn(pool.counts(), room)):
-            self._spawn(pool, *recipe)
+            self._spawn(pool, recipe)
 
     def _environment_count(self) -> int:
         return len(self._env_pool)
 
     def _spec(self, env_id: str, runtime: Runtime, code_dir: Path, env_vars: dict[str, str],
-              tmp_mb: int, memory_mb: int) -> SandboxSpec:
+              tmp_mb: int, memory_mb: int, opt_dir: Path | None = None) -> SandboxSpec:
         return SandboxSpec(env_id=env_id, uid=self._uid_base + next(self._uids) % 60000, code_dir=code_dir,
-                           runtime=runtime, env=env_vars, tmp_mb=tmp_mb, memory_mb=memory_mb)
+                           runtime=runtime, env=env_vars, tmp_mb=tmp_mb, memory_mb=memory_mb, opt_dir=opt_dir)
 
-    def _spawn(self, pool: Pool, config: FunctionConfig, runtime: Runtime, code_dir: str,
-               env_vars: dict[str, str]) -> None:
-        environment = self._take_standby(config, runtime, Path(code_dir))
+    def _spawn(self, pool: Pool, recipe: Recipe) -> None:
+        config = recipe.config
+        environment = self._take_standby(recipe)
         if environment is not None:
             pool.envs.add(environment)
             self._env_pool[environment] = pool
-            environment.assign(config, env_vars)
+            environment.assign(config, recipe.env)
             self._start_task(self._await_init(pool, environment))
         else:
             env_id = uuid.uuid4().hex
-            spec = self._spec(env_id, runtime, Path(code_dir), env_vars, config.ephemeral_storage_mb,
-                              config.memory_mb)
+            spec = self._spec(env_id, recipe.runtime, recipe.code_dir, recipe.env, config.ephemeral_storage_mb,
+                              config.memory_mb, recipe.opt_dir)
             environment = Environment(env_id, config, spec, self._driver, self._clock, self._sink, self._changed)
             pool.envs.add(environment)
             self._env_pool[environment] = pool
             self._start_task(self._boot(pool, environment))
-        self._refill_standby(runtime)
+        self._refill_standby(recipe.runtime)
 
     # standby -------------------------------------------------------------------------------------
 
-    def _take_standby(self, config: FunctionConfig, runtime: Runtime, code_dir: Path) -> Environment | None:
+    def _take_standby(self, recipe: Recipe) -> Environment | None:
         """A standby environment of this runtime, given this code, if one fits."""
-        if self._slots is None or runtime.family not in STANDBY_FAMILIES:
+        runtime, code_dir = recipe.runtime, recipe.code_dir
+        if self._slots is None or runtime.family not in STANDBY_FAMILIES or recipe.opt_dir is not None:
             return None
-        if config.ephemeral_storage_mb != STANDBY_TMP_MB or not self._slots.linkable(code_dir):
+        if recipe.config.ephemeral_storage_mb != STANDBY_TMP_MB or not self._slots.linkable(code_dir):
             return None
         ready = self._standby.get(runtime.id)
         while ready:

@@ -14,19 +14,28 @@ from lamina.clock import Clock
 from lamina.errors import InvalidParameterValue, PreconditionFailed, ResourceConflict, ResourceNotFound
 from lamina.model import LATEST, ConfigChanges, FunctionConfig, State
 from lamina.runtimes.registry import Runtime, RuntimeRegistry
+from lamina.scheduler.scheduler import Recipe
 from lamina.store.blobs import BlobStore
 from lamina.store.sqlite import SqliteStore
 
 PAGE_MAX = 50
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Deployed:
-    """A function version ready to run: its config, runtime and unpacked code."""
+    """A function version ready to run: its config, runtime, unpacked code (and merged layers)."""
 
     config: FunctionConfig
     runtime: Runtime
     code_dir: Path
+    opt_dir: Path | None = None
+    _recipe: Recipe | None = None
+
+    def recipe(self, environment_for: Callable[[Deployed], dict[str, str]]) -> Recipe:
+        """The scheduler's recipe, built once per deployed version."""
+        if self._recipe is None:
+            self._recipe = Recipe(self.config, self.runtime, self.code_dir, environment_for(self), self.opt_dir)
+        return self._recipe
 
 
 class FunctionService:

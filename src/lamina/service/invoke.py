@@ -136,10 +136,7 @@ class InvokeService:
         return InvokeResponse(request_id, outcome, config.version)
 
     async def _run(self, deployed: Deployed, invocation: Invocation) -> Outcome:
-        return await self._scheduler.invoke(
-            deployed.config, deployed.runtime, str(deployed.code_dir), self.environment_for(deployed),
-            invocation,
-        )
+        return await self._scheduler.invoke(deployed.recipe(self.environment_for), invocation)
 
     async def _run_event(self, deployed: Deployed, invocation: Invocation) -> None:
         delay = 1.0
