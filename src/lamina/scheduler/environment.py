@@ -213,7 +213,7 @@ class Environment:
             self._current_written = True
         try:
             async with asyncio.timeout(self.config.timeout_s):
-                outcome = await asyncio.shield(self._outcome)
+                outcome = await self._outcome  # on timeout it is cancelled; _settle then ignores it
         except TimeoutError:
             outcome = self._timed_out(invocation)
         return outcome
