@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -22,7 +23,8 @@ from lamina.config import Config
 from lamina.logsink import FileLogSink
 from lamina.runtime_api.server import RuntimeApiServer
 from lamina.runtimes.registry import RuntimeRegistry
-from lamina.sandbox import bwrap
+from lamina.sandbox import bwrap, tmpvol
+from lamina.sandbox.cgroups import detect as detect_cgroups
 from lamina.sandbox.base import SandboxDriver
 from lamina.sandbox.process import ProcessDriver
 from lamina.sandbox.slots import Slots
@@ -59,12 +61,23 @@ def load_credentials(config: Config, data_dir: Path) -> Credentials:
     return Credentials(akid, secret, True)
 
 
-def choose_driver(config: Config, work_dir: Path) -> tuple[SandboxDriver, str]:
-    """The sandbox driver this host can run, and why."""
+def choose_driver(config: Config, work_dir: Path, *, probe_only: bool = False) -> tuple[SandboxDriver, str]:
+    """The sandbox driver this host can run, and why. `probe_only` (lamina doctor) touches nothing
+    a running server on the same data directory uses."""
     if config.sandbox in ("auto", "bwrap"):
         ok, why = bwrap.available()
         if ok:
-            return bwrap.BwrapDriver(), why
+            # One cgroup parent per data directory: servers side by side never clean up each other.
+            parent = "lamina-" + hashlib.sha256(str(work_dir).encode()).hexdigest()[:12]
+            cgroups, cgroups_why = detect_cgroups(parent=parent)
+            volumes_ok, volumes_why = tmpvol.available()
+            volumes = tmpvol.TmpVolumes(work_dir / "tmp") if volumes_ok else None
+            if not probe_only:
+                if cgroups is not None:
+                    cgroups.cleanup_stale()
+                if volumes is not None:
+                    volumes.start()
+            return bwrap.BwrapDriver(cgroups, cgroups_why, volumes, volumes_why), why
         if config.sandbox == "bwrap":
             raise SystemExit(f"lamina: sandbox=bwrap asked for, but {why}")
         return ProcessDriver(work_dir), f"process fallback: {why}"
@@ -135,5 +148,6 @@ class Lamina:
         await self.invoker.aclose()
         await self.scheduler.aclose()
         await self.runtime_api.aclose()
+        await asyncio.get_running_loop().run_in_executor(None, self.driver.close)
         self.sink.close()
         self.store.close()

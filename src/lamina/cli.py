@@ -75,7 +75,7 @@ def doctor(sandbox: str | None) -> None:
     from lamina.runtimes.registry import RuntimeRegistry
 
     config = config_mod.load(sandbox=sandbox)
-    driver, reason = choose_driver(config, config.data_dir.resolve() / "work")
+    driver, reason = choose_driver(config, config.data_dir.resolve() / "work", probe_only=True)
     click.echo(f"sandbox driver: {driver.name} ({reason})\n")
     rows = [(p.name, "enforced" if p.enforced else "NOT enforced", p.why) for p in driver.protections()]
     _table(("protection", "status", "why"), rows)

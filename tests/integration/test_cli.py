@@ -10,7 +10,7 @@ def test_doctor_prints_each_protection_and_the_runtimes():
     assert result.exit_code == 0, result.output
     assert "sandbox driver:" in result.output
     for name in ("unprivileged uid per environment", "private /tmp", "pid, ipc, uts namespaces",
-                 "memory / cpu / pids limits"):
+                 "memory limit = MemorySize", "CPU = MemorySize / 1769 vCPUs", "pids limit"):
         assert name in result.output
     assert "python3.11" in result.output or "python3." in result.output
 

@@ -40,6 +40,10 @@ def handler(event, context):
 def boom(event, context):
     raise ValueError("boom")
 
+def slow_id(event, context):
+    time.sleep(0.3)
+    return {"event": event, "env_id": ENV_ID}
+
 def sleepy(event, context):
     time.sleep(event.get("s", 5))
     return "slept"
@@ -300,7 +304,7 @@ def test_custom_runtime_without_bootstrap(lam, fname):
 
 def test_burst_on_a_cold_function_takes_standbys_and_new_environments(lam, fname):
     """Many concurrent first invokes: some land on standby sandboxes, the rest on new ones; all answer."""
-    create(lam, fname, "python3.11", "app.handler", {"app.py": PY_APP})
+    create(lam, fname, "python3.11", "app.slow_id", {"app.py": PY_APP}, Timeout=30)
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         results = list(pool.map(lambda i: invoke(lam, fname, {"i": i}), range(24)))
     assert sorted(r[1]["event"]["i"] for r in results) == list(range(24))

@@ -26,7 +26,7 @@ def test_python_function_under_the_process_driver(tmp_path):
                             Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": make_zip({"app.py": APP})})
         out = lam.invoke(FunctionName="plain", Payload=b'{"k": 1}', LogType="Tail")
         body = json.loads(out["Payload"].read())
-        assert body["event"] == {"k": 1}
+        assert body.get("event") == {"k": 1}, (body, base64.b64decode(out["LogResult"]).decode())
         assert body["cwd"] == body["task_root"]
         assert body["tmp"].startswith(str((tmp_path / "data").resolve()))
         assert "START RequestId" in base64.b64decode(out["LogResult"]).decode()

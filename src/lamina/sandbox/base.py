@@ -52,11 +52,29 @@ class SandboxDriver(Protocol):
     #: Generations between the process spawn() returns and the runtime process itself.
     runtime_depth: int
 
+    def prepare(self, spec: SandboxSpec) -> None:
+        """Blocking set-up before spawn (cgroup, /tmp volume); raises SandboxError. Run off the loop."""
+
     def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
         """Start the environment's process tree; raises SandboxError when it cannot."""
 
+    def resize(self, spec: SandboxSpec, memory_mb: int) -> None:
+        """A standby environment was assigned a function of this memory size."""
+
+    def limit_cpu(self, spec: SandboxSpec, memory_mb: int) -> None:
+        """The init phase ended: apply the CPU share of this memory size."""
+
+    def peak_memory_mb(self, spec: SandboxSpec) -> int | None:
+        """Peak memory of the whole environment, when the driver can measure it."""
+
+    def oom_kills(self, spec: SandboxSpec) -> int:
+        """How many processes of the environment the memory limit killed (0 when unknown)."""
+
     def cleanup(self, spec: SandboxSpec) -> None:
-        """Remove what spawn left on the host (idempotent)."""
+        """Blocking: remove what prepare/spawn left on the host; kills leftovers (idempotent)."""
+
+    def close(self) -> None:
+        """Blocking: the server is stopping and every environment is gone; release host resources."""
 
     def protections(self) -> list[Protection]:
         """What this driver enforces here, and why not where it does not."""

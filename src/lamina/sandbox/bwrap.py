@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from lamina.errors import SandboxError
+from lamina.sandbox.cgroups import Cgroup, CgroupManager, Limits
+from lamina.sandbox.tmpvol import TmpVolumes
 from lamina.sandbox.base import Layout, Protection, SandboxSpec, command_for, environment_for
 
 LAYOUT = Layout("/var/task", "/var/runtime", "/var/lang", "/opt", "/tmp")
@@ -48,10 +51,18 @@ class BwrapDriver:
     name = "bwrap"
     runtime_depth = 2  # bwrap -> bwrap (pid 1 of the namespace) -> setpriv exec'd into the runtime
 
-    def __init__(self) -> None:
+    def __init__(self, cgroups: CgroupManager | None = None, cgroups_why: str = "",
+                 volumes: TmpVolumes | None = None, volumes_why: str = "") -> None:
         self._bwrap = shutil.which("bwrap") or "bwrap"
         self._setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         self._fixed = self._fixed_args()
+        self._cgroups = cgroups
+        self._cgroups_why = cgroups_why
+        self._volumes = volumes
+        self._volumes_why = volumes_why
+        self._groups: dict[str, Cgroup] = {}
+        self._memory: dict[str, int] = {}  # sizes asked for before the cgroup existed
+        self._lock = threading.Lock()
 
     @staticmethod
     def _fixed_args() -> list[str]:
@@ -82,30 +93,106 @@ class BwrapDriver:
             args += ["--ro-bind", str(runtime.lang_root), "/var/lang"]
         if spec.opt_dir is not None:
             args += ["--ro-bind", str(spec.opt_dir), LAYOUT.opt_dir]
-        args += ["--perms", "1777", "--size", str(spec.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+        if self._volumes is not None:
+            args += ["--bind", str(self._volumes.mountpoint(spec.env_id)), "/tmp"]
+        else:
+            args += ["--perms", "1777", "--size", str(spec.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
         args += ["--chdir", LAYOUT.task_root, "--", self._setpriv,
                  f"--reuid={spec.uid}", f"--regid={spec.uid}", "--clear-groups",
                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
         return args + command_for(runtime, LAYOUT)
 
+    def prepare(self, spec: SandboxSpec) -> None:
+        """Blocking set-up before spawn: the environment's cgroup and its /tmp volume."""
+        if self._volumes is not None:
+            self._volumes.create(spec.env_id, spec.tmp_mb)
+        if self._cgroups is not None:
+            with self._lock:  # resize() may run on the loop thread meanwhile (a standby assigned early)
+                memory_mb = self._memory.pop(spec.env_id, spec.memory_mb)
+                group = self._cgroups.create(f"env-{spec.env_id}", Limits.for_memory(memory_mb))
+                self._groups[spec.env_id] = group
+            self._cgroups.set_cpu(group, None)  # the init phase runs at full speed, as on Lambda
+
     def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
+        argv = self.argv(spec)
+        group = self._groups.get(spec.env_id)
+        if group is not None and self._cgroups is not None:
+            argv = self._cgroups.wrap_argv(group, argv)  # joins before bwrap runs: nothing escapes
         try:
             return subprocess.Popen(
-                self.argv(spec), env=environment_for(spec, LAYOUT), stdin=subprocess.DEVNULL,
+                argv, env=environment_for(spec, LAYOUT), stdin=subprocess.DEVNULL,
                 stdout=output_fd, stderr=output_fd, start_new_session=True, close_fds=True,
             )
         except OSError as exc:
             raise SandboxError(f"cannot start bwrap: {exc}") from exc
 
+    def resize(self, spec: SandboxSpec, memory_mb: int) -> None:
+        if self._cgroups is None:
+            return
+        with self._lock:
+            group = self._groups.get(spec.env_id)
+            if group is None:  # prepare() has not made it yet: it will use this size
+                self._memory[spec.env_id] = memory_mb
+                return
+        self._cgroups.update(group, Limits.for_memory(memory_mb))
+        self._cgroups.set_cpu(group, None)
+
+    def limit_cpu(self, spec: SandboxSpec, memory_mb: int) -> None:
+        """End of the init phase: from now on the CPU is MemorySize / 1769 vCPUs."""
+        group = self._groups.get(spec.env_id)
+        if group is not None and self._cgroups is not None:
+            self._cgroups.set_cpu(group, Limits.for_memory(memory_mb).vcpus)
+
+    def peak_memory_mb(self, spec: SandboxSpec) -> int | None:
+        group = self._groups.get(spec.env_id)
+        if group is None:
+            return None
+        try:
+            return max(1, -(-group.peak_memory_bytes() // (1024 * 1024)))
+        except (OSError, SandboxError):
+            return None
+
+    def oom_kills(self, spec: SandboxSpec) -> int:
+        group = self._groups.get(spec.env_id)
+        try:
+            return group.oom_kills() if group is not None else 0
+        except (OSError, SandboxError):
+            return 0
+
     def cleanup(self, spec: SandboxSpec) -> None:
-        return None  # everything lived in the sandbox's own mounts
+        """Blocking: kill whatever is left in the cgroup, remove it, unmount /tmp."""
+        with self._lock:
+            group = self._groups.pop(spec.env_id, None)
+            self._memory.pop(spec.env_id, None)
+        if group is not None:
+            group.remove()
+        if self._volumes is not None:
+            self._volumes.remove(spec.env_id)
+
+    def close(self) -> None:
+        """The server is stopping: remove lamina's cgroup parent (environments are gone by now)."""
+        if self._cgroups is not None:
+            try:
+                self._cgroups.destroy()
+            except SandboxError:
+                pass
 
     def protections(self) -> list[Protection]:
+        cg = self._cgroups
+        volumes = self._volumes is not None
         return [
             Protection("unprivileged uid per environment", True, "setpriv drops to a uid of its own"),
             Protection("mount namespace, read-only /var/task", True, "bubblewrap"),
-            Protection("private /tmp (tmpfs, EphemeralStorage size)", True, "bubblewrap tmpfs --size"),
+            Protection("private /tmp limited to EphemeralStorage", True,
+                       "ext4 image per environment" if volumes else
+                       f"tmpfs --size (counts against memory: {self._volumes_why})"),
             Protection("pid, ipc, uts namespaces", True, "bubblewrap"),
             Protection("data directory hidden", True, "not mounted in the sandbox"),
-            Protection("memory / cpu / pids limits (cgroups)", False, "not implemented yet"),
+            Protection("memory limit = MemorySize (cgroups)", cg is not None,
+                       f"cgroup v{cg.version}" if cg else self._cgroups_why),
+            Protection("CPU = MemorySize / 1769 vCPUs (cgroups)", cg is not None,
+                       f"cgroup v{cg.version}, full speed during init" if cg else self._cgroups_why),
+            Protection("pids limit 1024 (cgroups)", cg is not None,
+                       f"cgroup v{cg.version}" if cg else self._cgroups_why),
+            Protection("private network namespace", False, "not implemented: functions use the host network"),
         ]

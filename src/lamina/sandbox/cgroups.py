@@ -294,6 +294,30 @@ class CgroupManager:
             _write(cpu / "cpu.max", f"{limits.cpu_quota_us} {CPU_PERIOD_US}")
         _write(cgroup.dirs["pids"] / "pids.max", str(limits.pids_max))
 
+    def update(self, cgroup: Cgroup, limits: Limits) -> None:
+        """Change a live cgroup's limits (a standby environment gets its function's memory size)."""
+        mem = cgroup.dirs["memory"]
+        try:
+            if self.version == 1 and (mem / "memory.memsw.limit_in_bytes").exists():
+                current = int((mem / "memory.limit_in_bytes").read_text())
+                if limits.memory_bytes > current:  # memory+swap must never be below memory
+                    _write(mem / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+            self._apply(cgroup, limits)
+        except OSError as exc:
+            raise SandboxError(f"cannot update cgroup {cgroup.name!r}: {exc.strerror}") from exc
+
+    def set_cpu(self, cgroup: Cgroup, vcpus: float | None) -> None:
+        """Set the CPU quota; None lifts it (lamina lets the init phase run at full speed, as Lambda does)."""
+        cpu = cgroup.dirs["cpu"]
+        quota = -1 if vcpus is None else max(1000, int(CPU_PERIOD_US * vcpus))
+        try:
+            if self.version == 1:
+                _write(cpu / "cpu.cfs_quota_us", str(quota))
+            else:
+                _write(cpu / "cpu.max", f"{'max' if quota < 0 else quota} {CPU_PERIOD_US}")
+        except OSError as exc:
+            raise SandboxError(f"cannot set the CPU quota of cgroup {cgroup.name!r}: {exc.strerror}") from exc
+
     def wrap_argv(self, cgroup: Cgroup, argv: list[str]) -> list[str]:
         """An argv that joins `cgroup` and then execs `argv` (see the module docstring)."""
         if not argv:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from lamina.errors import SandboxError
@@ -24,19 +25,21 @@ class ProcessDriver:
     def __init__(self, work_dir: Path) -> None:
         self._work = work_dir
         self._runtime_dirs: dict[str, Path] = {}
+        self._lock = threading.Lock()
 
     def _runtime_dir(self, runtime: Runtime) -> Path:
         """One real directory per runtime holding links to its bootstrap and SDK."""
-        found = self._runtime_dirs.get(runtime.id)
-        if found is None:
-            found = self._work / "runtimes" / runtime.id
-            found.mkdir(parents=True, exist_ok=True)
-            for host, name in runtime.runtime_files:
-                link = found / name
-                if not link.is_symlink():
-                    link.symlink_to(host)
-            self._runtime_dirs[runtime.id] = found
-        return found
+        with self._lock:  # prepare() runs in worker threads
+            found = self._runtime_dirs.get(runtime.id)
+            if found is None:
+                found = self._work / "runtimes" / runtime.id
+                found.mkdir(parents=True, exist_ok=True)
+                for host, name in runtime.runtime_files:
+                    link = found / name
+                    if not link.is_symlink():
+                        link.symlink_to(host)
+                self._runtime_dirs[runtime.id] = found
+            return found
 
     def layout(self, spec: SandboxSpec) -> Layout:
         tmp = self._work / "envs" / spec.env_id / "tmp"
@@ -45,7 +48,6 @@ class ProcessDriver:
 
     def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
         layout = self.layout(spec)
-        os.makedirs(layout.tmp_dir, mode=0o700, exist_ok=True)
         try:
             return subprocess.Popen(
                 command_for(spec.runtime, layout), env=environment_for(spec, layout),
@@ -55,16 +57,37 @@ class ProcessDriver:
         except OSError as exc:
             raise SandboxError(f"cannot start runtime: {exc}") from exc
 
+    def prepare(self, spec: SandboxSpec) -> None:
+        os.makedirs(self.layout(spec).tmp_dir, mode=0o700, exist_ok=True)
+
+    def resize(self, spec: SandboxSpec, memory_mb: int) -> None:
+        return None
+
+    def limit_cpu(self, spec: SandboxSpec, memory_mb: int) -> None:
+        return None
+
+    def peak_memory_mb(self, spec: SandboxSpec) -> int | None:
+        return None
+
+    def oom_kills(self, spec: SandboxSpec) -> int:
+        return 0
+
     def cleanup(self, spec: SandboxSpec) -> None:
         shutil.rmtree(self._work / "envs" / spec.env_id, ignore_errors=True)
+
+    def close(self) -> None:
+        return None
 
     def protections(self) -> list[Protection]:
         why = "process fallback: bubblewrap or root not available"
         return [
             Protection("unprivileged uid per environment", False, why),
             Protection("mount namespace, read-only /var/task", False, why + " (mode bits only)"),
-            Protection("private /tmp (tmpfs, EphemeralStorage size)", False, why + " (TMPDIR only)"),
+            Protection("private /tmp limited to EphemeralStorage", False, why + " (TMPDIR only, no size limit)"),
             Protection("pid, ipc, uts namespaces", False, why),
             Protection("data directory hidden", False, why),
-            Protection("memory / cpu / pids limits (cgroups)", False, "not implemented yet"),
+            Protection("memory limit = MemorySize (cgroups)", False, why),
+            Protection("CPU = MemorySize / 1769 vCPUs (cgroups)", False, why),
+            Protection("pids limit 1024 (cgroups)", False, why),
+            Protection("private network namespace", False, "not implemented: functions use the host network"),
         ]

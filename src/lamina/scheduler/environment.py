@@ -136,6 +136,11 @@ class Environment:
             self._write_init_start(env)
         spec = dataclasses.replace(self.spec, env=env)
         self.spec = spec
+        try:
+            await loop.run_in_executor(None, self._driver.prepare, spec)
+        except BaseException:
+            await loop.run_in_executor(None, self._driver.cleanup, spec)
+            raise
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._pipe_r = read_fd
@@ -165,6 +170,7 @@ class Environment:
         """Give a STANDBY environment its function: its runtime now loads the handler (init phase)."""
         self.state = transition(self.state, EnvEvent.ASSIGN)
         self._bind(config)
+        self._driver.resize(self.spec, config.memory_mb)
         env = dict(env, AWS_LAMBDA_LOG_STREAM_NAME=self.log_stream)
         self._write_init_start(env)
         self._started = self._clock.monotonic()
@@ -274,6 +280,7 @@ class Environment:
         self._next_waiter = waiter = loop.create_future()
         if self.init_ms is None and not self._ready.done():
             self.init_ms = (self._clock.monotonic() - self._started) * 1000
+            self._driver.limit_cpu(self.spec, self.config.memory_mb)
             self._ready.set_result(None)
         self.idle_since = self._clock.monotonic()
         self._on_change(self)
@@ -391,10 +398,12 @@ class Environment:
         self.state = transition(self.state, EnvEvent.EXIT)
         if self._current is not None and previous is EnvState.INVOKING:
             rid = self._current.request_id
-            text = exit_text(status)
-            self._output += f"RequestId: {rid} Error: {text}\n{FunctionErrorType.EXIT}\n".encode()
-            self._settle(platform_error(FunctionErrorType.EXIT, rid, text), "application/json",
-                         FunctionErrorType.EXIT, "crash")
+            # Out of memory is read from the cgroup's OOM-kill count, not guessed from the signal.
+            oom = self._driver.oom_kills(self.spec) > 0
+            text = "Runtime exited with error: signal: killed" if oom else exit_text(status)
+            kind = FunctionErrorType.OUT_OF_MEMORY if oom else FunctionErrorType.EXIT
+            self._output += f"RequestId: {rid} Error: {text}\n{kind}\n".encode()
+            self._settle(platform_error(FunctionErrorType.EXIT, rid, text), "application/json", kind, "crash")
         if not self._ready.done():
             self._ready.set_result(None)
         if self._next_waiter is not None and not self._next_waiter.done():
@@ -402,7 +411,7 @@ class Environment:
         if self._endpoint is not None:
             self._endpoint.close()
             self._endpoint = None
-        self._driver.cleanup(self.spec)
+        asyncio.get_running_loop().run_in_executor(None, self._driver.cleanup, self.spec)
         self._on_change(self)
 
     def _write_platform(self, line: str) -> None:
@@ -422,6 +431,9 @@ class Environment:
         return self._memory_mb
 
     def _read_memory_mb(self) -> int:
+        peak = self._driver.peak_memory_mb(self.spec)  # the whole environment's peak, from its cgroup
+        if peak is not None:
+            return peak
         if self._status_fd < 0:
             try:
                 self._status_fd = os.open(f"/proc/{self._find_runtime_pid()}/status", os.O_RDONLY)

@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import itertools
 import os
+import logging
 import uuid
 from pathlib import Path
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,8 @@ from lamina.sandbox.slots import Slots
 from lamina.scheduler.environment import Endpoint, Environment, LogSink, Outcome, exit_text, platform_error
 from lamina.scheduler.pool import PoolCounts, expired, to_spawn
 from lamina.runtimes.registry import Runtime
+
+log = logging.getLogger("lamina.scheduler")
 
 STANDBY_FAMILIES = ("python", "nodejs")  # runtimes whose bootstrap (lamina's own) can wait for a function
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
@@ -229,7 +232,10 @@ class Scheduler:
     async def _start_standby(self, environment: Environment) -> None:
         try:
             await environment.start(self._open_endpoint)
-        except SandboxError:
+        except Exception as exc:  # supervisor: a standby that cannot start is dropped, loudly
+            if not isinstance(exc, SandboxError):
+                log.exception("standby environment %s failed to start", environment.id)
+            environment.kill()
             self._forget_standby(environment)
 
     async def _await_init(self, pool: Pool, environment: Environment) -> None:
@@ -254,7 +260,10 @@ class Scheduler:
             return
         try:
             await environment.start(self._open_endpoint)
-        except SandboxError as exc:
+        except Exception as exc:  # supervisor: an environment that cannot start fails one waiter, loudly
+            if not isinstance(exc, SandboxError):
+                log.exception("environment %s failed to start", environment.id)
+            environment.kill()
             pool.envs.discard(environment)
             self._env_pool.pop(environment, None)
             self._fail_first_waiter(pool, InitFailure(None, FunctionErrorType.SANDBOX_FAILURE, str(exc)))
