@@ -45,6 +45,7 @@ KEY, SECRET = "LKIABENCH00000000001", "bench-secret-000000000000000000000000001"
 PY_HELLO = 'def hello(event, context):\n    return {"statusCode": 200, "body": "hi"}\n'
 NODE_HELLO = 'exports.hello = async (event) => ({ statusCode: 200, body: "hi" });\n'
 PAYLOAD = b'{"key": "value"}'
+MEMORY_MB = 1769
 
 
 def pct(values: list[float], p: float) -> float:
@@ -198,8 +199,9 @@ class Lamina:
         self.client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{self.port}", region_name="us-east-1",
                                    aws_access_key_id=KEY, aws_secret_access_key=SECRET,
                                    config=BotoConfig(retries={"max_attempts": 1}))
+        # 1769 MB = one full vCPU (Lambda's CPU share): the figures are the platform's, not a CPU quota's.
         self.client.create_function(FunctionName="pyHello", Runtime="python3.11", Handler="handler.hello",
-                                    Role="arn:aws:iam::000000000000:role/x",
+                                    Role="arn:aws:iam::000000000000:role/x", MemorySize=MEMORY_MB,
                                     Code={"ZipFile": zip_of("handler.py", PY_HELLO)})
         self.client.invoke(FunctionName="pyHello", Payload=PAYLOAD)
         boot = (time.monotonic() - t) * 1000
@@ -207,7 +209,7 @@ class Lamina:
         if node:
             major = subprocess.run([node, "--version"], capture_output=True, text=True).stdout[1:].split(".")[0]
             self.client.create_function(FunctionName="nodeHello", Runtime=f"nodejs{major}.x", Handler="handler.hello",
-                                        Role="arn:aws:iam::000000000000:role/x",
+                                        Role="arn:aws:iam::000000000000:role/x", MemorySize=MEMORY_MB,
                                         Code={"ZipFile": zip_of("handler.js", NODE_HELLO)})
         return boot
 

@@ -155,7 +155,7 @@ class HttpServer:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("_server", "_transport", "_parser", "_url", "_headers", "_body", "_body_size", "_queue",
-                 "_task", "_too_large", "_closed")
+                 "_task", "_too_large", "_closed", "_deferred")
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -169,6 +169,7 @@ class _Connection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._too_large = False
         self._closed = False
+        self._deferred: list[bytes] = []
 
     # asyncio.Protocol ----------------------------------------------------------------------------
 
@@ -249,6 +250,11 @@ class _Connection(asyncio.Protocol):
                 except Exception:
                     log.exception("unhandled error on %s %s", request.method, request.path)
                     response = Response(text="internal error", status=500)
+                if keep_alive and self._queue:
+                    # A pipelined request follows (lamina's runtime clients send their result and the
+                    # next /next together): answer both in one write, saving a syscall and a wake-up.
+                    self._deferred.append(self._encode(response, keep_alive, request.method == "HEAD"))
+                    continue
                 self._write(response, keep_alive, request.method == "HEAD")
                 if not keep_alive:
                     self.close()
@@ -258,11 +264,22 @@ class _Connection(asyncio.Protocol):
         finally:
             self._task = None
 
+    @staticmethod
+    def _encode(response: Response, keep_alive: bool, head_only: bool) -> bytes:
+        data = response.encode(keep_alive, head_only)
+        if len(response.body) >= 262144 and not head_only and response.status != 204:
+            data += response.body
+        return data
+
     def _write(self, response: Response, keep_alive: bool, head_only: bool) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         data = response.encode(keep_alive, head_only)
+        if self._deferred:
+            self._deferred.append(data)
+            data = b"".join(self._deferred)
+            self._deferred.clear()
         transport.write(data)
         if len(response.body) >= 262144 and not head_only and response.status != 204:
             transport.write(response.body)

@@ -40,7 +40,8 @@ class RawClient {
     this.prefix = `Host: ${host}:${port}\r\nUser-Agent: ${USER_AGENT}\r\n`;
     this.socket = null;
     this.buf = Buffer.alloc(0);
-    this.waiter = null;
+    this.waiters = []; // replies arrive in request order (HTTP/1.1 pipelining)
+    this.prefetched = null; // a GET /next sent together with the last result
   }
 
   connect() {
@@ -61,28 +62,29 @@ class RawClient {
 
   onData(chunk) {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    if (!this.waiter) return;
-    const end = this.buf.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    const lines = this.buf.toString('latin1', 0, end).split('\r\n');
-    const headers = {};
-    for (let i = 1; i < lines.length; i++) {
-      const at = lines[i].indexOf(':');
-      if (at > 0) headers[lines[i].slice(0, at).trim().toLowerCase()] = lines[i].slice(at + 1).trim();
+    while (this.waiters.length) {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const lines = this.buf.toString('latin1', 0, end).split('\r\n');
+      const headers = {};
+      for (let i = 1; i < lines.length; i++) {
+        const at = lines[i].indexOf(':');
+        if (at > 0) headers[lines[i].slice(0, at).trim().toLowerCase()] = lines[i].slice(at + 1).trim();
+      }
+      const total = end + 4 + (parseInt(headers['content-length'] || '0', 10) || 0);
+      if (this.buf.length < total) return;
+      const reply = {
+        status: parseInt(lines[0].split(' ')[1], 10),
+        headers,
+        body: this.buf.toString('utf8', end + 4, total),
+      };
+      this.buf = this.buf.subarray(total);
+      const { resolve } = this.waiters.shift();
+      if ((headers.connection || '').toLowerCase() === 'close') this.drop();
+      // idle: must not keep the event loop alive (callbackWaitsForEmptyEventLoop)
+      else if (!this.waiters.length) this.socket?.unref();
+      resolve(reply);
     }
-    const total = end + 4 + (parseInt(headers['content-length'] || '0', 10) || 0);
-    if (this.buf.length < total) return;
-    const reply = {
-      status: parseInt(lines[0].split(' ')[1], 10),
-      headers,
-      body: this.buf.toString('utf8', end + 4, total),
-    };
-    this.buf = this.buf.subarray(total);
-    if ((headers.connection || '').toLowerCase() === 'close') this.drop();
-    else this.socket?.unref(); // idle: must not keep the event loop alive (callbackWaitsForEmptyEventLoop)
-    const { resolve } = this.waiter;
-    this.waiter = null;
-    resolve(reply);
   }
 
   drop() {
@@ -93,27 +95,47 @@ class RawClient {
 
   fail(err) {
     this.socket = null;
-    if (this.waiter) {
-      const { reject } = this.waiter;
-      this.waiter = null;
-      reject(err);
-    }
+    this.prefetched = null;
+    for (const { reject } of this.waiters.splice(0)) reject(err);
   }
 
-  async request(method, urlPath, body, headers) {
-    if (!this.socket) await this.connect();
+  encode(method, urlPath, body, headers) {
     let head = `${method} ${urlPath} HTTP/1.1\r\n${this.prefix}`;
     for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
     const payload = body === undefined ? null : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
     head += `Content-Length: ${payload ? payload.length : 0}\r\n\r\n`;
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-      this.socket.ref();
-      this.socket.write(payload ? Buffer.concat([Buffer.from(head, 'latin1'), payload]) : head, 'latin1');
-    });
+    return payload ? Buffer.concat([Buffer.from(head, 'latin1'), payload]) : Buffer.from(head, 'latin1');
+  }
+
+  /** Send requests in one write; one promise per reply. */
+  async send(requests) {
+    if (!this.socket) await this.connect();
+    const replies = requests.map(() => new Promise((resolve, reject) => this.waiters.push({ resolve, reject })));
+    this.socket.ref();
+    this.socket.write(Buffer.concat(requests.map((r) => this.encode(...r))));
+    return replies;
+  }
+
+  async request(method, urlPath, body, headers) {
+    if (method === 'GET' && urlPath === NEXT && this.prefetched) {
+      const next = this.prefetched;
+      this.prefetched = null;
+      return next;
+    }
+    if (method === 'POST' && urlPath.startsWith(INVOCATION) && this.waiters.length === 0) {
+      // A result: ask for the next event in the same write (lamina's server answers both together).
+      const [posted, next] = await this.send([[method, urlPath, body, headers], ['GET', NEXT, undefined, {}]]);
+      next.catch(() => {}); // a failure surfaces when the loop asks for it
+      this.prefetched = next;
+      return posted;
+    }
+    const [reply] = await this.send([[method, urlPath, body, headers]]);
+    return reply;
   }
 }
 
+const NEXT = `${RUNTIME}/invocation/next`;
+const INVOCATION = `${RUNTIME}/invocation/`;
 const raw = new RawClient(API_HOST, API_PORT);
 
 /** One request to the Runtime API; resolves to {status, headers, body} once the reply has ended.
