@@ -16,6 +16,7 @@ import secrets
 import string
 from pathlib import Path
 
+from lamina.api.concurrency import ConcurrencyApi, Reservations
 from lamina.api.presign import CodeLinks
 from lamina.api.server import LambdaApi
 from lamina.clock import Clock, SystemClock
@@ -121,11 +122,19 @@ class Lamina:
         keys = {self.credentials.access_key_id: self.credentials.secret_access_key}
         api = LambdaApi(self.functions, self.invoker, CodeLinks(bytes.fromhex(link_key), config.base_url),
                         self.clock, keys.get, config.concurrency_limit)
+        self.reservations = Reservations(self.store, self.scheduler)
+        self.functions.on_change.append(self._forget_deleted)
+        api.extra_routes += ConcurrencyApi(self.functions, self.reservations, self.scheduler).routes()
+        api.unreserved_limit = lambda: self.scheduler.unreserved_limit
         self._http = api.server()
         self._listener = await asyncio.get_running_loop().create_server(
             self._http, config.host, config.port, reuse_address=True, backlog=1024)
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         return self
+
+    def _forget_deleted(self, name: str) -> None:
+        if self.store.get_function(name, "$LATEST") is None:
+            self.reservations.delete(name)
 
     async def _housekeeping(self) -> None:
         while True:

@@ -35,7 +35,7 @@ class Server:
         return boto3.client(
             service, endpoint_url=self.url, region_name="us-east-1",
             aws_access_key_id=kw.pop("key", ACCESS_KEY), aws_secret_access_key=kw.pop("secret", SECRET_KEY),
-            config=BotoConfig(retries={"max_attempts": 1}, read_timeout=120), **kw,
+            config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=120), **kw,
         )
 
     def output(self) -> str:

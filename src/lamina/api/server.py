@@ -26,6 +26,7 @@ from lamina.service.invoke import InvokeRequest, InvokeService, new_request_id
 log = logging.getLogger("lamina.api")
 
 MAX_REQUEST_BYTES = 70_167_211
+UNSIGNED_PATHS = frozenset({"/metrics"})  # Prometheus scrapers do not sign
 F = "/2015-03-31/functions"
 
 
@@ -51,6 +52,9 @@ class LambdaApi:
         self._clock = clock
         self._secret_for = secret_for
         self._limit = concurrency_limit
+        #: Routes of the other API modules (concurrency, metrics, ...), added by the composition root.
+        self.extra_routes: list[Route] = []
+        self.unreserved_limit: Callable[[], int] = lambda: concurrency_limit
 
     def routes(self) -> list[Route]:
         """The whole route table."""
@@ -69,6 +73,7 @@ class LambdaApi:
             route("GET", "/2016-08-19/account-settings", self.get_account_settings),
             route("GET", "/2016-08-19/account-settings/", self.get_account_settings),
             route("GET", "/_lamina/code/{sha}.zip", self.download_code),
+            *self.extra_routes,
         ]
 
     def server(self) -> HttpServer:
@@ -84,7 +89,7 @@ class LambdaApi:
             if request.get("too_large"):
                 raise RequestTooLarge(
                     f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation")
-            if not request.path.startswith("/_lamina/"):
+            if not request.path.startswith("/_lamina/") and request.path not in UNSIGNED_PATHS:
                 request["region"] = self._authenticate(request, request.body)
             found = self._router.match(request.method, request.path)
             if found is None:
@@ -203,7 +208,7 @@ class LambdaApi:
         return self._reply(request, {
             "AccountLimit": {
                 "TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000, "CodeSizeZipped": 52428800,
-                "ConcurrentExecutions": self._limit, "UnreservedConcurrentExecutions": self._limit,
+                "ConcurrentExecutions": self._limit, "UnreservedConcurrentExecutions": self.unreserved_limit(),
             },
             "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
         })

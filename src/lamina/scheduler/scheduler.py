@@ -18,12 +18,14 @@ from pathlib import Path
 from collections.abc import Awaitable, Callable
 
 from lamina.clock import Clock
-from lamina.errors import FunctionErrorType, SandboxError, ThrottleReason, TooManyRequests
+from lamina.errors import FunctionErrorType, InvalidParameterValue, SandboxError, TooManyRequests
+from lamina.metrics import Metrics
 from lamina.model import FunctionConfig, Invocation
 from lamina.runtime_api.state import EnvState
 from lamina.sandbox.base import SandboxDriver, SandboxSpec
 from lamina.sandbox.slots import Slots
 from lamina.scheduler.environment import Endpoint, Environment, LogSink, Outcome, exit_text, platform_error
+from lamina.scheduler.placement import admit, reservation_problem, unreserved_limit
 from lamina.scheduler.pool import PoolCounts, expired, to_spawn
 from lamina.runtimes.registry import Runtime
 
@@ -96,6 +98,7 @@ class Scheduler:
         keepalive_s: float,
         slots: Slots | None = None,
         standby_per_runtime: int = 0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._driver = driver
         self._clock = clock
@@ -110,6 +113,10 @@ class Scheduler:
         self._env_pool: dict[Environment, Pool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
+        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._unreserved_in_flight = 0
+        self._reserved: dict[str, int] = {}
+        self.metrics = metrics or Metrics()
         #: Environments started ahead of need, per runtime id (only with slots; see sandbox/slots.py).
         self._slots = slots
         self._standby_target = standby_per_runtime if slots is not None else 0
@@ -119,9 +126,16 @@ class Scheduler:
     # invoke path -------------------------------------------------------------------------------
 
     async def invoke(self, recipe: Recipe, invocation: Invocation) -> Outcome:
-        if self.in_flight >= self._limit:
-            raise TooManyRequests(ThrottleReason.ACCOUNT)
+        name = recipe.config.name
+        reason = admit(name, self._limit, self._reserved, self._in_flight, self._unreserved_in_flight)
+        if reason is not None:
+            self.metrics.throttled(name)
+            raise TooManyRequests(reason)
+        reserved = name in self._reserved
+        self._in_flight[name] += 1
         self.in_flight += 1
+        if not reserved:
+            self._unreserved_in_flight += 1
         try:
             pool = self._pool_for(recipe.config)
             got: Environment | InitFailure
@@ -130,10 +144,53 @@ class Scheduler:
             else:
                 got = await self._wait_for_env(pool, recipe)
             if isinstance(got, InitFailure):
-                return self._init_failure_outcome(got, invocation)
-            return await got.invoke(invocation)
+                outcome = self._init_failure_outcome(got, invocation)
+            else:
+                outcome = await got.invoke(invocation)
+            self.metrics.invoked(name, outcome.duration_ms, outcome.error_type is not None,
+                                 outcome.init_ms is not None or isinstance(got, InitFailure))
+            return outcome
         finally:
             self.in_flight -= 1
+            self._in_flight[name] -= 1
+            if not self._in_flight[name]:
+                del self._in_flight[name]
+            if not reserved:
+                self._unreserved_in_flight -= 1
+
+    # concurrency -------------------------------------------------------------------------------
+
+    def set_reserved(self, name: str, value: int | None) -> None:
+        """Reserve `value` concurrent executions for a function (None removes the reservation).
+
+        Raises InvalidParameterValue when it would leave less than the unreserved minimum."""
+        if value is None:
+            self._reserved.pop(name, None)
+            return
+        problem = reservation_problem(name, value, self._limit, self._reserved)
+        if problem is not None:
+            raise InvalidParameterValue(problem)
+        self._reserved[name] = value
+
+    def reserved(self, name: str) -> int | None:
+        return self._reserved.get(name)
+
+    @property
+    def account_limit(self) -> int:
+        return self._limit
+
+    @property
+    def unreserved_limit(self) -> int:
+        return unreserved_limit(self._limit, self._reserved)
+
+    def concurrency(self) -> dict[str, int]:
+        """Invocations running now, per function."""
+        return dict(self._in_flight)
+
+    def environments_by_state(self) -> dict[str, int]:
+        counts: collections.Counter[str] = collections.Counter(str(e.state) for e in self._env_pool)
+        counts["standby"] += sum(len(ready) for ready in self._standby.values())
+        return dict(counts)
 
     async def _wait_for_env(self, pool: Pool, recipe: Recipe) -> Environment | InitFailure:
         waiter: asyncio.Future[Environment | InitFailure] = asyncio.get_running_loop().create_future()

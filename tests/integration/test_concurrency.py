@@ -1,0 +1,108 @@
+"""Concurrency limits through boto3: reserved concurrency, the account limit, 429s with Lambda's reasons."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import urllib.request
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import make_zip
+from tests.integration.conftest import start_server, stop_server
+
+ROLE = "arn:aws:iam::000000000000:role/x"
+APP = "import time\ndef handler(event, context):\n    time.sleep(event.get('s', 0))\n    return 'ok'\n"
+
+
+def create(lam, name):
+    lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler", Role=ROLE,
+                        Code={"ZipFile": make_zip({"app.py": APP})}, Timeout=30)
+    return name
+
+
+def invoke(lam, name, seconds=0.0):
+    try:
+        out = lam.invoke(FunctionName=name, Payload=json.dumps({"s": seconds}))
+        return json.loads(out["Payload"].read())
+    except ClientError as err:
+        return err.response
+
+
+def test_put_get_delete_function_concurrency(lam, fname):
+    create(lam, fname)
+    assert lam.get_function_concurrency(FunctionName=fname).get("ReservedConcurrentExecutions") is None
+    before = lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
+    out = lam.put_function_concurrency(FunctionName=fname, ReservedConcurrentExecutions=5)
+    assert out["ReservedConcurrentExecutions"] == 5
+    assert lam.get_function_concurrency(FunctionName=fname)["ReservedConcurrentExecutions"] == 5
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == before - 5
+    assert lam.delete_function_concurrency(FunctionName=fname)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert lam.get_function_concurrency(FunctionName=fname).get("ReservedConcurrentExecutions") is None
+
+
+def test_reserving_below_the_unreserved_minimum_is_refused(lam, fname):
+    create(lam, fname)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as err:
+        lam.put_function_concurrency(FunctionName=fname, ReservedConcurrentExecutions=950)
+    assert "below its minimum value of [100]" in err.value.response["Error"]["Message"]
+
+
+def test_unknown_function(lam):
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.put_function_concurrency(FunctionName="no-such-fn", ReservedConcurrentExecutions=1)
+
+
+def test_reserved_zero_throttles_every_invoke(lam, fname):
+    create(lam, fname)
+    lam.put_function_concurrency(FunctionName=fname, ReservedConcurrentExecutions=0)
+    reply = invoke(lam, fname)
+    assert reply["Error"]["Code"] == "TooManyRequestsException"
+    assert reply["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert reply["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    lam.delete_function_concurrency(FunctionName=fname)
+    assert invoke(lam, fname) == "ok"
+
+
+def test_a_function_at_its_reservation_throttles_the_extra_invoke(lam, fname):
+    create(lam, fname)
+    lam.put_function_concurrency(FunctionName=fname, ReservedConcurrentExecutions=1)
+    invoke(lam, fname)  # warm
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(invoke, lam, fname, 1.5)
+        import time
+        time.sleep(0.5)
+        fast = pool.submit(invoke, lam, fname, 0)
+        results = [slow.result(), fast.result()]
+    assert results[0] == "ok"
+    assert results[1]["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+
+
+def test_account_limit_throttles_and_reservations_survive_a_restart(tmp_path):
+    env = {"LAMINA_CONCURRENCY_LIMIT": "3"}
+    srv = start_server(tmp_path / "data", tmp_path / "one.log", env)
+    try:
+        lam = srv.client()
+        name = create(lam, "busy")
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            results = list(pool.map(lambda _: invoke(lam, name, 1.0), range(5)))
+        throttled = [r for r in results if isinstance(r, dict)]
+        assert len([r for r in results if r == "ok"]) == 3 and len(throttled) == 2
+        assert all(r["Reason"] == "ConcurrentInvocationLimitExceeded" for r in throttled)
+        other = create(lam, "reserved")
+        lam.put_function_concurrency(FunctionName=other, ReservedConcurrentExecutions=2)
+        assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 1
+        metrics = urllib.request.urlopen(srv.url + "/metrics").read().decode()
+        assert "lamina_throttles_total{function=\"busy\"} 2" in metrics, metrics
+        assert 'lamina_invocations_total{function="busy"} 3' in metrics
+    finally:
+        assert stop_server(srv) == 0
+    again = start_server(tmp_path / "data", tmp_path / "two.log", env)
+    try:
+        lam = again.client()
+        assert lam.get_function_concurrency(FunctionName="reserved")["ReservedConcurrentExecutions"] == 2
+        lam.delete_function(FunctionName="reserved")
+        assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 3
+    finally:
+        assert stop_server(again) == 0
