@@ -9,6 +9,7 @@
     │   ├── InvalidRequestContent     400
     │   ├── RequestTooLarge           413 (AWS sends RequestEntityTooLargeException)
     │   ├── PreconditionFailed        412
+    │   ├── PolicyLengthExceeded      400
     │   ├── TooManyRequests           429
     │   ├── UnsupportedMediaType      415
     │   ├── AuthError                 403
@@ -64,6 +65,38 @@ class ResourceNotFound(ApiError):
     def function(cls, arn: str) -> ResourceNotFound:
         return cls(f"Function not found: {arn}")
 
+    @classmethod
+    def alias(cls, arn: str) -> ResourceNotFound:
+        """GetAlias, and the policy operations, on an alias that does not exist."""
+        return cls(f"Cannot find alias arn: {arn}")
+
+    @classmethod
+    def alias_to_update(cls, arn: str) -> ResourceNotFound:
+        """UpdateAlias on an alias that does not exist (AWS words this one differently)."""
+        return cls(f"Alias not found: {arn}")
+
+    @classmethod
+    def layer_version(cls, arn: str) -> ResourceNotFound:
+        return cls(f"Layer version {arn} does not exist.")
+
+    @classmethod
+    def resource(cls) -> ResourceNotFound:
+        """The generic wording (GetLayerVersion, GetPolicy without a policy)."""
+        return cls("The resource you requested does not exist.")
+
+    @classmethod
+    def no_policy(cls) -> ResourceNotFound:
+        return cls("No policy is associated with the given resource.")
+
+    @classmethod
+    def no_policy_for(cls, arn: str) -> ResourceNotFound:
+        """RemovePermission on a function that does not exist."""
+        return cls(f"No policy found for: {arn}")
+
+    @classmethod
+    def statement(cls, sid: str) -> ResourceNotFound:
+        return cls(f"Statement {sid} is not found in resource policy.")
+
 
 class ResourceConflict(ApiError):
     http_status = 409
@@ -73,14 +106,97 @@ class ResourceConflict(ApiError):
     def function_exists(cls, name: str) -> ResourceConflict:
         return cls(f"Function already exist: {name}")
 
+    @classmethod
+    def alias_exists(cls, arn: str) -> ResourceConflict:
+        return cls(f"Alias already exists: {arn}")
+
+    @classmethod
+    def statement_exists(cls, sid: str) -> ResourceConflict:
+        return cls(
+            f"The statement id ({sid}) provided already exists. "
+            "Please provide a new statement id, or remove the existing statement."
+        )
+
+    @classmethod
+    def version_in_use(cls, aliases: list[str]) -> ResourceConflict:
+        return cls(f"Unable to delete version because the following aliases reference it: [{', '.join(aliases)}]")
+
 
 class InvalidParameterValue(ApiError):
     aws_code = "InvalidParameterValueException"
+
+    @classmethod
+    def too_many_layers(cls) -> InvalidParameterValue:
+        return cls("Cannot reference more than 5 layers.")
+
+    @classmethod
+    def unzipped_too_large(cls, limit: int) -> InvalidParameterValue:
+        return cls(f"Unzipped size must be smaller than {limit} bytes")
+
+    @classmethod
+    def bad_marker(cls, marker: str) -> InvalidParameterValue:
+        return cls(f"Invalid marker: {marker}")
+
+    @classmethod
+    def no_tags(cls) -> InvalidParameterValue:
+        return cls("An error occurred and the request cannot be processed.")
+
+    @classmethod
+    def too_many_tags(cls) -> InvalidParameterValue:
+        return cls("Number of tags exceeds resource tag limit.")
+
+    @classmethod
+    def too_many_weights(cls) -> InvalidParameterValue:
+        return cls("Number of items in AdditionalVersionWeights cannot be greater than 1")
+
+    @classmethod
+    def version_already_routed(cls, version: str) -> InvalidParameterValue:
+        return cls(f"Invalid function version {version}. "
+                   f"Function version {version} is already included in routing configuration.")
+
+    @classmethod
+    def latest_with_routing(cls) -> InvalidParameterValue:
+        return cls("$LATEST is not supported for an alias pointing to more than 1 version")
+
+    @classmethod
+    def missing_layer(cls, arn: str) -> InvalidParameterValue:
+        return cls(f"Layer version {arn} does not exist.")
+
+    @classmethod
+    def layer_conflict(cls, first_arn: str, second_arn: str) -> InvalidParameterValue:
+        return cls(
+            "Two different versions of the same layer are not allowed to be referenced in the same function. "
+            f"{first_arn} and {second_arn} are versions of the same layer."
+        )
+
+    @classmethod
+    def code_sha_mismatch(cls, given: str, current: str) -> InvalidParameterValue:
+        return cls(
+            f"CodeSHA256 ({given}) is different from current CodeSHA256 in $LATEST ({current}). "
+            "Please try again with the CodeSHA256 in $LATEST."
+        )
+
+    @classmethod
+    def qualified_tag_resource(cls) -> InvalidParameterValue:
+        return cls("Tags on function aliases and versions are not supported. Please specify a function ARN.")
+
+    @classmethod
+    def latest_policy(cls) -> InvalidParameterValue:
+        return cls("We currently do not support adding policies for $LATEST.")
+
+    @classmethod
+    def bad_principal(cls) -> InvalidParameterValue:
+        return cls("The provided principal was invalid. Please check the principal and try again.")
 
 
 class ValidationError(ApiError):
     aws_code = "ValidationException"
     error_type = None
+
+    @classmethod
+    def null(cls, member: str) -> ValidationError:
+        return cls(f"1 validation error detected: Value null at '{member}' failed to satisfy constraint: "
+                   "Member must not be null")
 
     @classmethod
     def field(cls, value: object, member: str, constraint: str) -> ValidationError:
@@ -110,6 +226,21 @@ class PreconditionFailed(ApiError):
             "The Revision Id provided does not match the latest Revision Id. "
             "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
         )
+
+    @classmethod
+    def layer_policy_revision(cls) -> PreconditionFailed:
+        return cls(
+            "The Revision Id provided does not match the latest Revision Id. "
+            "Call the GetLayerPolicy API to retrieve the latest Revision Id"
+        )
+
+
+class PolicyLengthExceeded(ApiError):
+    aws_code = "PolicyLengthExceededException"
+
+    @classmethod
+    def size(cls, size: int, limit: int) -> PolicyLengthExceeded:
+        return cls(f"The final policy size ({size}) is bigger than the limit ({limit}).")
 
 
 class ThrottleReason(enum.StrEnum):

@@ -1,4 +1,5 @@
-"""Value objects: a function's configuration, an invocation and its result. Pure data, no I/O."""
+"""Value objects: a function's configuration and versions, aliases, layers, resource policies, an
+invocation and its result, and the typed commands the API parses into. Pure data, no I/O."""
 
 from __future__ import annotations
 
@@ -8,6 +9,52 @@ import enum
 from typing import Any
 
 LATEST = "$LATEST"
+POLICY_LIMIT_BYTES = 20480
+
+
+def is_version(qualifier: str) -> bool:
+    """`$LATEST` or a published version number (anything else that parses is an alias name)."""
+    return qualifier == LATEST or qualifier.isdigit()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Arns:
+    """Lambda ARNs of one partition, region and account."""
+
+    region: str
+    account: str
+    partition: str = "aws"
+
+    @classmethod
+    def from_function_prefix(cls, prefix: str) -> Arns:
+        """From `arn:aws:lambda:REGION:ACCOUNT:function:`."""
+        parts = prefix.split(":")
+        return cls(region=parts[3], account=parts[4], partition=parts[1])
+
+    def in_region(self, region: str | None) -> Arns:
+        return self if not region or region == self.region else dataclasses.replace(self, region=region)
+
+    def function(self, name: str, qualifier: str | None = None) -> str:
+        base = f"arn:{self.partition}:lambda:{self.region}:{self.account}:function:{name}"
+        return f"{base}:{qualifier}" if qualifier else base
+
+    def layer(self, name: str) -> str:
+        return f"arn:{self.partition}:lambda:{self.region}:{self.account}:layer:{name}"
+
+    def layer_version(self, name: str, version: int) -> str:
+        return f"{self.layer(name)}:{version}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FunctionLayer:
+    """A layer version as a function version holds it: enough to build /opt even after the layer
+    version itself is deleted (as on Lambda, functions keep working)."""
+
+    name: str
+    version: int
+    code_sha256: str
+    code_size: int
+    unzipped_size: int
 
 
 class InvocationType(enum.StrEnum):
@@ -52,7 +99,11 @@ class FunctionConfig:
     package_type: str = "Zip"
     state: State = State.ACTIVE
     last_update_status: str | None = None
-    layers: tuple[str, ...] = ()
+    layers: tuple[FunctionLayer, ...] = ()
+    #: Changes with every code or configuration change of $LATEST, not with tag, policy or publish
+    #: bookkeeping (which change revision_id too). A version keeps the content_id it was published
+    #: from, so "has $LATEST changed since the last version?" is one comparison.
+    content_id: str = ""
     log_format: str = "Text"
     log_group: str | None = None
     dead_letter_target_arn: str | None = None
@@ -78,7 +129,7 @@ class FunctionConfig:
         values = {k: v for k, v in record.items() if k in fields}
         values["state"] = State(values.get("state", "Active"))
         values["architectures"] = tuple(values.get("architectures", ("x86_64",)))
-        values["layers"] = tuple(values.get("layers", ()))
+        values["layers"] = tuple(FunctionLayer(**layer) for layer in values.get("layers", ()))
         return cls(**values)
 
 
@@ -126,7 +177,7 @@ class ConfigChanges:
     ephemeral_storage_mb: int | None = None
     environment: dict[str, str] | None = None
     tracing_mode: str | None = None
-    layers: tuple[str, ...] | None = None
+    layers: tuple[LayerVersionRef, ...] | None = None
     log_format: str | None = None
     log_group: str | None = None
     dead_letter_target_arn: str | None = None
@@ -135,4 +186,165 @@ class ConfigChanges:
     revision_id: str | None = None
 
     def given(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "revision_id"}
+        values = ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "revision_id")
+        return {k: v for k, v in values if v is not None}
+
+
+# versions and aliases -----------------------------------------------------------------------------
+
+Weights = tuple[tuple[str, float], ...]  # RoutingConfig.AdditionalVersionWeights, in request order
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Alias:
+    """A named pointer to a version, optionally sending a share of invocations to one more version."""
+
+    function_name: str
+    name: str
+    function_version: str
+    revision_id: str
+    description: str = ""
+    routing: Weights = ()
+
+    def to_record(self) -> dict[str, Any]:
+        return {"function_version": self.function_version, "revision_id": self.revision_id,
+                "description": self.description, "routing": [list(w) for w in self.routing]}
+
+    @classmethod
+    def from_record(cls, function_name: str, name: str, record: dict[str, Any]) -> Alias:
+        return cls(function_name, name, record["function_version"], record["revision_id"],
+                   record.get("description", ""), tuple((str(v), float(w)) for v, w in record.get("routing", ())))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewAlias:
+    """CreateAlias."""
+
+    name: str
+    function_version: str
+    description: str = ""
+    routing: Weights = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AliasChanges:
+    """UpdateAlias: members that were given (None = not given; routing () = remove routing)."""
+
+    function_version: str | None = None
+    description: str | None = None
+    routing: Weights | None = None
+    revision_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PublishVersion:
+    code_sha256: str | None = None  # base64, as the wire shows it
+    description: str | None = None
+    revision_id: str | None = None
+
+
+# layers ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LayerVersionRef:
+    """A layer version ARN as a function names it."""
+
+    arn: str
+    region: str
+    account: str
+    name: str
+    version: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewLayerVersion:
+    """PublishLayerVersion (the zip travels separately)."""
+
+    name: str
+    description: str = ""
+    compatible_runtimes: tuple[str, ...] = ()
+    compatible_architectures: tuple[str, ...] = ()
+    license_info: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LayerVersion:
+    name: str
+    version: int
+    code_sha256: str  # hex
+    code_size: int
+    unzipped_size: int
+    created: float  # epoch seconds
+    description: str = ""
+    compatible_runtimes: tuple[str, ...] = ()
+    compatible_architectures: tuple[str, ...] = ()
+    license_info: str | None = None
+
+    def matches(self, runtime: str | None, architecture: str | None) -> bool:
+        """ListLayers / ListLayerVersions filters."""
+        return ((runtime is None or runtime in self.compatible_runtimes)
+                and (architecture is None or architecture in self.compatible_architectures))
+
+    def to_record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> LayerVersion:
+        values = dict(record)
+        values["compatible_runtimes"] = tuple(values.get("compatible_runtimes", ()))
+        values["compatible_architectures"] = tuple(values.get("compatible_architectures", ()))
+        return cls(**values)
+
+
+# resource policies -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of a resource policy, kept exactly as AWS renders it (compact JSON text)."""
+
+    sid: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    """A resource policy: statements in the order they were added. `revision_id` is the policy's own
+    (layer versions); a function policy reports its function version's or alias's RevisionId."""
+
+    statements: tuple[Statement, ...] = ()
+    revision_id: str = ""
+
+    def find(self, sid: str) -> Statement | None:
+        return next((s for s in self.statements if s.sid == sid), None)
+
+    def document(self) -> str:
+        """`{"Version":"2012-10-17","Id":"default","Statement":[...]}` as GetPolicy returns it."""
+        body = ",".join(s.text for s in self.statements)
+        return '{"Version":"2012-10-17","Id":"default","Statement":[' + body + "]}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AddPermission:
+    """AddPermission (function policy). Optional members are None when not given."""
+
+    statement_id: str
+    action: str
+    principal: str
+    source_arn: str | None = None
+    source_account: str | None = None
+    event_source_token: str | None = None
+    principal_org_id: str | None = None
+    function_url_auth_type: str | None = None
+    invoked_via_function_url: bool | None = None
+    revision_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AddLayerPermission:
+    """AddLayerVersionPermission."""
+
+    statement_id: str
+    action: str
+    principal: str
+    organization_id: str | None = None
+    revision_id: str | None = None

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from lamina.errors import InvalidParameterValue, ValidationError
-from lamina.model import LATEST, ConfigChanges
+from lamina.model import LATEST, ConfigChanges, LayerVersionRef
 
 _NAME_ARN = re.compile(
     r"^(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?"
@@ -23,6 +23,16 @@ _NAME_ARN = re.compile(
 _ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 _ENV_KEY = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
 _HANDLER = re.compile(r"^[^\s]+$")
+_QUALIFIER = re.compile(r"^[a-zA-Z0-9$_-]+$")
+LAYER_VERSION_ARN_PATTERN = (
+    r"(arn:[a-zA-Z0-9-]+:lambda:[a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d{1}:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)"
+    r"|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+)"
+)
+_LAYER_VERSION_ARN = re.compile(
+    r"^arn:(?P<partition>[a-zA-Z0-9-]+):lambda:(?P<region>[a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\d{1}):"
+    r"(?P<account>\d{12}):layer:(?P<name>[a-zA-Z0-9-_]+):(?P<version>[0-9]+)$"
+)
+MAX_LAYERS = 5
 RESERVED_ENV = frozenset({
     "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
     "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
@@ -52,11 +62,63 @@ def function_ref(value: str, qualifier: str | None = None, member: str = "functi
     name, derived = match.group(10), match.group(12)
     if len(name) > 64:
         raise ValidationError.field(value, member, "Member must have length less than or equal to 64")
+    if qualifier is not None:
+        check_qualifier(qualifier)
     if derived and qualifier and derived != qualifier:
         raise InvalidParameterValue(
             "The derived qualifier from the function name does not match the specified qualifier."
         )
     return FunctionRef(name, derived or qualifier)
+
+
+def check_qualifier(value: str) -> str:
+    """The Qualifier member: a version, `$LATEST` or an alias name (existence is the service's concern)."""
+    if len(value) > 128:
+        raise ValidationError.field(value, "qualifier", "Member must have length less than or equal to 128")
+    if not _QUALIFIER.match(value):
+        raise ValidationError.field(value, "qualifier",
+                                    "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)")
+    return value
+
+
+def unqualified_ref(value: str) -> FunctionRef:
+    """Operations on the function itself (PublishVersion, aliases): the name may not carry a qualifier."""
+    ref = function_ref(value)
+    if ref.qualifier is not None:
+        raise InvalidParameterValue("Function name cannot contain a qualifier for this operation.")
+    return ref
+
+
+def max_items(value: str | None, high: int) -> int | None:
+    """The MaxItems query member (1..high)."""
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= high:
+        raise ValidationError.field(value, "maxItems", f"Member must have value between 1 and {high}")
+    return int(value)
+
+
+def layer_version_ref(arn: str) -> LayerVersionRef:
+    match = _LAYER_VERSION_ARN.match(arn) if len(arn) <= 140 else None
+    if match is None:
+        raise ValidationError(
+            f"1 validation error detected: Value '[{arn}]' at 'layers' failed to satisfy constraint: "
+            "Member must satisfy constraint: [Member must have length less than or equal to 140, "
+            "Member must have length greater than or equal to 1, Member must satisfy regular expression "
+            f"pattern: {LAYER_VERSION_ARN_PATTERN}, Member must not be null]"
+        )
+    return LayerVersionRef(arn, match["region"], match["account"], match["name"], int(match["version"]))
+
+
+def layer_refs(value: Any) -> tuple[LayerVersionRef, ...] | None:
+    """The Layers member of Create/UpdateFunctionConfiguration: at most five layer version ARNs."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(arn, str) for arn in value):
+        raise ValidationError.field(value, "layers", "Member must be a list of strings")
+    if len(value) > MAX_LAYERS:
+        raise InvalidParameterValue.too_many_layers()
+    return tuple(layer_version_ref(arn) for arn in value)
 
 
 def new_function_name(value: Any) -> str:
@@ -138,11 +200,7 @@ def config_changes(body: dict[str, Any]) -> ConfigChanges:
     if log_format is not None and log_format not in ("JSON", "Text"):
         raise ValidationError.field(log_format, "loggingConfig.logFormat",
                                     "Member must satisfy enum value set: [JSON, Text]")
-    layers = body.get("Layers")
-    if layers is not None and len(layers) > 5:
-        raise InvalidParameterValue("Cannot reference more than 5 layers.")
-    if layers:
-        raise InvalidParameterValue("Layers are not supported by this lamina version yet.")
+    layers = layer_refs(body.get("Layers"))
     return ConfigChanges(
         runtime=_str(body, "Runtime", "runtime", 64),
         handler=_str(body, "Handler", "handler", 128, _HANDLER),
@@ -153,7 +211,7 @@ def config_changes(body: dict[str, Any]) -> ConfigChanges:
         ephemeral_storage_mb=_int(storage, "Size", "ephemeralStorage.size", 512, 10240) if storage else None,
         environment=environment(body),
         tracing_mode=tracing,
-        layers=tuple(layers) if layers is not None else None,
+        layers=layers,
         log_format=log_format,
         log_group=logging.get("LogGroup"),
         dead_letter_target_arn=(body.get("DeadLetterConfig") or {}).get("TargetArn"),
@@ -184,3 +242,30 @@ def zip_file(code: Any, member: str = "ZipFile") -> bytes:
 
 def invoke_qualifier(ref: FunctionRef) -> str:
     return ref.qualifier or LATEST
+
+
+def flag(body: dict[str, Any], key: str, member: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise ValidationError.field(value, member, "Member must be a boolean")
+    return value
+
+
+def optional_str(body: dict[str, Any], key: str, member: str, max_len: int,
+                 pattern: re.Pattern[str] | None = None) -> str | None:
+    return _str(body, key, member, max_len, pattern)
+
+
+def required_str(body: dict[str, Any], key: str, member: str, max_len: int,
+                 pattern: re.Pattern[str] | None = None, pattern_text: str | None = None) -> str:
+    value = body.get(key)
+    if value is None:
+        raise ValidationError.null(member)
+    if not isinstance(value, str):
+        raise ValidationError.field(value, member, "Member must be a string")
+    if len(value) > max_len:
+        raise ValidationError.field(value, member, f"Member must have length less than or equal to {max_len}")
+    if pattern is not None and not pattern.match(value):
+        raise ValidationError.field(
+            value, member, f"Member must satisfy regular expression pattern: {pattern_text or pattern.pattern}")
+    return value

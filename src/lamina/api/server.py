@@ -1,20 +1,26 @@
 """The Lambda REST API (2015-03-31): the route table, SigV4 on every request, handlers.
 
 Each handler parses (api/parse.py), calls one service method, and renders (api/wire.py). Errors reach
-the wire only through `wire.error_response`, in the middleware.
+the wire only through `wire.error_response`, in the middleware. The function routes live here; versions,
+aliases, layers, policies and tags have one module each (api/versions.py ...), whose routes `routes()`
+includes.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from lamina.api import parse, sigv4, wire
+from lamina.api import parse, request as req, sigv4, wire
+from lamina.api.aliases import AliasesApi
+from lamina.api.layers import LayersApi
+from lamina.api.policies import PoliciesApi
 from lamina.api.presign import CodeLinks
+from lamina.api.tags import TagsApi
+from lamina.api.versions import VersionsApi
 from lamina.clock import Clock
 from lamina.http.router import Route, Router, route
 from lamina.http.server import HttpServer, Request, Response
@@ -55,6 +61,11 @@ class LambdaApi:
         #: Routes of the other API modules (concurrency, metrics, ...), added by the composition root.
         self.extra_routes: list[Route] = []
         self.unreserved_limit: Callable[[], int] = lambda: concurrency_limit
+        self._parts = [
+            VersionsApi(functions), AliasesApi(functions),
+            LayersApi(functions.layers, functions.arns, links, clock),
+            PoliciesApi(functions.policies), TagsApi(functions.tagging),
+        ]
 
     def routes(self) -> list[Route]:
         """The whole route table."""
@@ -74,6 +85,7 @@ class LambdaApi:
             route("GET", "/2016-08-19/account-settings/", self.get_account_settings),
             route("GET", "/_lamina/code/{sha}.zip", self.download_code),
             *self.extra_routes,
+            *(r for part in self._parts for r in part.routes()),
         ]
 
     def server(self) -> HttpServer:
@@ -116,20 +128,11 @@ class LambdaApi:
 
     @staticmethod
     async def _json(request: Request) -> dict[str, Any]:
-        raw = await request.read()
-        if not raw:
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise ValidationError(f"Could not parse request body into json: {exc}") from exc
-        if not isinstance(body, dict):
-            raise ValidationError("Request body must be a JSON object")
-        return body
+        return await req.json_body(request)
 
     @staticmethod
     def _ref(request: Request) -> parse.FunctionRef:
-        return parse.function_ref(request.match_info["name"], request.query.get("Qualifier"))
+        return req.function_ref(request)
 
     def _arn(self, request: Request, name: str, qualifier: str | None = None) -> str:
         return self._functions.arn(name, qualifier, request.get("region"))
@@ -147,7 +150,9 @@ class LambdaApi:
             raise InvalidParameterValue("lamina does not run container-image functions (PackageType Image).")
         zip_bytes = parse.zip_file(body.get("Code"))
         tags = body.get("Tags") or {}
-        config = self._functions.create(name, changes, zip_bytes, tags)
+        publish = parse.flag(body, "Publish", "publish")
+        config = self._functions.create(name, changes, zip_bytes, tags, publish)
+        # With Publish the configuration is version 1's, but the ARN stays unqualified (as on AWS).
         out = wire.function_configuration(config, self._arn(request, name), phase="create")
         return self._reply(request, out, 201)
 
@@ -195,7 +200,12 @@ class LambdaApi:
         ref = self._ref(request)
         body = await self._json(request)
         zip_bytes = parse.zip_file(body)
-        config = self._functions.update_code(ref.name, zip_bytes, body.get("RevisionId"))
+        publish = parse.flag(body, "Publish", "publish")
+        config = self._functions.update_code(ref.name, zip_bytes, body.get("RevisionId"), publish=publish,
+                                             dry_run=parse.flag(body, "DryRun", "dryRun"))
+        if publish:  # the new version's configuration, with its qualified ARN
+            arn = self._arn(request, ref.name, config.version)
+            return self._reply(request, wire.function_configuration(config, arn))
         return self._reply(request, wire.function_configuration(config, self._arn(request, ref.name), phase="update"))
 
     async def delete_function(self, request: Request) -> Response:

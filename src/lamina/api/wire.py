@@ -1,4 +1,5 @@
-"""Lambda's wire shapes: FunctionConfiguration JSON, and the ONE mapper from ApiError to a response."""
+"""Lambda's wire shapes: FunctionConfiguration, AliasConfiguration, layer versions; and the ONE mapper
+from ApiError to a response."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from lamina.http.server import Response
 
 from lamina.errors import ApiError
-from lamina.model import FunctionConfig, aws_timestamp
+from lamina.model import Alias, Arns, FunctionConfig, LayerVersion, aws_timestamp
 
 JSON = "application/json"
 
@@ -55,6 +56,10 @@ def function_configuration(config: FunctionConfig, arn: str, *, phase: str | Non
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         "LoggingConfig": {"LogFormat": config.log_format, "LogGroup": config.log_group_name},
     }
+    if config.layers:
+        arns = _arns_of(arn)
+        out["Layers"] = [{"Arn": arns.layer_version(layer.name, layer.version), "CodeSize": layer.code_size}
+                         for layer in config.layers]
     if config.dead_letter_target_arn:
         out["DeadLetterConfig"] = {"TargetArn": config.dead_letter_target_arn}
     if config.kms_key_arn:
@@ -73,4 +78,58 @@ def function_configuration(config: FunctionConfig, arn: str, *, phase: str | Non
         out["LastUpdateStatus"] = config.last_update_status
     region = arn.split(":")[3]
     out["RuntimeVersionConfig"] = {"RuntimeVersionArn": f"arn:aws:lambda:{region}::runtime:{'0' * 64}"}
+    return out
+
+
+def _arns_of(arn: str) -> Arns:
+    """The partition, region and account of an ARN already rendered for this request."""
+    parts = arn.split(":")
+    return Arns(region=parts[3], account=parts[4], partition=parts[1])
+
+
+def alias_configuration(alias: Alias, arns: Arns) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "AliasArn": arns.function(alias.function_name, alias.name),
+        "Name": alias.name,
+        "FunctionVersion": alias.function_version,
+        "Description": alias.description,
+        "RevisionId": alias.revision_id,
+    }
+    if alias.routing:
+        out["RoutingConfig"] = {"AdditionalVersionWeights": dict(alias.routing)}
+    return out
+
+
+def layer_version(layer: LayerVersion, arns: Arns, location: str) -> dict[str, Any]:
+    """PublishLayerVersion / GetLayerVersion / GetLayerVersionByArn."""
+    out: dict[str, Any] = {
+        "Content": {"Location": location, "CodeSha256": code_sha256_b64(layer.code_sha256),
+                    "CodeSize": layer.code_size},
+        "LayerArn": arns.layer(layer.name),
+        "LayerVersionArn": arns.layer_version(layer.name, layer.version),
+        "Description": layer.description,
+        "CreatedDate": aws_timestamp(layer.created),
+        "Version": layer.version,
+    }
+    return _layer_optionals(out, layer)
+
+
+def layer_versions_item(layer: LayerVersion, arns: Arns) -> dict[str, Any]:
+    """An entry of ListLayerVersions, and ListLayers' LatestMatchingVersion."""
+    out: dict[str, Any] = {
+        "LayerVersionArn": arns.layer_version(layer.name, layer.version),
+        "Version": layer.version,
+        "Description": layer.description,
+        "CreatedDate": aws_timestamp(layer.created),
+    }
+    return _layer_optionals(out, layer)
+
+
+def _layer_optionals(out: dict[str, Any], layer: LayerVersion) -> dict[str, Any]:
+    if layer.compatible_runtimes:
+        out["CompatibleRuntimes"] = list(layer.compatible_runtimes)
+    if layer.license_info is not None:
+        out["LicenseInfo"] = layer.license_info
+    if layer.compatible_architectures:
+        out["CompatibleArchitectures"] = list(layer.compatible_architectures)
     return out

@@ -1,21 +1,32 @@
-"""Use cases on functions: create, read, list, update code and configuration, delete.
+"""Use cases on functions: create, read, list, update code and configuration, delete; and the runnable
+form of a version (`deployed`), which the invoke path uses.
 
-Works on typed input from api/parse.py and on FunctionConfig values; knows nothing of HTTP.
+Works on typed input from api/parse.py and on FunctionConfig values; knows nothing of HTTP. The
+function's satellites (versions, aliases, layers, policies, tags) have their own services, built here
+and reachable as attributes, because they share this service's store and caches.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import random
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from lamina.clock import Clock
 from lamina.errors import InvalidParameterValue, PreconditionFailed, ResourceConflict, ResourceNotFound
-from lamina.model import LATEST, ConfigChanges, FunctionConfig, State
+from lamina.model import (
+    LATEST, Arns, ConfigChanges, FunctionConfig, FunctionLayer, PublishVersion, State, is_version,
+)
 from lamina.runtimes.registry import Runtime, RuntimeRegistry
 from lamina.scheduler.scheduler import Recipe
-from lamina.store.blobs import BlobStore
+from lamina.service.aliases import AliasService
+from lamina.service.layers import LayerService, remove_unused_packages
+from lamina.service.policies import PolicyService
+from lamina.service.tags import TagService
+from lamina.service.versions import VersionService
+from lamina.store.blobs import MAX_UNZIPPED, BlobStore, inspect_zip
 from lamina.store.sqlite import SqliteStore
 
 PAGE_MAX = 50
@@ -40,41 +51,50 @@ class Deployed:
 
 class FunctionService:
     def __init__(self, store: SqliteStore, blobs: BlobStore, registry: RuntimeRegistry, clock: Clock,
-                 arn_prefix: str) -> None:
+                 arn_prefix: str, rng: random.Random | None = None) -> None:
         self._store = store
         self._blobs = blobs
         self._registry = registry
         self._clock = clock
         self._arn_prefix = arn_prefix  # arn:aws:lambda:REGION:ACCOUNT:function:
+        self.arns = Arns.from_function_prefix(arn_prefix)
         self._deployed: dict[tuple[str, str], Deployed] = {}
         self.on_change: list[Callable[[str], None]] = []
+        self.versions = VersionService(store, self.arns, self._version_deleted)
+        self.aliases = AliasService(store, self.arns, rng or random.Random())
+        self.layers = LayerService(store, blobs, clock, self.arns)
+        self.policies = PolicyService(store, self.arns)
+        self.tagging = TagService(store, self.arns)
 
     def arn(self, name: str, qualifier: str | None = None, region: str | None = None) -> str:
-        prefix = self._arn_prefix
-        if region:
-            parts = prefix.split(":")
-            parts[3] = region
-            prefix = ":".join(parts)
-        return f"{prefix}{name}" + (f":{qualifier}" if qualifier else "")
+        return self.arns.in_region(region).function(name, qualifier)
 
     # reads -------------------------------------------------------------------------------------
 
     def get(self, name: str, qualifier: str | None = None) -> FunctionConfig:
+        """$LATEST, a version, or the version an alias points to."""
         version = qualifier or LATEST
+        if not is_version(version):
+            version = self.aliases.target(name, version)
         config = self._store.get_function(name, version)
         if config is None:
             raise ResourceNotFound.function(self.arn(name, qualifier))
         return config
 
     def deployed(self, name: str, qualifier: str | None) -> Deployed:
-        """The runnable form of a version, cached until the function changes (the invoke path)."""
+        """The runnable form of a version, cached until the function changes (the invoke path). An
+        alias is resolved per call, so weighted routing picks a version for every invocation."""
         key = (name, qualifier or LATEST)
         found = self._deployed.get(key)
-        if found is None:
-            config = self.get(name, qualifier)
-            runtime = self._runtime(config.runtime)
-            found = Deployed(config, runtime, self._blobs.unpack(config.code_sha256))
-            self._deployed[key] = found
+        if found is not None:
+            return found
+        if not is_version(key[1]):
+            return self.deployed(name, self.aliases.route(name, key[1]))
+        config = self.get(name, qualifier)
+        runtime = self._runtime(config.runtime)
+        opt_dir = self._blobs.merged([layer.code_sha256 for layer in config.layers]) if config.layers else None
+        found = Deployed(config, runtime, self._blobs.unpack(config.code_sha256), opt_dir)
+        self._deployed[key] = found
         return found
 
     def tags(self, name: str) -> dict[str, str]:
@@ -95,7 +115,9 @@ class FunctionService:
 
     # writes ------------------------------------------------------------------------------------
 
-    def create(self, name: str, changes: ConfigChanges, zip_bytes: bytes, tags: dict[str, str]) -> FunctionConfig:
+    def create(self, name: str, changes: ConfigChanges, zip_bytes: bytes, tags: dict[str, str],
+               publish: bool = False) -> FunctionConfig:
+        """Create $LATEST; with `publish`, also version 1, which is then what is returned."""
         if not changes.role:
             raise InvalidParameterValue("The role defined for the function cannot be assumed by Lambda.")
         if not changes.runtime:
@@ -105,13 +127,19 @@ class FunctionService:
         runtime = self._runtime(changes.runtime)
         if self._store.get_function(name, LATEST) is not None:
             raise ResourceConflict.function_exists(name)
+        layers = self.layers.resolve(changes.layers) if changes.layers else ()
+        self._check_unzipped(inspect_zip(zip_bytes).unzipped_size, layers)
         package = self._blobs.put(zip_bytes)
+        given = {k: v for k, v in changes.given().items() if k not in ("runtime", "handler", "role", "layers")}
         config = FunctionConfig(
             name=name, runtime=runtime.id, handler=changes.handler, role=changes.role,
             code_sha256=package.sha256_hex, code_size=package.size, revision_id=str(uuid.uuid4()),
             last_modified=self._clock.time(), state=State.ACTIVE, last_update_status="Successful",
-        ).replace(**{k: v for k, v in changes.given().items() if k not in ("runtime", "handler", "role")})
+            layers=layers, content_id=str(uuid.uuid4()),
+        ).replace(**given)
         self._store.create_function(config, tags)
+        if publish:
+            return self.versions.publish(name, PublishVersion())
         return config
 
     def update_configuration(self, name: str, changes: ConfigChanges) -> FunctionConfig:
@@ -120,48 +148,81 @@ class FunctionService:
         given = changes.given()
         if "runtime" in given:
             given["runtime"] = self._runtime(given["runtime"]).id
+        if changes.layers is not None:
+            given["layers"] = self.layers.resolve(changes.layers)
+            self._check_unzipped(self._blobs.unzipped_size(current.code_sha256), given["layers"])
         updated = current.replace(**given, revision_id=str(uuid.uuid4()), last_modified=self._clock.time(),
-                                  last_update_status="Successful")
+                                  last_update_status="Successful", content_id=str(uuid.uuid4()))
         return self._save(current, updated)
 
-    def update_code(self, name: str, zip_bytes: bytes, revision_id: str | None) -> FunctionConfig:
+    def update_code(self, name: str, zip_bytes: bytes, revision_id: str | None, *, publish: bool = False,
+                    dry_run: bool = False) -> FunctionConfig:
+        """Replace $LATEST's code; with `publish`, also publish it and return the new version; with
+        `dry_run`, check everything and return what $LATEST would become, changing nothing."""
         current = self.get(name)
         self._check_revision(current, revision_id)
-        package = self._blobs.put(zip_bytes)
-        updated = current.replace(
+        package = inspect_zip(zip_bytes)
+        self._check_unzipped(package.unzipped_size, current.layers)
+        changed = current.replace(
             code_sha256=package.sha256_hex, code_size=package.size, revision_id=str(uuid.uuid4()),
-            last_modified=self._clock.time(), last_update_status="Successful",
+            last_modified=self._clock.time(), last_update_status="Successful", content_id=str(uuid.uuid4()),
         )
-        return self._save(current, updated)
+        if dry_run:
+            return changed
+        self._blobs.put(zip_bytes)
+        updated = self._save(current, changed)
+        if publish:
+            return self.versions.publish(name, PublishVersion())
+        return updated
 
     def delete(self, name: str, qualifier: str | None) -> None:
+        """Delete the function with everything it owns, or one published version of it."""
         if qualifier == LATEST:
             raise InvalidParameterValue("$LATEST version cannot be deleted without deleting the function.")
         if qualifier is not None:
-            raise ResourceNotFound.function(self.arn(name, qualifier))
+            if qualifier.isdigit():
+                self.versions.delete(name, qualifier)
+            elif self._store.get_function(name, LATEST) is None:
+                raise ResourceNotFound.function(self.arn(name))
+            return  # an alias name names no version: nothing to delete, as on AWS
         if not self._store.delete_function(name):
             raise ResourceNotFound.function(self.arn(name))
+        self.aliases.forget_function(name)
         self._changed(name)
-        self._blobs.remove_unused(self._store.code_shas_in_use())
+        remove_unused_packages(self._store, self._blobs)
 
     # helpers -----------------------------------------------------------------------------------
 
     def _save(self, current: FunctionConfig, updated: FunctionConfig) -> FunctionConfig:
         if not self._store.update_function(updated, current.revision_id):
             raise PreconditionFailed.revision()
-        self._changed(updated.name)
+        self._changed(updated.name, only_latest=True)
         return updated
 
-    def _changed(self, name: str) -> None:
-        for key in [k for k in self._deployed if k[0] == name]:
+    def _changed(self, name: str, only_latest: bool = False) -> None:
+        """The function changed: drop its runnable forms (only $LATEST's when published versions,
+        which are immutable, are untouched) and tell the scheduler."""
+        for key in [k for k in self._deployed if k[0] == name and (not only_latest or k[1] == LATEST)]:
             del self._deployed[key]
         for callback in self.on_change:
             callback(name)
+
+    def _version_deleted(self, name: str, version: str) -> None:
+        """A published version is gone: forget its runnable form and packages nothing else needs. Its
+        warm environments are not stopped here; they run out their keep-alive."""
+        self._deployed.pop((name, version), None)
+        remove_unused_packages(self._store, self._blobs)
 
     @staticmethod
     def _check_revision(current: FunctionConfig, revision_id: str | None) -> None:
         if revision_id is not None and revision_id != current.revision_id:
             raise PreconditionFailed.revision()
+
+    @staticmethod
+    def _check_unzipped(code_unzipped: int, layers: tuple[FunctionLayer, ...]) -> None:
+        """Function code plus all its layers, unzipped, must stay below Lambda's 250 MB."""
+        if code_unzipped + sum(layer.unzipped_size for layer in layers) > MAX_UNZIPPED:
+            raise InvalidParameterValue.unzipped_too_large(MAX_UNZIPPED)
 
     def _runtime(self, runtime_id: str) -> Runtime:
         runtime = self._registry.get(runtime_id)

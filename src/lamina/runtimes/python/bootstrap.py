@@ -328,12 +328,19 @@ def setup_stdio() -> None:
             pass
 
 
-def setup_sys_path(task_root: str, runtime_dir: str, script_dir: str) -> None:
+def opt_dir(env) -> str:
+    """Where the function's layers are: /opt, or (fallback process driver) the host directory lamina
+    names in LAMINA_OPT_DIR, when this process can see it."""
+    given = env.get("LAMINA_OPT_DIR")
+    return given if given and os.path.isdir(given) else "/opt"
+
+
+def setup_sys_path(task_root: str, runtime_dir: str, script_dir: str, opt: str = "/opt") -> None:
     """[task root, layer dirs] + the interpreter's own entries + [runtime dir (the SDK)], as on Lambda."""
     rest = list(sys.path)
     if rest and os.path.realpath(rest[0] or ".") == os.path.realpath(script_dir):
         del rest[0]
-    head = [task_root, "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2], "/opt/python"]
+    head = [task_root, opt + "/python/lib/python%d.%d/site-packages" % sys.version_info[:2], opt + "/python"]
     tail = [runtime_dir]
     sys.path[:] = head + [p for p in rest if p not in head and p not in tail] + tail
 
@@ -446,7 +453,7 @@ def main() -> None:
     script_dir = os.path.dirname(os.path.abspath(__file__))
     task_root = env.get("LAMBDA_TASK_ROOT") or os.getcwd()
     os.chdir(task_root)
-    setup_sys_path(task_root, env.get("LAMBDA_RUNTIME_DIR") or script_dir, script_dir)
+    setup_sys_path(task_root, env.get("LAMBDA_RUNTIME_DIR") or script_dir, script_dir, opt_dir(env))
     setup_logging()
 
     error = None
