@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -94,6 +95,10 @@ class Lamina:
 
     async def __aenter__(self) -> Lamina:
         config = self.config
+        # Sandbox set-up and tear-down (mkfs, mount, cgroup writes) wait on the kernel more than they
+        # compute: a wide pool lets a burst prepare many environments at once.
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="lamina-io"))
         data = config.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
         os.chmod(data, 0o700 if os.geteuid() != 0 else 0o711)

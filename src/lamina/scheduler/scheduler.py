@@ -99,6 +99,7 @@ class Scheduler:
         slots: Slots | None = None,
         standby_per_runtime: int = 0,
         metrics: Metrics | None = None,
+        max_starting: int = 0,
     ) -> None:
         self._driver = driver
         self._clock = clock
@@ -117,6 +118,10 @@ class Scheduler:
         self._unreserved_in_flight = 0
         self._reserved: dict[str, int] = {}
         self.metrics = metrics or Metrics()
+        #: Environments in their init phase, across all functions, and how many may be at once: a burst
+        #: starting everything together would starve every init past its 10 s limit.
+        self._starting: set[Environment] = set()
+        self._max_starting = max_starting or 4 * (os.cpu_count() or 1)
         #: Environments started ahead of need, per runtime id (only with slots; see sandbox/slots.py).
         self._slots = slots
         self._standby_target = standby_per_runtime if slots is not None else 0
@@ -225,9 +230,17 @@ class Scheduler:
         recipe = pool.recipe
         if recipe is None:
             return
-        room = max(0, self._limit - self._environment_count())
+        room = max(0, min(self._limit - self._environment_count(), self._max_starting - len(self._starting)))
         for _ in range(to_spawn(pool.counts(), room)):
             self._spawn(pool, recipe)
+
+    def _rebalance_waiting(self) -> None:
+        """Room to start environments opened up: serve the pools whose invocations wait."""
+        for pool in list(self._pools.values()):
+            if len(self._starting) >= self._max_starting:
+                return
+            if pool.waiters:
+                self._rebalance(pool, None)
 
     def _environment_count(self) -> int:
         return len(self._env_pool)
@@ -241,6 +254,7 @@ class Scheduler:
         config = recipe.config
         environment = self._take_standby(recipe)
         if environment is not None:
+            self._starting.add(environment)
             pool.envs.add(environment)
             self._env_pool[environment] = pool
             environment.assign(config, recipe.env)
@@ -250,6 +264,7 @@ class Scheduler:
             spec = self._spec(env_id, recipe.runtime, recipe.code_dir, recipe.env, config.ephemeral_storage_mb,
                               config.memory_mb, recipe.opt_dir)
             environment = Environment(env_id, config, spec, self._driver, self._clock, self._sink, self._changed)
+            self._starting.add(environment)
             pool.envs.add(environment)
             self._env_pool[environment] = pool
             self._start_task(self._boot(pool, environment))
@@ -311,6 +326,7 @@ class Scheduler:
         if spec.runtime.family == "provided" and not os.access(spec.code_dir / "bootstrap", os.X_OK):
             pool.envs.discard(environment)
             self._env_pool.pop(environment, None)
+            self._starting.discard(environment)
             self._fail_first_waiter(pool, InitFailure(
                 None, FunctionErrorType.INVALID_ENTRYPOINT,
                 "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"))
@@ -323,6 +339,7 @@ class Scheduler:
             environment.kill()
             pool.envs.discard(environment)
             self._env_pool.pop(environment, None)
+            self._starting.discard(environment)
             self._fail_first_waiter(pool, InitFailure(None, FunctionErrorType.SANDBOX_FAILURE, str(exc)))
             return
         await self._await_init(pool, environment)
@@ -341,6 +358,14 @@ class Scheduler:
 
     def _changed(self, environment: Environment) -> None:
         """Called by an environment whenever its state changes in a way the pool cares about."""
+        started = environment in self._starting and environment.state is not EnvState.INIT
+        if started:
+            self._starting.discard(environment)
+        self._settle_change(environment)
+        if started:
+            self._rebalance_waiting()
+
+    def _settle_change(self, environment: Environment) -> None:
         pool = self._env_pool.get(environment)
         if pool is None:
             if environment.state is EnvState.DEAD:

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Burst and density: N concurrent invokes of a function that sleeps 1 s, lamina beside serverless-offline.
+
+    .venv/bin/python bench/burst_bench.py [-n 200] [--peers-dir /tmp/lamina-peers] [--only lamina|peer]
+
+For each target: wall time until all N invokes answered, how many failed (none may be lost), the rate
+of new environments per second that implies, and the peak memory of the whole process tree (RSS sum,
+sampled every 50 ms; for lamina also PSS per idle environment afterwards, i.e. environments per GB).
+Each concurrent request gets its own environment, as on Lambda; the load is N boto3-free raw HTTP
+invokes over N connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import psutil
+from botocore.config import Config as BotoConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.invoke_bench import KEY, ROOT, SECRET, free_port, raw_request, wait_port, zip_of  # noqa: E402
+
+SLEEPER_PY = 'import time\ndef hello(event, context):\n    time.sleep(1)\n    return {"statusCode": 200, "body": "hi"}\n'
+SLEEPER_YML = """service: burst
+frameworkVersion: "3"
+provider: {name: aws, region: us-east-1, stage: dev}
+functions:
+  pySleep: {runtime: python3.11, handler: handlers/sleeper.hello, timeout: 30}
+plugins: [serverless-offline]
+"""
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of a process tree, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.peak_mb = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            total = 0
+            try:
+                for proc in [self.root, *self.root.children(recursive=True)]:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            time.sleep(0.05)
+
+
+async def _burst(port: int, request: bytes, n: int, timeout: float) -> tuple[int, int]:
+    failures: list[str] = []
+
+    async def one() -> bool:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            status = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length)
+            writer.close()
+            good = b" 200 " in status and b"hi" in body
+            if not good and len(failures) < 3:
+                failures.append((status + body[:300]).decode(errors="replace"))
+            return good
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            if len(failures) < 3:
+                failures.append(repr(exc))
+            return False
+
+    results = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(n))), timeout)
+    if failures:
+        print("failures (first 3):", *failures, sep="\n  ", file=sys.stderr)
+    return sum(results), n - sum(results)
+
+
+def pss_per_env_kb(root_pid: int, runtime_name: str) -> tuple[int, float]:
+    envs, total = 0, 0
+    for proc in psutil.Process(root_pid).children(recursive=True):
+        try:
+            with open(f"/proc/{proc.pid}/smaps_rollup") as f:
+                pss = next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+        total += pss
+        envs += proc.name() == runtime_name
+    return envs, total / max(envs, 1)
+
+
+def run_lamina(n: int) -> dict[str, object]:
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="lamina-burst-"))
+    env = dict(os.environ, LAMINA_ACCESS_KEY_ID=KEY, LAMINA_SECRET_ACCESS_KEY=SECRET,
+               LAMINA_CONCURRENCY_LIMIT=str(max(1000, n)))
+    proc = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", "lamina", "serve", "--port", str(port),
+                             "--data-dir", str(data)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                              aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                              config=BotoConfig(retries={"total_max_attempts": 1}))
+        client.create_function(FunctionName="pySleep", Runtime="python3.11", Handler="handler.hello",
+                               Role="arn:aws:iam::000000000000:role/x", Timeout=60,
+                               Code={"ZipFile": zip_of("handler.py", SLEEPER_PY)})
+        return measure(proc.pid, port, raw_request(port, "pySleep", True), n, "python3.11")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def run_serverless_offline(peers: Path, n: int) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="so-burst-"))
+    (work / "handlers").mkdir()
+    (work / "handlers" / "sleeper.py").write_text(SLEEPER_PY)
+    (work / "serverless.yml").write_text(SLEEPER_YML)
+    (work / "node_modules").symlink_to(peers / "serverless-offline" / "node_modules")
+    env = dict(os.environ, SLS_TELEMETRY_DISABLED="1", SLS_NOTIFICATIONS_MODE="off", AWS_ACCESS_KEY_ID="x",
+               AWS_SECRET_ACCESS_KEY="x", VIRTUAL_ENV=str(peers / ".venv"))
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.Popen(["node", "node_modules/serverless/bin/serverless.js", "offline", "start", "--host",
+                             "127.0.0.1", "--httpPort", "3010", "--lambdaPort", "3012", "--noSponsor"],
+                            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_port(3012, 120)
+        return measure(proc.pid, 3012, raw_request(3012, "burst-dev-pySleep", False), n, "python3")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str) -> dict[str, object]:
+    sampler = Sampler(pid)
+    sampler.start()
+    started = time.monotonic()
+    ok, failed = asyncio.run(_burst(port, request, n, 600))
+    wall = time.monotonic() - started
+    sampler.stop.set()
+    sampler.join()
+    envs, pss_kb = pss_per_env_kb(pid, runtime_name)
+    return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2),
+            "new_envs_per_s": round(n / max(wall - 1.0, 0.001), 1), "peak_rss_mb": round(sampler.peak_mb),
+            "idle_envs": envs, "pss_per_env_mb": round(pss_kb / 1024, 2),
+            "envs_per_gb": round(1024 * 1024 / pss_kb) if pss_kb else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--peers-dir", type=Path, default=Path("/tmp/lamina-peers"))
+    parser.add_argument("--only", choices=("lamina", "peer"))
+    args = parser.parse_args()
+    results = {}
+    if args.only != "peer":
+        results["lamina"] = run_lamina(args.n)
+        print(json.dumps({"lamina": results["lamina"]}), file=sys.stderr)
+    if args.only != "lamina" and (args.peers_dir / "serverless-offline" / "node_modules").exists():
+        results["serverless-offline"] = run_serverless_offline(args.peers_dir, args.n)
+    print(json.dumps(results, indent=1))
+    print("| target | N | answered | failed | wall s | new envs/s | peak RSS MB (tree) | PSS per idle env MB | envs per GB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['n']} | {r['ok']} | {r['failed']} | {r['wall_s']} | {r['new_envs_per_s']} "
+              f"| {r['peak_rss_mb']} | {r['pss_per_env_mb']} | {r['envs_per_gb']} |")
+
+
+if __name__ == "__main__":
+    main()
