@@ -187,7 +187,7 @@ def main() -> None:
     if args.only != "lamina" and (args.peers_dir / "serverless-offline" / "node_modules").exists():
         results["serverless-offline"] = run_serverless_offline(args.peers_dir, args.n)
     print(json.dumps(results, indent=1))
-    print("| target | N | answered | failed | wall s | new envs/s | peak RSS MB (tree) | PSS per idle env MB | envs per GB |")
+    print("| target | N | answered | failed | wall s | N / (wall − 1 s) | peak RSS MB (tree) | PSS per idle env MB | envs per GB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['n']} | {r['ok']} | {r['failed']} | {r['wall_s']} | {r['new_envs_per_s']} "
