@@ -31,6 +31,11 @@ class Config:
     init_timeout_s: float = 10.0
     concurrency_limit: int = 1000
     keepalive_s: float = 600.0
+    #: fixed: every idle environment lives keepalive_s; histogram: per function, the 99th percentile of
+    #: its idle times (falls back to keepalive_s until it has history). See scheduler/keepalive.py.
+    keepalive_policy: str = "histogram"
+    #: Host memory (MB) environments may hold before idle ones are evicted; 0 = half of the machine.
+    memory_budget_mb: int = 0
     #: Sandboxes per runtime (python, nodejs) started ahead of need, to hide cold starts; 0 turns it off.
     prewarm: int = 2
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
@@ -70,6 +75,8 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Config:
     if "data_dir" in values:
         values["data_dir"] = Path(values["data_dir"])
     config = Config(**values)
+    if config.keepalive_policy not in ("fixed", "histogram"):
+        raise ValueError(f"keepalive_policy must be fixed or histogram, not {config.keepalive_policy!r}")
     if config.sandbox not in SANDBOX_MODES:
         raise ValueError(f"sandbox must be one of {', '.join(SANDBOX_MODES)}, not {config.sandbox!r}")
     return config

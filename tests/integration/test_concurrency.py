@@ -106,3 +106,21 @@ def test_account_limit_throttles_and_reservations_survive_a_restart(tmp_path):
         assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 3
     finally:
         assert stop_server(again) == 0
+
+
+def test_memory_budget_evicts_idle_environments_instead_of_refusing(tmp_path):
+    """With room for a few environments only, each new function evicts the least valuable idle one."""
+    srv = start_server(tmp_path / "data", tmp_path / "budget.log",
+                       {"LAMINA_MEMORY_BUDGET_MB": "80", "LAMINA_PREWARM": "0"})
+    try:
+        lam = srv.client()
+        for i in range(8):
+            name = create(lam, f"fn{i}")
+            assert invoke(lam, name) == "ok"
+        metrics = urllib.request.urlopen(srv.url + "/metrics").read().decode()
+        live = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                   if line.startswith("lamina_environments{"))
+        assert 1 <= live <= 5, metrics
+        assert invoke(lam, "fn0") == "ok"  # an evicted function simply starts again
+    finally:
+        assert stop_server(srv) == 0

@@ -198,6 +198,11 @@ class Environment:
                     pass
 
     @property
+    def memory_charge_mb(self) -> int:
+        """What this environment holds of the host's memory budget: its last measured peak."""
+        return max(self._memory_mb, 16)
+
+    @property
     def alive(self) -> bool:
         return self.state not in (EnvState.DEAD, EnvState.INIT_FAILED)
 

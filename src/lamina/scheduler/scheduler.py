@@ -25,11 +25,25 @@ from lamina.runtime_api.state import EnvState
 from lamina.sandbox.base import SandboxDriver, SandboxSpec
 from lamina.sandbox.slots import Slots
 from lamina.scheduler.environment import Endpoint, Environment, LogSink, Outcome, exit_text, platform_error
+from lamina.scheduler.keepalive import IdleHistogram, keepalive_s, reuse_value
 from lamina.scheduler.placement import admit, reservation_problem, unreserved_limit
 from lamina.scheduler.pool import PoolCounts, expired, to_spawn
 from lamina.runtimes.registry import Runtime
 
 log = logging.getLogger("lamina.scheduler")
+
+NEW_ENV_CHARGE_MB = 16  # what a new environment is charged until its memory is measured
+
+
+def default_memory_budget_mb() -> int:
+    """Half of the machine's memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            total_kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    except (OSError, StopIteration):
+        return 4096
+    return total_kb // 2048
+
 
 STANDBY_FAMILIES = ("python", "nodejs")  # runtimes whose bootstrap (lamina's own) can wait for a function
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
@@ -77,6 +91,23 @@ class Pool:
         return PoolCounts(len(self.idle), starting, finishing, waiting)
 
 
+@dataclasses.dataclass(slots=True)
+class Activity:
+    """What the keep-alive policy knows of one function's traffic."""
+
+    idle: IdleHistogram = dataclasses.field(default_factory=IdleHistogram)
+    last_end: float | None = None
+    last_start: float | None = None
+    gap_ewma_s: float = 3600.0  # mean time between invocations, smoothed
+
+    def started(self, now: float, busy: bool) -> None:
+        if self.last_end is not None and not busy:
+            self.idle.add(now - self.last_end)
+        if self.last_start is not None:
+            self.gap_ewma_s = 0.8 * self.gap_ewma_s + 0.2 * max(now - self.last_start, 1e-3)
+        self.last_start = now
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SchedulerStatistics:
     environments: int
@@ -100,6 +131,8 @@ class Scheduler:
         standby_per_runtime: int = 0,
         metrics: Metrics | None = None,
         max_starting: int = 0,
+        keepalive_policy: str = "histogram",
+        memory_budget_mb: int = 0,
     ) -> None:
         self._driver = driver
         self._clock = clock
@@ -122,6 +155,10 @@ class Scheduler:
         #: starting everything together would starve every init past its 10 s limit.
         self._starting: set[Environment] = set()
         self._max_starting = max_starting or 4 * (os.cpu_count() or 1)
+        self._keepalive_policy = keepalive_policy
+        self._activity: dict[str, Activity] = {}
+        #: Host memory environments may hold (MB); idle ones are evicted by least value to stay under it.
+        self._memory_budget_mb = memory_budget_mb or default_memory_budget_mb()
         #: Environments started ahead of need, per runtime id (only with slots; see sandbox/slots.py).
         self._slots = slots
         self._standby_target = standby_per_runtime if slots is not None else 0
@@ -137,6 +174,10 @@ class Scheduler:
             self.metrics.throttled(name)
             raise TooManyRequests(reason)
         reserved = name in self._reserved
+        activity = self._activity.get(name)
+        if activity is None:
+            activity = self._activity[name] = Activity()
+        activity.started(self._clock.monotonic(), self._in_flight[name] > 0)
         self._in_flight[name] += 1
         self.in_flight += 1
         if not reserved:
@@ -156,6 +197,7 @@ class Scheduler:
                                  outcome.init_ms is not None or isinstance(got, InitFailure))
             return outcome
         finally:
+            activity.last_end = self._clock.monotonic()
             self.in_flight -= 1
             self._in_flight[name] -= 1
             if not self._in_flight[name]:
@@ -232,7 +274,41 @@ class Scheduler:
             return
         room = max(0, min(self._limit - self._environment_count(), self._max_starting - len(self._starting)))
         for _ in range(to_spawn(pool.counts(), room)):
+            if not self._make_memory_room(NEW_ENV_CHARGE_MB):
+                return  # the budget is held by busy environments: the invocation waits for one to free
             self._spawn(pool, recipe)
+
+    def memory_used_mb(self) -> int:
+        return sum(e.memory_charge_mb for e in self._env_pool) + NEW_ENV_CHARGE_MB * sum(
+            len(ready) for ready in self._standby.values())
+
+    def _make_memory_room(self, needed_mb: int) -> bool:
+        """Evict idle environments, least valuable first, until `needed_mb` fits the budget."""
+        used = self.memory_used_mb()
+        if used + needed_mb <= self._memory_budget_mb:
+            return True
+        now = self._clock.monotonic()
+        candidates = []
+        for pool in self._pools.values():
+            activity = self._activity.get(pool.key[0])
+            keep = keepalive_s(activity.idle if activity else None, self._keepalive_s, self._keepalive_policy)
+            rate = 1.0 / activity.gap_ewma_s if activity else 0.0
+            for environment in pool.idle:
+                value = reuse_value(now - environment.idle_since, keep, rate, environment.memory_charge_mb)
+                candidates.append((value, environment.idle_since, pool, environment))
+        for ready in self._standby.values():
+            candidates += [(0.0, e.idle_since, None, e) for e in ready]
+        candidates.sort(key=lambda c: (c[0], c[1]))
+        for _, _, pool, environment in candidates:
+            if used + needed_mb <= self._memory_budget_mb:
+                break
+            if pool is not None:
+                pool.idle.remove(environment)
+            else:
+                self._forget_standby(environment)
+            used -= environment.memory_charge_mb
+            environment.kill()
+        return used + needed_mb <= self._memory_budget_mb
 
     def _rebalance_waiting(self) -> None:
         """Room to start environments opened up: serve the pools whose invocations wait."""
@@ -428,9 +504,11 @@ class Scheduler:
             for index in sorted(expired([e.idle_since for e in ready], now, self._keepalive_s), reverse=True):
                 ready.pop(index).kill()
         for pool in list(self._pools.values()):
-            for index in sorted(expired([e.idle_since for e in pool.idle], now, self._keepalive_s),
-                                reverse=True):
+            activity = self._activity.get(pool.key[0])
+            keep = keepalive_s(activity.idle if activity else None, self._keepalive_s, self._keepalive_policy)
+            for index in sorted(expired([e.idle_since for e in pool.idle], now, keep), reverse=True):
                 pool.idle.pop(index).kill()
+        self._rebalance_waiting()  # invocations held back by the memory budget get another chance
 
     def statistics(self) -> SchedulerStatistics:
         idle = sum(len(p.idle) for p in self._pools.values())
