@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from lamina.scheduler.keepalive import IdleHistogram, keepalive_s  # noqa: E402
+from lamina.scheduler.keepalive import IdleHistogram, keepalive_s, prewarm_s  # noqa: E402
 
 DAY_S = 24 * 3600
 DURATION_S = 0.2
@@ -55,6 +55,7 @@ def workload(rng: random.Random, functions: int) -> list[list[float]]:
 
 
 def simulate(traces: list[list[float]], policy: str, fixed_s: float = 600.0) -> tuple[int, int, float]:
+    """Replay: an environment is warm if the gap fits its windows; idle memory is what was held."""
     invocations = cold = 0
     idle_gb_s = 0.0
     for times in traces:
@@ -67,15 +68,19 @@ def simulate(traces: list[list[float]], policy: str, fixed_s: float = 600.0) -> 
             else:
                 gap = max(0.0, start - last_end)
                 keep = keepalive_s(histogram, fixed_s, policy)
-                if gap <= keep:
-                    idle_gb_s += gap * MEMORY_GB
+                warm_from = prewarm_s(histogram, policy)  # 0: kept loaded from the end of the last call
+                if warm_from <= gap <= keep:
+                    idle_gb_s += (gap - warm_from) * MEMORY_GB
                 else:
                     cold += 1
-                    idle_gb_s += keep * MEMORY_GB
+                    held = 0.0 if gap < warm_from else keep - warm_from
+                    idle_gb_s += held * MEMORY_GB
                 histogram.add(gap)
             last_end = start + DURATION_S
         if last_end is not None:
-            idle_gb_s += min(keepalive_s(histogram, fixed_s, policy), DAY_S - last_end) * MEMORY_GB
+            keep = keepalive_s(histogram, fixed_s, policy)
+            warm_from = prewarm_s(histogram, policy)
+            idle_gb_s += max(0.0, min(keep, DAY_S - last_end) - warm_from) * MEMORY_GB
     return invocations, cold, idle_gb_s
 
 

@@ -1,6 +1,6 @@
 """Keep-alive policy decisions (pure)."""
 
-from lamina.scheduler.keepalive import IdleHistogram, keepalive_s, reuse_value
+from lamina.scheduler.keepalive import IdleHistogram, keepalive_s, prewarm_s, reuse_value
 
 
 def fill(gaps):
@@ -36,3 +36,11 @@ def test_value_prefers_busy_small_environments():
     big = reuse_value(10, 600, rate_per_s=1.0, memory_mb=1024)
     assert busy > big > 0 and busy > quiet
     assert reuse_value(700, 600, 1.0, 128) == 0.0
+
+
+def test_prewarm_only_for_functions_whose_gaps_are_all_long():
+    assert prewarm_s(fill([900] * 50), "histogram") == 900 * 0.85
+    assert prewarm_s(fill([30] * 50), "histogram") == 0.0
+    assert prewarm_s(fill([900] * 40 + [5] * 10), "histogram") == 0.0  # 20% short gaps
+    assert prewarm_s(fill([900] * 50), "fixed") == 0.0
+    assert prewarm_s(fill([900] * 3), "histogram") == 0.0

@@ -9,6 +9,7 @@ runtime sees LAMBDA_TASK_ROOT (read-only code), LAMBDA_RUNTIME_DIR (bootstrap + 
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 from pathlib import Path
 from typing import Protocol
@@ -80,12 +81,23 @@ class SandboxDriver(Protocol):
         """What this driver enforces here, and why not where it does not."""
 
 
-def command_for(runtime: Runtime, layout: Layout) -> list[str]:
+def provided_bootstrap(spec: SandboxSpec) -> str | None:
+    """Where a custom runtime's bootstrap is, Lambda's order: the package, then the layers; or None."""
+    if os.access(spec.code_dir / "bootstrap", os.X_OK):
+        return "task"
+    if spec.opt_dir is not None and os.access(spec.opt_dir / "bootstrap", os.X_OK):
+        return "opt"
+    return None
+
+
+def command_for(runtime: Runtime, layout: Layout, spec: SandboxSpec | None = None) -> list[str]:
     """argv of the runtime process inside the sandbox."""
     if runtime.family == "python":
         return [runtime.interpreter_in(layout.lang_dir), "-S", "-B", f"{layout.runtime_dir}/bootstrap.py"]
     if runtime.family == "nodejs":
         return [runtime.interpreter_in(layout.lang_dir), f"{layout.runtime_dir}/bootstrap.mjs"]
+    if spec is not None and provided_bootstrap(spec) == "opt":
+        return [f"{layout.opt_dir}/bootstrap"]
     return [f"{layout.task_root}/bootstrap"]
 
 

@@ -100,7 +100,7 @@ class BwrapDriver:
         args += ["--chdir", LAYOUT.task_root, "--", self._setpriv,
                  f"--reuid={spec.uid}", f"--regid={spec.uid}", "--clear-groups",
                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-        return args + command_for(runtime, LAYOUT)
+        return args + command_for(runtime, LAYOUT, spec)
 
     def prepare(self, spec: SandboxSpec) -> None:
         """Blocking set-up before spawn: the environment's cgroup and its /tmp volume."""

@@ -50,7 +50,7 @@ class ProcessDriver:
         layout = self.layout(spec)
         try:
             return subprocess.Popen(
-                command_for(spec.runtime, layout), env=environment_for(spec, layout),
+                command_for(spec.runtime, layout, spec), env=environment_for(spec, layout),
                 cwd=layout.task_root, stdin=subprocess.DEVNULL, stdout=output_fd, stderr=output_fd,
                 start_new_session=True, close_fds=True,
             )

@@ -9,6 +9,10 @@ percentile of those gaps (plus a margin): a function called every 15 minutes sta
 minute, where a fixed window holds its memory for ten. Until a function has enough history, or when
 its gaps fall beyond the histogram, the fixed window applies.
 
+When nearly all of a function's gaps are long, its environment is not even kept through them: it is
+let go after the invocation and a fresh one is started shortly before the next call is due (the
+policy's pre-warm window, 85% of the 5th percentile of the gaps).
+
 When the host's memory budget for environments is reached, idle environments are evicted in order of
 least value: the expected chance of being reused before they expire, per MB they hold.
 """
@@ -58,6 +62,29 @@ def keepalive_s(histogram: IdleHistogram | None, fixed_s: float, policy: str) ->
         return fixed_s  # gaps longer than the histogram covers: not a pattern it can learn
     p99 = histogram.percentile_s(PERCENTILE)
     return fixed_s if p99 is None else max(BIN_S, p99 * MARGIN)
+
+
+PREWARM_PERCENTILE = 0.05
+PREWARM_MARGIN = 0.85
+MIN_PREWARM_S = 120.0
+
+
+def prewarm_s(histogram: IdleHistogram | None, policy: str) -> float:
+    """Seconds after an invocation at which to start a fresh environment, having let the old one go.
+
+    0 means keep the environment loaded (the usual case). Only when nearly all of a function's idle
+    times are long (its 5th percentile is two minutes or more) is holding memory through the gap a
+    waste: the environment is unloaded and a new one is started shortly before the next call is due."""
+    if policy != "histogram" or histogram is None or histogram.total < MIN_SAMPLES:
+        return 0.0
+    needed = math.ceil(PREWARM_PERCENTILE * histogram.total)
+    running = 0
+    for index, count in enumerate(histogram.counts):
+        running += count
+        if running >= needed:
+            head = index * BIN_S  # lower edge: the gap is at least this long
+            return head * PREWARM_MARGIN if head >= MIN_PREWARM_S else 0.0
+    return 0.0
 
 
 def reuse_value(idle_for_s: float, keep_s: float, rate_per_s: float, memory_mb: float) -> float:

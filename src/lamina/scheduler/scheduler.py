@@ -22,10 +22,10 @@ from lamina.errors import FunctionErrorType, InvalidParameterValue, SandboxError
 from lamina.metrics import Metrics
 from lamina.model import FunctionConfig, Invocation
 from lamina.runtime_api.state import EnvState
-from lamina.sandbox.base import SandboxDriver, SandboxSpec
+from lamina.sandbox.base import SandboxDriver, SandboxSpec, provided_bootstrap
 from lamina.sandbox.slots import Slots
 from lamina.scheduler.environment import Endpoint, Environment, LogSink, Outcome, exit_text, platform_error
-from lamina.scheduler.keepalive import IdleHistogram, keepalive_s, reuse_value
+from lamina.scheduler.keepalive import IdleHistogram, keepalive_s, prewarm_s, reuse_value
 from lamina.scheduler.placement import admit, reservation_problem, unreserved_limit
 from lamina.scheduler.pool import PoolCounts, expired, to_spawn
 from lamina.runtimes.registry import Runtime
@@ -157,6 +157,8 @@ class Scheduler:
         self._max_starting = max_starting or 4 * (os.cpu_count() or 1)
         self._keepalive_policy = keepalive_policy
         self._activity: dict[str, Activity] = {}
+        self._prewarm_timers: dict[PoolKey, asyncio.TimerHandle] = {}
+        self._prewarmed: set[Environment] = set()
         #: Host memory environments may hold (MB); idle ones are evicted by least value to stay under it.
         self._memory_budget_mb = memory_budget_mb or default_memory_budget_mb()
         #: Environments started ahead of need, per runtime id (only with slots; see sandbox/slots.py).
@@ -326,7 +328,7 @@ class Scheduler:
         return SandboxSpec(env_id=env_id, uid=self._uid_base + next(self._uids) % 60000, code_dir=code_dir,
                            runtime=runtime, env=env_vars, tmp_mb=tmp_mb, memory_mb=memory_mb, opt_dir=opt_dir)
 
-    def _spawn(self, pool: Pool, recipe: Recipe) -> None:
+    def _spawn(self, pool: Pool, recipe: Recipe) -> Environment:
         config = recipe.config
         environment = self._take_standby(recipe)
         if environment is not None:
@@ -345,6 +347,7 @@ class Scheduler:
             self._env_pool[environment] = pool
             self._start_task(self._boot(pool, environment))
         self._refill_standby(recipe.runtime)
+        return environment
 
     # standby -------------------------------------------------------------------------------------
 
@@ -399,7 +402,7 @@ class Scheduler:
 
     async def _boot(self, pool: Pool, environment: Environment) -> None:
         spec = environment.spec
-        if spec.runtime.family == "provided" and not os.access(spec.code_dir / "bootstrap", os.X_OK):
+        if spec.runtime.family == "provided" and provided_bootstrap(spec) is None:
             pool.envs.discard(environment)
             self._env_pool.pop(environment, None)
             self._starting.discard(environment)
@@ -484,12 +487,40 @@ class Scheduler:
             if not waiter.done():
                 waiter.set_result(environment)
                 return
+        activity = self._activity.get(pool.key[0])
+        if environment in self._prewarmed:
+            self._prewarmed.discard(environment)
+            if activity is not None and activity.last_end is not None:
+                environment.idle_since = activity.last_end  # its keep-alive counts from the last call
+        elif not pool.idle and pool.recipe is not None:
+            wait = prewarm_s(activity.idle if activity else None, self._keepalive_policy)
+            if wait > 0:  # every gap of this function is long: let go now, start afresh before the next
+                environment.kill()
+                self._schedule_prewarm(pool.key, pool.recipe, wait)
+                return
         pool.idle.append(environment)
+
+    def _schedule_prewarm(self, key: PoolKey, recipe: Recipe, wait_s: float) -> None:
+        previous = self._prewarm_timers.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        self._prewarm_timers[key] = asyncio.get_running_loop().call_later(wait_s, self._prewarm, key, recipe)
+
+    def _prewarm(self, key: PoolKey, recipe: Recipe) -> None:
+        self._prewarm_timers.pop(key, None)
+        pool = self._pool_for(recipe.config)
+        if pool.retired or pool.envs:
+            return
+        pool.recipe = recipe
+        if self._make_memory_room(NEW_ENV_CHARGE_MB):
+            self._prewarmed.add(self._spawn(pool, recipe))
 
     # maintenance -----------------------------------------------------------------------------
 
     def retire(self, name: str) -> None:
         """Stop serving a function's current environments (its code or configuration changed)."""
+        for key in [k for k in self._prewarm_timers if k[0] == name]:
+            self._prewarm_timers.pop(key).cancel()
         for key, pool in list(self._pools.items()):
             if key[0] == name:
                 pool.retired = True
@@ -515,6 +546,8 @@ class Scheduler:
         return SchedulerStatistics(len(self._env_pool), idle, self.in_flight)
 
     async def aclose(self) -> None:
+        for timer in self._prewarm_timers.values():
+            timer.cancel()
         for environment in [*self._env_pool, *self._standby_runtime]:
             environment.kill()
         for task in list(self._tasks):
