@@ -255,8 +255,8 @@ done
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="the scheduler looks for bootstrap in /var/task only (owner to extend)")
 def test_custom_runtime_bootstrap_from_a_layer(lam, fname, lname):
+    """A provided runtime whose package has no bootstrap runs /opt/bootstrap from its layer."""
     layer = publish(lam, lname, make_zip({"bootstrap": SH_BOOTSTRAP}, {"bootstrap": 0o755}))
     create(lam, fname, {"readme.txt": "the runtime is in the layer"}, [layer["LayerVersionArn"]],
            runtime="provided.al2023", handler="ignored")

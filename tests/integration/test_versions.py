@@ -238,3 +238,16 @@ def test_deleting_the_function_deletes_its_versions(lam, fname):
     assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=fname)["Versions"]] == ["$LATEST"]
     assert lam.publish_version(FunctionName=fname)["Version"] == "1"
     assert invoke(lam, fname, Qualifier="1")[1]["code"] == "again"
+
+
+def test_list_functions_with_all_versions(lam, fname):
+    """FunctionVersion=ALL lists every version of every function, each under its qualified ARN."""
+    create(lam, fname, Publish=True)
+    lam.update_function_code(FunctionName=fname, ZipFile=app("two"), Publish=True)
+    pages = lam.get_paginator("list_functions").paginate(FunctionVersion="ALL", PaginationConfig={"PageSize": 2})
+    mine = [f for page in pages for f in page["Functions"] if f["FunctionName"] == fname]
+    assert [(f["Version"], f["FunctionArn"]) for f in mine] == [
+        ("$LATEST", f"{ARN}{fname}:$LATEST"), ("1", f"{ARN}{fname}:1"), ("2", f"{ARN}{fname}:2")]
+    plain = [f for page in lam.get_paginator("list_functions").paginate() for f in page["Functions"]
+             if f["FunctionName"] == fname]
+    assert [(f["Version"], f["FunctionArn"]) for f in plain] == [("$LATEST", f"{ARN}{fname}")]

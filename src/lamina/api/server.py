@@ -25,7 +25,7 @@ from lamina.clock import Clock
 from lamina.http.router import Route, Router, route
 from lamina.http.server import HttpServer, Request, Response
 from lamina.errors import ApiError, InvalidParameterValue, RequestTooLarge, ServiceException, ValidationError
-from lamina.model import LATEST, InvocationType
+from lamina.model import InvocationType
 from lamina.service.functions import FunctionService
 from lamina.service.invoke import InvokeRequest, InvokeService, new_request_id
 
@@ -180,10 +180,13 @@ class LambdaApi:
             if not max_items.isdigit() or not 1 <= int(max_items) <= 10000:
                 raise ValidationError.field(max_items, "maxItems", "Member must have value between 1 and 10000")
             limit = int(max_items)
-        qualified = request.query.get("FunctionVersion") == "ALL"
-        page, next_marker = self._functions.list(request.query.get("Marker") or None, limit)
+        version = request.query.get("FunctionVersion")
+        if version is not None and version != "ALL":
+            raise ValidationError.field(version, "functionVersion", "Member must satisfy enum value set: [ALL]")
+        qualified = version == "ALL"
+        page, next_marker = self._functions.list(request.query.get("Marker") or None, limit, qualified)
         out: dict[str, Any] = {"Functions": [
-            wire.function_configuration(c, self._arn(request, c.name, LATEST if qualified else None), listing=True)
+            wire.function_configuration(c, self._arn(request, c.name, c.version if qualified else None), listing=True)
             for c in page
         ]}
         if next_marker:

@@ -27,7 +27,8 @@ def tagged_function(arn: str) -> str:
     """The function a tag operation names: a full, unqualified function ARN."""
     match = _FUNCTION_ARN.match(arn)
     if match is None or len(arn) > 10000:
-        raise ValidationError.field(arn, "resource", f"Member must satisfy regular expression pattern: {TAGGABLE_PATTERN}")
+        raise ValidationError.field(arn, "resource",
+                                    f"Member must satisfy regular expression pattern: {TAGGABLE_PATTERN}")
     if match["qualifier"]:
         raise InvalidParameterValue.qualified_tag_resource()
     return match["name"]

@@ -100,12 +100,27 @@ class FunctionService:
     def tags(self, name: str) -> dict[str, str]:
         return self._store.function_tags(name)
 
-    def list(self, marker: str | None, max_items: int | None) -> tuple[list[FunctionConfig], str | None]:
+    def list(self, marker: str | None, max_items: int | None,
+             all_versions: bool = False) -> tuple[list[FunctionConfig], str | None]:
+        """$LATEST of each function by name; with `all_versions`, every version (the marker is then
+        `name:version`)."""
         limit = min(max_items or PAGE_MAX, PAGE_MAX)
-        page = self._store.list_functions(marker, limit + 1)
+        if all_versions:
+            after = None
+            if marker:
+                name, _, version = marker.partition(":")
+                if not is_version(version):
+                    raise InvalidParameterValue.bad_marker(marker)
+                after = (name, version)
+            page = self._store.list_all_versions(after, limit + 1)
+        else:
+            page = self._store.list_functions(marker, limit + 1)
         more = len(page) > limit
         page = page[:limit]
-        return page, (page[-1].name if more else None)
+        if not more:
+            return page, None
+        last = page[-1]
+        return page, (f"{last.name}:{last.version}" if all_versions else last.name)
 
     def code_zip(self, sha: str) -> bytes:
         return self._blobs.read(sha)
@@ -138,6 +153,7 @@ class FunctionService:
             layers=layers, content_id=str(uuid.uuid4()),
         ).replace(**given)
         self._store.create_function(config, tags)
+        self._prepare_layers(config)
         if publish:
             return self.versions.publish(name, PublishVersion())
         return config
@@ -153,6 +169,7 @@ class FunctionService:
             self._check_unzipped(self._blobs.unzipped_size(current.code_sha256), given["layers"])
         updated = current.replace(**given, revision_id=str(uuid.uuid4()), last_modified=self._clock.time(),
                                   last_update_status="Successful", content_id=str(uuid.uuid4()))
+        self._prepare_layers(updated)
         return self._save(current, updated)
 
     def update_code(self, name: str, zip_bytes: bytes, revision_id: str | None, *, publish: bool = False,
@@ -212,6 +229,11 @@ class FunctionService:
         warm environments are not stopped here; they run out their keep-alive."""
         self._deployed.pop((name, version), None)
         remove_unused_packages(self._store, self._blobs)
+
+    def _prepare_layers(self, config: FunctionConfig) -> None:
+        """Build the merged /opt tree now, so the first invoke does not have to."""
+        if config.layers:
+            self._blobs.merged([layer.code_sha256 for layer in config.layers])
 
     @staticmethod
     def _check_revision(current: FunctionConfig, revision_id: str | None) -> None:

@@ -208,6 +208,19 @@ class SqliteStore:
         ).fetchall()
         return [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
 
+    def list_all_versions(self, after: tuple[str, str] | None, limit: int) -> list[FunctionConfig]:
+        """Every version of every function ($LATEST first within a function), starting after
+        (name, version)."""
+        order = "(CASE version WHEN '$LATEST' THEN 0 ELSE CAST(version AS INTEGER) END)"
+        name, version = after or ("", "")
+        start = -1 if not version else (0 if version == "$LATEST" else int(version))
+        rows = self._db.execute(
+            f"SELECT config FROM function_versions WHERE name > ? OR (name = ? AND {order} > ?) "
+            f"ORDER BY name, {order} LIMIT ?",
+            (name, name, start, limit),
+        ).fetchall()
+        return [FunctionConfig.from_record(json.loads(r[0])) for r in rows]
+
     def function_tags(self, name: str) -> dict[str, str]:
         row = self._db.execute("SELECT tags FROM function_tags WHERE name = ?", (name,)).fetchone()
         return json.loads(row[0]) if row else {}
