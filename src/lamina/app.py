@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lamina.api.concurrency import ConcurrencyApi, Reservations
 from lamina.api.presign import CodeLinks
+from lamina.api.provisioned import ProvisionedApi, ProvisionedService
 from lamina.api.server import LambdaApi
 from lamina.clock import Clock, SystemClock
 from lamina.config import Config
@@ -131,6 +132,9 @@ class Lamina:
         self.reservations = Reservations(self.store, self.scheduler)
         self.functions.on_change.append(self._forget_deleted)
         api.extra_routes += ConcurrencyApi(self.functions, self.reservations, self.scheduler).routes()
+        self.provisioned = ProvisionedService(self.functions, self.invoker, self.scheduler, self.store, self.clock)
+        api.extra_routes += ProvisionedApi(self.functions, self.provisioned).routes()
+        self.provisioned.restore()
         api.unreserved_limit = lambda: self.scheduler.unreserved_limit
         self._http = api.server()
         self._listener = await asyncio.get_running_loop().create_server(

@@ -171,11 +171,13 @@ class BwrapDriver:
 
     def close(self) -> None:
         """The server is stopping: remove lamina's cgroup parent (environments are gone by now)."""
+        if self._volumes is not None:
+            self._volumes.cleanup_stale()  # whatever an environment that died late left mounted
         if self._cgroups is not None:
             try:
                 self._cgroups.destroy()
-            except SandboxError:
-                pass
+            except (SandboxError, OSError):
+                pass  # environments still being torn down; the next start cleans up what is left
 
     def protections(self) -> list[Protection]:
         cg = self._cgroups

@@ -143,7 +143,7 @@ class Cgroup:
             for sub, _, _ in os.walk(top):
                 try:
                     found.update(int(pid) for pid in Path(sub, "cgroup.procs").read_text().split())
-                except FileNotFoundError:
+                except (FileNotFoundError, OSError):  # ENODEV: removed while we read it
                     continue
         return found
 

@@ -83,6 +83,8 @@ class Environment:
         self.idle_since = clock.monotonic()
         self.config: FunctionConfig = config  # type: ignore[assignment]  # None only while in STANDBY
         self.log_stream = ""
+        #: Started ahead for provisioned concurrency: its init is not reported on an invocation.
+        self.provisioned = False
         self._assignment: asyncio.Future[dict[str, str]] | None = (
             asyncio.get_running_loop().create_future() if config is None else None
         )
@@ -252,6 +254,8 @@ class Environment:
             f"Memory Size: {self.config.memory_mb} MB\tMax Memory Used: {memory} MB\t"
         )
         init_ms, self.init_ms = self.init_ms, None
+        if self.provisioned:
+            init_ms = None  # initialised ahead of any invocation: no invocation paid for it
         if init_ms is not None:
             report += f"Init Duration: {init_ms:.2f} ms\t"
         if status != "success":

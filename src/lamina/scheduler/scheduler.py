@@ -83,6 +83,10 @@ class Pool:
     retired: bool = False
     #: How to start one more environment of this pool (set by the first invocation that waits).
     recipe: Recipe | None = None
+    #: Provisioned concurrency: environments started ahead and kept warm, never reaped or evicted.
+    provisioned: int = 0
+    provisioned_recipe: Recipe | None = None
+    provisioned_envs: set[Environment] = dataclasses.field(default_factory=set)
 
     def counts(self) -> PoolCounts:
         starting = sum(1 for e in self.envs if e.state is EnvState.INIT)
@@ -296,6 +300,8 @@ class Scheduler:
             keep = keepalive_s(activity.idle if activity else None, self._keepalive_s, self._keepalive_policy)
             rate = 1.0 / activity.gap_ewma_s if activity else 0.0
             for environment in pool.idle:
+                if environment in pool.provisioned_envs:
+                    continue
                 value = reuse_value(now - environment.idle_since, keep, rate, environment.memory_charge_mb)
                 candidates.append((value, environment.idle_since, pool, environment))
         for ready in self._standby.values():
@@ -328,9 +334,9 @@ class Scheduler:
         return SandboxSpec(env_id=env_id, uid=self._uid_base + next(self._uids) % 60000, code_dir=code_dir,
                            runtime=runtime, env=env_vars, tmp_mb=tmp_mb, memory_mb=memory_mb, opt_dir=opt_dir)
 
-    def _spawn(self, pool: Pool, recipe: Recipe) -> Environment:
+    def _spawn(self, pool: Pool, recipe: Recipe, *, standby: bool = True) -> Environment:
         config = recipe.config
-        environment = self._take_standby(recipe)
+        environment = self._take_standby(recipe) if standby else None
         if environment is not None:
             self._starting.add(environment)
             pool.envs.add(environment)
@@ -464,11 +470,14 @@ class Scheduler:
             self._env_pool.pop(environment, None)
             if environment in pool.idle:
                 pool.idle.remove(environment)
+            if environment in pool.provisioned_envs:
+                pool.provisioned_envs.discard(environment)
+                self._keep_provisioned(pool)
             if environment.init_ms is None and environment.init_error() is None:
                 text = exit_text(environment.exit_status or 0)
                 self._fail_first_waiter(pool, InitFailure(None, FunctionErrorType.EXIT, text, environment))
             self._rebalance(pool, None)
-            if not pool.envs and not pool.waiters:
+            if not pool.envs and not pool.waiters and not pool.provisioned:
                 self._pools.pop(pool.key, None)
 
     def _forget_standby(self, environment: Environment) -> None:
@@ -488,7 +497,9 @@ class Scheduler:
                 waiter.set_result(environment)
                 return
         activity = self._activity.get(pool.key[0])
-        if environment in self._prewarmed:
+        if environment in pool.provisioned_envs:
+            pass
+        elif environment in self._prewarmed:
             self._prewarmed.discard(environment)
             if activity is not None and activity.last_end is not None:
                 environment.idle_since = activity.last_end  # its keep-alive counts from the last call
@@ -515,6 +526,36 @@ class Scheduler:
         if self._make_memory_room(NEW_ENV_CHARGE_MB):
             self._prewarmed.add(self._spawn(pool, recipe))
 
+    # provisioned concurrency ---------------------------------------------------------------------
+
+    def provision(self, recipe: Recipe, count: int) -> None:
+        """Keep `count` environments of this version initialised and warm (0 lets them go)."""
+        pool = self._pool_for(recipe.config)
+        pool.provisioned = count
+        env = dict(recipe.env, AWS_LAMBDA_INITIALIZATION_TYPE="provisioned-concurrency")
+        pool.provisioned_recipe = dataclasses.replace(recipe, env=env)
+        for extra in list(pool.provisioned_envs)[count:]:
+            pool.provisioned_envs.discard(extra)  # back to on-demand: the keep-alive policy decides
+            extra.provisioned = False
+        self._keep_provisioned(pool)
+
+    def _keep_provisioned(self, pool: Pool) -> None:
+        recipe = pool.provisioned_recipe
+        if pool.retired or recipe is None:
+            return
+        while len(pool.provisioned_envs) < pool.provisioned:
+            environment = self._spawn(pool, recipe)
+            environment.provisioned = True
+            pool.provisioned_envs.add(environment)
+
+    def provisioned_status(self, config: FunctionConfig) -> tuple[int, int]:
+        """(requested, available): available counts provisioned environments past their init."""
+        pool = self._pools.get((config.name, config.version, config.revision_id))
+        if pool is None:
+            return 0, 0
+        ready = sum(1 for e in pool.provisioned_envs if e.state not in (EnvState.INIT, EnvState.DEAD))
+        return pool.provisioned, ready
+
     # maintenance -----------------------------------------------------------------------------
 
     def retire(self, name: str) -> None:
@@ -538,7 +579,8 @@ class Scheduler:
             activity = self._activity.get(pool.key[0])
             keep = keepalive_s(activity.idle if activity else None, self._keepalive_s, self._keepalive_policy)
             for index in sorted(expired([e.idle_since for e in pool.idle], now, keep), reverse=True):
-                pool.idle.pop(index).kill()
+                if pool.idle[index] not in pool.provisioned_envs:
+                    pool.idle.pop(index).kill()
         self._rebalance_waiting()  # invocations held back by the memory budget get another chance
 
     def statistics(self) -> SchedulerStatistics:
