@@ -142,7 +142,7 @@ class Lamina:
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         return self
 
-    def _forget_deleted(self, name: str) -> None:
+    def _forget_deleted(self, name: str, version: str | None = None) -> None:
         if self.store.get_function(name, "$LATEST") is None:
             self.reservations.delete(name)
 

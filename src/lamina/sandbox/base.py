@@ -126,6 +126,8 @@ def environment_for(spec: SandboxSpec, layout: Layout) -> dict[str, str]:
             "HOME": layout.tmp_dir,
         }
     )
+    if spec.opt_dir is not None:
+        env["LAMINA_OPT_DIR"] = layout.opt_dir  # where the layers are, as this sandbox sees them
     if lang_lib:  # the interpreter's own libraries must win over the host's copies
         env["LD_LIBRARY_PATH"] = ":".join(lang_lib + [env["LD_LIBRARY_PATH"]])
     return env

@@ -558,12 +558,17 @@ class Scheduler:
 
     # maintenance -----------------------------------------------------------------------------
 
-    def retire(self, name: str) -> None:
-        """Stop serving a function's current environments (its code or configuration changed)."""
-        for key in [k for k in self._prewarm_timers if k[0] == name]:
+    def retire(self, name: str, version: str | None = None) -> None:
+        """Stop serving a function's current environments (its code or configuration changed, or the
+        version was deleted); `version` None means every version of it."""
+        def matches(key: PoolKey) -> bool:
+            return key[0] == name and (version is None or key[1] == version)
+
+        for key in [k for k in self._prewarm_timers if matches(k)]:
             self._prewarm_timers.pop(key).cancel()
         for key, pool in list(self._pools.items()):
-            if key[0] == name:
+            if matches(key):
+                pool.provisioned = 0
                 pool.retired = True
                 for environment in pool.idle:
                     environment.kill()

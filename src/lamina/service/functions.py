@@ -59,7 +59,8 @@ class FunctionService:
         self._arn_prefix = arn_prefix  # arn:aws:lambda:REGION:ACCOUNT:function:
         self.arns = Arns.from_function_prefix(arn_prefix)
         self._deployed: dict[tuple[str, str], Deployed] = {}
-        self.on_change: list[Callable[[str], None]] = []
+        #: Called with (function name, version or None for every version) when a function changes.
+        self.on_change: list[Callable[[str, str | None], None]] = []
         self.versions = VersionService(store, self.arns, self._version_deleted)
         self.aliases = AliasService(store, self.arns, rng or random.Random())
         self.layers = LayerService(store, blobs, clock, self.arns)
@@ -222,12 +223,14 @@ class FunctionService:
         for key in [k for k in self._deployed if k[0] == name and (not only_latest or k[1] == LATEST)]:
             del self._deployed[key]
         for callback in self.on_change:
-            callback(name)
+            callback(name, LATEST if only_latest else None)
 
     def _version_deleted(self, name: str, version: str) -> None:
-        """A published version is gone: forget its runnable form and packages nothing else needs. Its
-        warm environments are not stopped here; they run out their keep-alive."""
+        """A published version is gone: forget its runnable form, stop its environments, and drop
+        packages nothing else needs."""
         self._deployed.pop((name, version), None)
+        for callback in self.on_change:
+            callback(name, version)
         remove_unused_packages(self._store, self._blobs)
 
     def _prepare_layers(self, config: FunctionConfig) -> None:

@@ -110,11 +110,6 @@ class InvokeService:
             env["AWS_EXECUTION_ENV"] = runtime.execution_env
         if config.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
-        if deployed.opt_dir is not None:
-            # Where the merged layers are on the host: the fallback process driver runs the function
-            # there, not at /opt. Under bwrap the path does not exist inside the sandbox and the
-            # bootstrap falls back to /opt (see runtimes/python/bootstrap.py).
-            env["LAMINA_OPT_DIR"] = str(deployed.opt_dir)
         return env
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
