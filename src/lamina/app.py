@@ -26,7 +26,7 @@ from lamina.config import Config
 from lamina.logsink import FileLogSink
 from lamina.runtime_api.server import RuntimeApiServer
 from lamina.runtimes.registry import RuntimeRegistry
-from lamina.sandbox import bwrap, tmpvol
+from lamina.sandbox import bwrap, netns, tmpvol
 from lamina.sandbox.cgroups import detect as detect_cgroups
 from lamina.sandbox.base import SandboxDriver
 from lamina.sandbox.process import ProcessDriver
@@ -80,9 +80,21 @@ def choose_driver(config: Config, work_dir: Path, *, probe_only: bool = False) -
                     cgroups.cleanup_stale()
                 if volumes is not None:
                     volumes.start()
-            return bwrap.BwrapDriver(cgroups, cgroups_why, volumes, volumes_why), why
+            netns_dir = None
+            if config.network == "private":
+                netns_ok, netns_why = netns.available()
+                if not netns_ok:
+                    raise SystemExit(f"lamina: network=private asked for, but {netns_why}")
+                netns_dir = work_dir / "netns"
+                if not probe_only:
+                    netns_dir.mkdir(parents=True, exist_ok=True)
+                    for leftover in netns_dir.iterdir():  # a previous run that did not stop cleanly
+                        netns.remove(leftover)
+            return bwrap.BwrapDriver(cgroups, cgroups_why, volumes, volumes_why, netns_dir), why
         if config.sandbox == "bwrap":
             raise SystemExit(f"lamina: sandbox=bwrap asked for, but {why}")
+        if config.network == "private":
+            raise SystemExit(f"lamina: network=private needs the isolated sandbox, but {why}")
         return ProcessDriver(work_dir), f"process fallback: {why}"
     return ProcessDriver(work_dir), "process driver asked for (LAMINA_SANDBOX=process)"
 

@@ -38,6 +38,9 @@ class Config:
     memory_budget_mb: int = 0
     #: Sandboxes per runtime (python, nodejs) started ahead of need, to hide cold starts; 0 turns it off.
     prewarm: int = 2
+    #: host: functions reach the network as on Lambda; private: a network namespace per environment,
+    #: loopback only (needs the isolated sandbox).
+    network: str = "host"
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 
@@ -75,6 +78,8 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Config:
     if "data_dir" in values:
         values["data_dir"] = Path(values["data_dir"])
     config = Config(**values)
+    if config.network not in ("host", "private"):
+        raise ValueError(f"network must be host or private, not {config.network!r}")
     if config.keepalive_policy not in ("fixed", "histogram"):
         raise ValueError(f"keepalive_policy must be fixed or histogram, not {config.keepalive_policy!r}")
     if config.sandbox not in SANDBOX_MODES:

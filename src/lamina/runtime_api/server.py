@@ -8,6 +8,7 @@ event to the environment, and renders; the wire shape of errors is made in `_err
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import socket
@@ -33,41 +34,45 @@ def _accepted() -> Response:
 
 
 class _Listener:
-    def __init__(self, server: asyncio.AbstractServer, port: int, owner: RuntimeApiServer) -> None:
+    def __init__(self, server: asyncio.AbstractServer, port: int, http: HttpServer, owner: RuntimeApiServer) -> None:
         self._server = server
         self.port = port
+        self._http = http
         self._owner = owner
 
     def close(self) -> None:
-        self._owner._by_port.pop(self.port, None)
+        self._owner._servers.discard(self._http)
         self._server.close()
+        for connection in list(self._http.connections):
+            connection.close()
 
 
 class RuntimeApiServer:
-    def __init__(self) -> None:
-        self._by_port: dict[int, Environment] = {}
-        self._server = HttpServer(self._dispatch, max_body=MAX_RESPONSE_BYTES + 1024, cancel_on_disconnect=True)
+    """One small HTTP server per environment (its listener may live in the environment's own network
+    namespace, where every environment uses 127.0.0.1:9001, so the port cannot tell them apart)."""
 
-    async def open(self, environment: Environment) -> _Listener:
-        """A listener on a fresh loopback port that serves this environment only."""
+    def __init__(self) -> None:
+        self._servers: set[HttpServer] = set()
+
+    async def open(self, environment: Environment, sock: socket.socket | None = None) -> _Listener:
+        """A listener that serves this environment only: `sock` if given, else a fresh loopback port."""
         loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        self._by_port[port] = environment
-        server = await loop.create_server(self._server, sock=sock, backlog=16)
-        return _Listener(server, port, self)
+        http = HttpServer(functools.partial(self._dispatch, environment), max_body=MAX_RESPONSE_BYTES + 1024,
+                          cancel_on_disconnect=True)
+        self._servers.add(http)
+        server = await loop.create_server(http, sock=sock, backlog=16)
+        return _Listener(server, port, http, self)
 
     async def aclose(self) -> None:
-        await self._server.shutdown()
+        for http in list(self._servers):
+            await http.shutdown()
 
-    async def _dispatch(self, request: Request) -> Response:
-        transport = request.transport
-        sockname = transport.get_extra_info("sockname") if transport is not None else None
-        environment = self._by_port.get(sockname[1]) if sockname else None
-        if environment is None:
-            return _error(403, "InvalidStateTransition", "environment is gone")
+    async def _dispatch(self, environment: Environment, request: Request) -> Response:
         path = request.path
         try:
             if path == f"{PREFIX}/invocation/next" and request.method == "GET":

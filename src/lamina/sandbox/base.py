@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +56,9 @@ class SandboxDriver(Protocol):
 
     def prepare(self, spec: SandboxSpec) -> None:
         """Blocking set-up before spawn (cgroup, /tmp volume); raises SandboxError. Run off the loop."""
+
+    def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
+        """The Runtime API listener made by prepare() (private network), or None: use host loopback."""
 
     def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
         """Start the environment's process tree; raises SandboxError when it cannot."""

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from pathlib import Path
 
 from lamina.errors import SandboxError
+from lamina.sandbox import netns
 from lamina.sandbox.cgroups import Cgroup, CgroupManager, Limits
 from lamina.sandbox.tmpvol import TmpVolumes
 from lamina.sandbox.base import Layout, Protection, SandboxSpec, command_for, environment_for
@@ -52,15 +54,20 @@ class BwrapDriver:
     runtime_depth = 2  # bwrap -> bwrap (pid 1 of the namespace) -> setpriv exec'd into the runtime
 
     def __init__(self, cgroups: CgroupManager | None = None, cgroups_why: str = "",
-                 volumes: TmpVolumes | None = None, volumes_why: str = "") -> None:
+                 volumes: TmpVolumes | None = None, volumes_why: str = "",
+                 netns_dir: Path | None = None) -> None:
         self._bwrap = shutil.which("bwrap") or "bwrap"
         self._setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self._fixed = self._fixed_args()
         self._cgroups = cgroups
         self._cgroups_why = cgroups_why
         self._volumes = volumes
         self._volumes_why = volumes_why
         self._groups: dict[str, Cgroup] = {}
+        #: LAMINA_NETWORK=private: where each environment's network namespace is kept.
+        self._netns_dir = netns_dir
+        self._sockets: dict[str, socket.socket] = {}
         self._memory: dict[str, int] = {}  # sizes asked for before the cgroup existed
         self._lock = threading.Lock()
 
@@ -102,8 +109,14 @@ class BwrapDriver:
                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
         return args + command_for(runtime, LAYOUT, spec)
 
+    def _netns(self, spec: SandboxSpec) -> Path | None:
+        return self._netns_dir / spec.env_id if self._netns_dir is not None else None
+
     def prepare(self, spec: SandboxSpec) -> None:
-        """Blocking set-up before spawn: the environment's cgroup and its /tmp volume."""
+        """Blocking set-up before spawn: network namespace, cgroup, /tmp volume."""
+        path = self._netns(spec)
+        if path is not None:
+            self._sockets[spec.env_id] = netns.create(path)
         if self._volumes is not None:
             self._volumes.create(spec.env_id, spec.tmp_mb)
         if self._cgroups is not None:
@@ -113,8 +126,14 @@ class BwrapDriver:
                 self._groups[spec.env_id] = group
             self._cgroups.set_cpu(group, None)  # the init phase runs at full speed, as on Lambda
 
+    def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
+        return self._sockets.pop(spec.env_id, None)
+
     def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
         argv = self.argv(spec)
+        path = self._netns(spec)
+        if path is not None:
+            argv = [self._nsenter, f"--net={path}", "--", *argv]
         group = self._groups.get(spec.env_id)
         if group is not None and self._cgroups is not None:
             argv = self._cgroups.wrap_argv(group, argv)  # joins before bwrap runs: nothing escapes
@@ -168,11 +187,20 @@ class BwrapDriver:
             group.remove()
         if self._volumes is not None:
             self._volumes.remove(spec.env_id)
+        path = self._netns(spec)
+        if path is not None:
+            leftover = self._sockets.pop(spec.env_id, None)
+            if leftover is not None:
+                leftover.close()
+            netns.remove(path)
 
     def close(self) -> None:
         """The server is stopping: remove lamina's cgroup parent (environments are gone by now)."""
         if self._volumes is not None:
             self._volumes.cleanup_stale()  # whatever an environment that died late left mounted
+        if self._netns_dir is not None and self._netns_dir.exists():
+            for leftover in self._netns_dir.iterdir():
+                netns.remove(leftover)
         if self._cgroups is not None:
             try:
                 self._cgroups.destroy()
@@ -196,5 +224,7 @@ class BwrapDriver:
                        f"cgroup v{cg.version}, full speed during init" if cg else self._cgroups_why),
             Protection("pids limit 1024 (cgroups)", cg is not None,
                        f"cgroup v{cg.version}" if cg else self._cgroups_why),
-            Protection("private network namespace", False, "not implemented: functions use the host network"),
+            Protection("private network namespace", self._netns_dir is not None,
+                       "LAMINA_NETWORK=private: loopback only" if self._netns_dir is not None
+                       else "LAMINA_NETWORK=host (the default): functions reach the network, as on Lambda"),
         ]

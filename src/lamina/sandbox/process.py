@@ -60,6 +60,9 @@ class ProcessDriver:
     def prepare(self, spec: SandboxSpec) -> None:
         os.makedirs(self.layout(spec).tmp_dir, mode=0o700, exist_ok=True)
 
+    def runtime_socket(self, spec: SandboxSpec) -> None:
+        return None
+
     def resize(self, spec: SandboxSpec, memory_mb: int) -> None:
         return None
 

@@ -124,10 +124,16 @@ class Environment:
 
     # lifecycle -------------------------------------------------------------------------------
 
-    async def start(self, open_endpoint: Callable[[Environment], Awaitable[Endpoint]]) -> None:
-        """Open the Runtime API endpoint and spawn the runtime; returns once the process is running."""
+    async def start(self, open_endpoint: Callable[..., Awaitable[Endpoint]]) -> None:
+        """Prepare the sandbox, open its Runtime API endpoint, spawn the runtime."""
         loop = asyncio.get_running_loop()
-        self._endpoint = await open_endpoint(self)
+        try:
+            await loop.run_in_executor(None, self._driver.prepare, self.spec)
+        except BaseException:
+            await loop.run_in_executor(None, self._driver.cleanup, self.spec)
+            raise
+        # With a private network the listener was made inside the environment's own namespace.
+        self._endpoint = await open_endpoint(self, self._driver.runtime_socket(self.spec))
         self.port = self._endpoint.port
         env = dict(self.spec.env)
         env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.port}"
@@ -138,11 +144,6 @@ class Environment:
             self._write_init_start(env)
         spec = dataclasses.replace(self.spec, env=env)
         self.spec = spec
-        try:
-            await loop.run_in_executor(None, self._driver.prepare, spec)
-        except BaseException:
-            await loop.run_in_executor(None, self._driver.cleanup, spec)
-            raise
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._pipe_r = read_fd
