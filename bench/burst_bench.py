@@ -25,12 +25,10 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
 import psutil
-from botocore.config import Config as BotoConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.invoke_bench import KEY, ROOT, SECRET, free_port, raw_request, wait_port, zip_of  # noqa: E402
+from bench.invoke_bench import lamina_server, raw_request, read_reply, wait_port, zip_of  # noqa: E402
 
 SLEEPER_PY = 'import time\ndef hello(event, context):\n    time.sleep(1)\n    return {"statusCode": 200, "body": "hi"}\n'
 SLEEPER_YML = """service: burst
@@ -73,15 +71,7 @@ async def _burst(port: int, request: bytes, n: int, timeout: float) -> tuple[int
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(request)
-            status = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            body = await reader.readexactly(length)
+            status, body = await read_reply(reader)
             writer.close()
             good = b" 200 " in status and b"hi" in body
             if not good and len(failures) < 3:
@@ -112,26 +102,11 @@ def pss_per_env_kb(root_pid: int, runtime_name: str) -> tuple[int, float]:
 
 
 def run_lamina(n: int) -> dict[str, object]:
-    port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="lamina-burst-"))
-    env = dict(os.environ, LAMINA_ACCESS_KEY_ID=KEY, LAMINA_SECRET_ACCESS_KEY=SECRET,
-               LAMINA_CONCURRENCY_LIMIT=str(max(1000, n)))
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", "lamina", "serve", "--port", str(port),
-                             "--data-dir", str(data)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                              aws_access_key_id=KEY, aws_secret_access_key=SECRET,
-                              config=BotoConfig(retries={"total_max_attempts": 1}))
+    with lamina_server({"LAMINA_CONCURRENCY_LIMIT": str(max(1000, n))}) as (proc, port, client):
         client.create_function(FunctionName="pySleep", Runtime="python3.11", Handler="handler.hello",
                                Role="arn:aws:iam::000000000000:role/x", Timeout=60,
                                Code={"ZipFile": zip_of("handler.py", SLEEPER_PY)})
         return measure(proc.pid, port, raw_request(port, "pySleep", True), n, "python3.11")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def run_serverless_offline(peers: Path, n: int) -> dict[str, object]:

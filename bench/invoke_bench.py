@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,6 +106,43 @@ def read_response(sock_file) -> bytes:
     return body
 
 
+async def read_reply(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """(status line, body) of one HTTP/1.1 response with a Content-Length."""
+    status = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return status, await reader.readexactly(length)
+
+
+def client_for(port: int):  # type: ignore[no-untyped-def]
+    return boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                        aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                        config=BotoConfig(retries={"total_max_attempts": 1}))
+
+
+@contextlib.contextmanager
+def lamina_server(extra_env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """A `lamina serve` on a free port with a throw-away data directory: yields (process, port, client)."""
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
+    env = dict(os.environ, LAMINA_ACCESS_KEY_ID=KEY, LAMINA_SECRET_ACCESS_KEY=SECRET, **(extra_env or {}))
+    proc = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", "lamina", "serve", "--port", str(port),
+                             "--data-dir", str(data)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        yield proc, port, client_for(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def latency_raw(port: int, request: bytes, n: int) -> dict[str, float]:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -150,15 +187,7 @@ async def _throughput(port: int, request: bytes, clients: int, seconds: float) -
             while time.monotonic() < stop:
                 t = time.perf_counter()
                 writer.write(request)
-                status = await reader.readline()
-                length = 0
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                body = await reader.readexactly(length)
+                status, body = await read_reply(reader)
                 if b" 200 " in status and b"hi" in body:
                     done += 1
                     lat.append((time.perf_counter() - t) * 1000)

@@ -15,20 +15,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import boto3
-from botocore.config import Config as BotoConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.invoke_bench import KEY, PAYLOAD, PY_HELLO, ROOT, SECRET, free_port, pct, wait_port, zip_of  # noqa: E402
+from bench.invoke_bench import PAYLOAD, PY_HELLO, lamina_server, pct, zip_of  # noqa: E402
 
 MODES = {
     "isolated + standby": {},
@@ -38,17 +31,7 @@ MODES = {
 
 
 def run(mode_env: dict[str, str], n: int) -> dict[str, float]:
-    port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="lamina-sbx-"))
-    env = dict(os.environ, LAMINA_ACCESS_KEY_ID=KEY, LAMINA_SECRET_ACCESS_KEY=SECRET, **mode_env)
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", "lamina", "serve", "--port", str(port),
-                             "--data-dir", str(data)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port)
-        client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                              aws_access_key_id=KEY, aws_secret_access_key=SECRET,
-                              config=BotoConfig(retries={"total_max_attempts": 1}))
+    with lamina_server(mode_env) as (_, _, client):
         client.create_function(FunctionName="cold", Runtime="python3.11", Handler="handler.hello",
                                Role="arn:aws:iam::000000000000:role/x",
                                Code={"ZipFile": zip_of("handler.py", PY_HELLO)})
@@ -65,10 +48,6 @@ def run(mode_env: dict[str, str], n: int) -> dict[str, float]:
                      if "Init Duration: " in x]
         return {"e2e_p50": pct(e2e, 50), "e2e_p99": pct(e2e, 99), "init_p50": pct(init, 50),
                 "init_p99": pct(init, 99), "n": n}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:

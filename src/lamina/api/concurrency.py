@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from lamina.api import parse, wire
-from lamina.errors import ValidationError
+from lamina.api import parse
+from lamina.api.request import json_body, no_content, reply
 from lamina.http.router import Route, route
 from lamina.http.server import Request, Response
 from lamina.scheduler.scheduler import Scheduler
@@ -69,25 +67,18 @@ class ConcurrencyApi:
 
     async def put(self, request: Request) -> Response:
         name = self._name(request)
-        try:
-            body: dict[str, Any] = json.loads(request.body or b"{}")
-        except ValueError as exc:
-            raise ValidationError(f"Could not parse request body into json: {exc}") from exc
-        value = body.get("ReservedConcurrentExecutions")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValidationError.field(value, "reservedConcurrentExecutions",
-                                        "Member must have value greater than or equal to 0")
+        value = parse.required_int(await json_body(request), "ReservedConcurrentExecutions",
+                                   "reservedConcurrentExecutions", 0)
         self._reservations.put(name, value)
-        return wire.json_response({"ReservedConcurrentExecutions": value}, 200, request["request_id"])
+        return reply(request, {"ReservedConcurrentExecutions": value})
 
     async def get(self, request: Request) -> Response:
         value = self._reservations.get(self._name(request))
-        body = {} if value is None else {"ReservedConcurrentExecutions": value}
-        return wire.json_response(body, 200, request["request_id"])
+        return reply(request, {} if value is None else {"ReservedConcurrentExecutions": value})
 
     async def delete(self, request: Request) -> Response:
         self._reservations.delete(self._name(request))
-        return Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
+        return no_content(request)
 
     async def metrics(self, request: Request) -> Response:
         text = self._scheduler.metrics.render(self._scheduler.concurrency(),

@@ -144,6 +144,13 @@ def _int(body: dict[str, Any], key: str, member: str, low: int, high: int) -> in
     return value
 
 
+def required_int(body: dict[str, Any], key: str, member: str, low: int, high: int = 2**31 - 1) -> int:
+    value = _int(body, key, member, low, high)
+    if value is None:
+        raise ValidationError.field(None, member, "Member must not be null")
+    return value
+
+
 def _str(body: dict[str, Any], key: str, member: str, max_len: int, pattern: re.Pattern[str] | None = None) -> str | None:
     value = body.get(key)
     if value is None:

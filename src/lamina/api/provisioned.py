@@ -12,7 +12,8 @@ import dataclasses
 import json
 from typing import Any
 
-from lamina.api import parse, wire
+from lamina.api import parse
+from lamina.api.request import json_body, no_content, reply
 from lamina.clock import Clock
 from lamina.errors import ApiError, InvalidParameterValue, ValidationError
 from lamina.http.router import Route, route
@@ -145,27 +146,20 @@ class ProvisionedApi:
 
     async def put(self, request: Request) -> Response:
         name, qualifier = self._target(request)
-        try:
-            body = json.loads(request.body or b"{}")
-        except ValueError as exc:
-            raise ValidationError(f"Could not parse request body into json: {exc}") from exc
-        value = body.get("ProvisionedConcurrentExecutions")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValidationError.field(value, "provisionedConcurrentExecutions",
-                                        "Member must have value greater than or equal to 1")
-        setting = self._service.put(name, qualifier, value)
-        return wire.json_response(self._render(setting), 202, request["request_id"])
+        value = parse.required_int(await json_body(request), "ProvisionedConcurrentExecutions",
+                                   "provisionedConcurrentExecutions", 1)
+        return reply(request, self._render(self._service.put(name, qualifier, value)), 202)
 
     async def get(self, request: Request) -> Response:
         if request.query.get("List") == "ALL":
             ref = parse.function_ref(request.match_info["name"])
             self._functions.get(ref.name)
             configs = [self._render(s, with_arn=True) for s in self._service.list(ref.name)]
-            return wire.json_response({"ProvisionedConcurrencyConfigs": configs}, 200, request["request_id"])
+            return reply(request, {"ProvisionedConcurrencyConfigs": configs})
         name, qualifier = self._target(request)
-        return wire.json_response(self._render(self._service.get(name, qualifier)), 200, request["request_id"])
+        return reply(request, self._render(self._service.get(name, qualifier)))
 
     async def delete(self, request: Request) -> Response:
         name, qualifier = self._target(request)
         self._service.delete(name, qualifier)
-        return Response(status=204, headers={"x-amzn-RequestId": request["request_id"]})
+        return no_content(request)
