@@ -38,7 +38,7 @@ class Metrics:
     def throttled(self, function: str) -> None:
         self.throttles[function] += 1
 
-    def render(self, concurrent: dict[str, int], environments: dict[str, int]) -> str:
+    def render(self, concurrent: dict[str, int], environments: dict[tuple[str, str], int]) -> str:
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]) -> None:
@@ -56,8 +56,8 @@ class Metrics:
         family("lamina_cold_starts_total", "counter", "Invocations that started a new environment.",
                per_function(self.cold_starts))
         family("lamina_concurrent_executions", "gauge", "Invocations running now.", per_function(concurrent))
-        family("lamina_environments", "gauge", "Execution environments by state.",
-               [(f'{{state="{_label(s)}"}}', n) for s, n in sorted(environments.items())])
+        family("lamina_environments", "gauge", "Execution environments by function and state.",
+               [(f'{{function="{_label(f)}",state="{_label(s)}"}}', n) for (f, s), n in sorted(environments.items())])
         out.append("# HELP lamina_duration_ms Invocation duration in milliseconds.")
         out.append("# TYPE lamina_duration_ms histogram")
         for function, counts in sorted(self._buckets.items()):

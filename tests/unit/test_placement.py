@@ -28,3 +28,22 @@ def test_reservations_keep_the_unreserved_minimum():
     assert message and "below its minimum value of [100]" in message
     assert reservation_problem("f", 800, 1000, {"g": 150}) is not None
     assert reservation_problem("g", 200, 1000, {"g": 150}) is None  # replacing its own reservation
+
+
+def test_metrics_render_per_function_counters_and_environment_states():
+    from lamina.metrics import Metrics
+
+    m = Metrics()
+    m.invoked("f", 3.0, failed=False, cold=True)
+    m.invoked("f", 700.0, failed=True, cold=False)
+    m.throttled("g")
+    text = m.render({"f": 1}, {("f", "idle"): 2, ("", "standby"): 1})
+    assert 'lamina_invocations_total{function="f"} 2' in text
+    assert 'lamina_errors_total{function="f"} 1' in text
+    assert 'lamina_cold_starts_total{function="f"} 1' in text
+    assert 'lamina_throttles_total{function="g"} 1' in text
+    assert 'lamina_concurrent_executions{function="f"} 1' in text
+    assert 'lamina_environments{function="f",state="idle"} 2' in text
+    assert 'lamina_duration_ms_bucket{function="f",le="5"} 1' in text
+    assert 'lamina_duration_ms_bucket{function="f",le="+Inf"} 2' in text
+    assert 'lamina_duration_ms_count{function="f"} 2' in text

@@ -240,9 +240,13 @@ class Scheduler:
         """Invocations running now, per function."""
         return dict(self._in_flight)
 
-    def environments_by_state(self) -> dict[str, int]:
-        counts: collections.Counter[str] = collections.Counter(str(e.state) for e in self._env_pool)
-        counts["standby"] += sum(len(ready) for ready in self._standby.values())
+    def environments_by_state(self) -> dict[tuple[str, str], int]:
+        """(function, state) -> environments; standby ones (no function yet) under function ""."""
+        counts: collections.Counter[tuple[str, str]] = collections.Counter(
+            (pool.key[0], str(e.state)) for e, pool in self._env_pool.items())
+        standby = sum(len(ready) for ready in self._standby.values())
+        if standby:
+            counts[("", "standby")] += standby
         return dict(counts)
 
     async def _wait_for_env(self, pool: Pool, recipe: Recipe) -> Environment | InitFailure:
