@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 import sys
 from pathlib import Path
 
@@ -101,3 +102,116 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, tuple("-" * w for w in widths), *rows):
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _client(endpoint_url: str | None, data_dir: Path | None):  # type: ignore[no-untyped-def]
+    """A boto3 lambda client for this lamina: endpoint from the flag or settings; keys from the AWS
+    environment, else LAMINA_ACCESS_KEY_ID/SECRET, else the pair kept in the data directory."""
+    import json
+    import os
+
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    config = config_mod.load(data_dir=data_dir)
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not (key and secret):
+        key, secret = config.access_key_id, config.secret_access_key
+    if not (key and secret):
+        saved = config.data_dir / "credentials.json"
+        if not saved.is_file():
+            raise click.ClickException(f"no credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run "
+                                       f"`lamina serve` once so that {saved} exists")
+        pair = json.loads(saved.read_text())
+        key, secret = pair["access_key_id"], pair["secret_access_key"]
+    return boto3.client("lambda", endpoint_url=endpoint_url or config.base_url,
+                        region_name=os.environ.get("AWS_DEFAULT_REGION", config.region),
+                        aws_access_key_id=key, aws_secret_access_key=secret,
+                        config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=900))
+
+
+_endpoint = click.option("--endpoint-url", default=None, help="lamina's URL [default: http://LAMINA_HOST:LAMINA_PORT].")
+_data_dir = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                         help="Where `lamina serve` keeps its key pair [LAMINA_DATA_DIR; default ./.lamina].")
+
+
+@main.command()
+@click.option("--blueprint", "name", default=None, help="Blueprint to start from (see --list).")
+@click.option("--list", "list_", is_flag=True, help="List the blueprints, one line each.")
+@click.argument("directory", type=click.Path(path_type=Path), required=False)
+def init(name: str | None, list_: bool, directory: Path | None) -> None:
+    """Write a working starter function into DIRECTORY."""
+    from lamina import deploy
+
+    if list_ or not name:
+        for blueprint, description in deploy.blueprints():
+            click.echo(f"{blueprint:24} {description}")
+        return
+    if directory is None:
+        raise click.UsageError("give the directory to write the function into")
+    try:
+        deploy.init(name, directory)
+    except deploy.DeployError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {name} into {directory}; deploy it with: lamina deploy {directory}")
+
+
+@main.command("deploy")
+@click.argument("path", type=click.Path(exists=True, path_type=Path), default=".")
+@_endpoint
+@_data_dir
+def deploy_cmd(path: Path, endpoint_url: str | None, data_dir: Path | None) -> None:
+    """Deploy a function directory (with lamina.json) or an AWS SAM template.yaml: create or update."""
+    from lamina import deploy
+
+    client = _client(endpoint_url, data_dir)
+    try:
+        template = path if path.is_file() else next(
+            (p for p in (path / "template.yaml", path / "template.yml") if p.is_file()), None)
+        results = deploy.deploy_sam(client, template) if template else [deploy.deploy_directory(client, path)]
+    except deploy.DeployError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for out in results:
+        click.echo(f"deployed {out['FunctionName']} ({out['Runtime']}, {out['CodeSize']} bytes, "
+                   f"version {out['Version']})")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@_endpoint
+@_data_dir
+def dev(directory: Path, endpoint_url: str | None, data_dir: Path | None) -> None:
+    """Deploy DIRECTORY, then redeploy on every save: the next invoke runs the new code."""
+    from lamina import deploy
+
+    client = _client(endpoint_url, data_dir)
+
+    def deployed(out: dict) -> None:  # type: ignore[type-arg]
+        click.echo(f"{time.strftime('%H:%M:%S')} deployed {out['FunctionName']} ({out['CodeSize']} bytes)")
+
+    click.echo(f"watching {directory} (Ctrl-C to stop)")
+    try:
+        deploy.watch(client, directory, deployed)
+    except deploy.DeployError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("function")
+@click.option("--payload", default="{}", help="Event JSON.")
+@click.option("--tail/--no-tail", default=True, help="Print the invocation's log lines (LogType Tail).")
+@_endpoint
+@_data_dir
+def invoke(function: str, payload: str, tail: bool, endpoint_url: str | None, data_dir: Path | None) -> None:
+    """Invoke FUNCTION synchronously and print its answer (and its log lines)."""
+    import base64
+
+    client = _client(endpoint_url, data_dir)
+    out = client.invoke(FunctionName=function, Payload=payload.encode(), LogType="Tail" if tail else "None")
+    if tail and out.get("LogResult"):
+        click.echo(base64.b64decode(out["LogResult"]).decode(errors="replace"), err=True, nl=False)
+    click.echo(out["Payload"].read().decode(errors="replace"))
+    if out.get("FunctionError"):
+        sys.exit(1)
