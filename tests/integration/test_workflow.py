@@ -135,3 +135,14 @@ def test_dev_redeploys_on_save(server, lam, tmp_path, fname):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_deploy_installs_requirements_into_the_package(server, lam, tmp_path, fname):
+    (tmp_path / "app.py").write_text("import idna\ndef handler(e, c):\n    return idna.__file__\n")
+    (tmp_path / "requirements.txt").write_text("idna\n")
+    (tmp_path / "lamina.json").write_text(json.dumps({"FunctionName": fname, "Runtime": "python3.11",
+                                                      "Handler": "app.handler"}))
+    out = lamina(server, "deploy", str(tmp_path), cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "pip install" in out.stderr
+    assert json.loads(lam.invoke(FunctionName=fname)["Payload"].read()).startswith("/var/task/idna/")
