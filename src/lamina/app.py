@@ -23,7 +23,9 @@ from lamina.api.provisioned import ProvisionedApi, ProvisionedService
 from lamina.api.server import LambdaApi
 from lamina.clock import Clock, SystemClock
 from lamina.config import Config
-from lamina.logsink import FileLogSink
+from lamina.api import logs as logs_api
+from lamina.logsink import FileLogSink, StoreLogSink
+from lamina.store.logs import LogStore
 from lamina.runtime_api.server import RuntimeApiServer
 from lamina.runtimes.registry import RuntimeRegistry
 from lamina.sandbox import bwrap, netns, tmpvol
@@ -121,7 +123,8 @@ class Lamina:
         self.blobs = BlobStore(data / "code")
         self.registry = RuntimeRegistry.discover()
         self.driver, self.driver_reason = choose_driver(config, data / "work")
-        self.sink = FileLogSink(data / "logs")
+        self.log_store = LogStore(data / "lamina.db")
+        self.sink = StoreLogSink(self.log_store, self.clock, FileLogSink(data / "logs"))
         self.runtime_api = RuntimeApiServer()
         self.scheduler = Scheduler(
             self.driver, self.clock, self.sink, self.runtime_api.open,
@@ -148,6 +151,8 @@ class Lamina:
         api.extra_routes += ProvisionedApi(self.functions, self.provisioned).routes()
         self.provisioned.restore()
         api.unreserved_limit = lambda: self.scheduler.unreserved_limit
+        api.json_targets[logs_api.TARGET_PREFIX] = logs_api.LogsApi(
+            self.log_store, config.region, config.account_id, self.sink.flush).handle
         self._http = api.server()
         self._listener = await asyncio.get_running_loop().create_server(
             self._http, config.host, config.port, reuse_address=True, backlog=1024)
@@ -159,10 +164,14 @@ class Lamina:
             self.reservations.delete(name)
 
     async def _housekeeping(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(1.0)
+            ticks += 1
             self.sink.flush()
             self.scheduler.reap()
+            if self.config.log_retention_days and ticks % 60 == 0:
+                self.log_store.expire(int((self.clock.time() - self.config.log_retention_days * 86400) * 1000))
 
     async def wait_closed(self) -> None:
         await self._stopped.wait()
@@ -181,4 +190,5 @@ class Lamina:
         await self.runtime_api.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.driver.close)
         self.sink.close()
+        self.log_store.close()
         self.store.close()

@@ -104,7 +104,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
-def _client(endpoint_url: str | None, data_dir: Path | None):  # type: ignore[no-untyped-def]
+def _client(endpoint_url: str | None, data_dir: Path | None, service: str = "lambda"):  # type: ignore[no-untyped-def]
     """A boto3 lambda client for this lamina: endpoint from the flag or settings; keys from the AWS
     environment, else LAMINA_ACCESS_KEY_ID/SECRET, else the pair kept in the data directory."""
     import json
@@ -124,7 +124,7 @@ def _client(endpoint_url: str | None, data_dir: Path | None):  # type: ignore[no
                                        f"`lamina serve` once so that {saved} exists")
         pair = json.loads(saved.read_text())
         key, secret = pair["access_key_id"], pair["secret_access_key"]
-    return boto3.client("lambda", endpoint_url=endpoint_url or config.base_url,
+    return boto3.client(service, endpoint_url=endpoint_url or config.base_url,
                         region_name=os.environ.get("AWS_DEFAULT_REGION", config.region),
                         aws_access_key_id=key, aws_secret_access_key=secret,
                         config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=900))
@@ -215,3 +215,39 @@ def invoke(function: str, payload: str, tail: bool, endpoint_url: str | None, da
     click.echo(out["Payload"].read().decode(errors="replace"))
     if out.get("FunctionError"):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("function")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
+@click.option("--since", default=3600, type=int, show_default=True, help="Seconds of history to start with.")
+@click.option("--filter", "pattern", default="", help="CloudWatch filter pattern (plain terms).")
+@_endpoint
+@_data_dir
+def logs(function: str, follow: bool, since: int, pattern: str, endpoint_url: str | None,
+         data_dir: Path | None) -> None:
+    """Print a function's log lines (the CloudWatch Logs group /aws/lambda/FUNCTION)."""
+    client = _client(endpoint_url, data_dir, service="logs")
+    group = f"/aws/lambda/{function}"
+    start = int((time.time() - since) * 1000)
+    seen: set[str] = set()
+    while True:
+        kwargs = {"logGroupName": group, "startTime": start, "filterPattern": pattern}
+        try:
+            while True:
+                page = client.filter_log_events(**kwargs)
+                for event in page["events"]:
+                    if event["eventId"] not in seen:
+                        seen.add(event["eventId"])
+                        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event["timestamp"] / 1000))
+                        click.echo(f"{stamp} {event['logStreamName']} {event['message']}")
+                        start = max(start, event["timestamp"])
+                if not page.get("nextToken"):
+                    break
+                kwargs["nextToken"] = page["nextToken"]
+        except client.exceptions.ResourceNotFoundException:
+            if not follow:
+                raise click.ClickException(f"no logs for {function} yet") from None
+        if not follow:
+            return
+        time.sleep(1.0)

@@ -41,6 +41,8 @@ class Config:
     #: host: functions reach the network as on Lambda; private: a network namespace per environment,
     #: loopback only (needs the isolated sandbox).
     network: str = "host"
+    #: Log events older than this many days are dropped (0 keeps them forever).
+    log_retention_days: int = 30
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 

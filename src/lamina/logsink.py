@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO
 
+from lamina.clock import Clock
+from lamina.store.logs import LogStore
+
 
 class FileLogSink:
     def __init__(self, root: Path, max_open: int = 256) -> None:
@@ -49,3 +52,27 @@ class NullLogSink:
 
 
 
+
+
+class StoreLogSink:
+    """Lines into the log store (queryable through the CloudWatch Logs API), and a file sink too."""
+
+    def __init__(self, store: LogStore, clock: Clock, files: FileLogSink | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._files = files
+
+    def write(self, function: str, stream: str, text: str) -> None:
+        self._store.append(f"/aws/lambda/{function}", stream, int(self._clock.time() * 1000), text)
+        if self._files is not None:
+            self._files.write(function, stream, text)
+
+    def flush(self) -> None:
+        self._store.flush(int(self._clock.time() * 1000))
+        if self._files is not None:
+            self._files.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._files is not None:
+            self._files.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -60,6 +60,9 @@ class LambdaApi:
         self._limit = concurrency_limit
         #: Routes of the other API modules (concurrency, metrics, ...), added by the composition root.
         self.extra_routes: list[Route] = []
+        #: JSON 1.1 services on `POST /`, by the prefix of `X-Amz-Target` (`Logs_20140328`, `AWSEvents`):
+        #: handler(request, operation).
+        self.json_targets: dict[str, Callable[[Request, str], Awaitable[Response]]] = {}
         self.unreserved_limit: Callable[[], int] = lambda: concurrency_limit
         self._parts = [
             VersionsApi(functions), AliasesApi(functions),
@@ -84,9 +87,18 @@ class LambdaApi:
             route("GET", "/2016-08-19/account-settings", self.get_account_settings),
             route("GET", "/2016-08-19/account-settings/", self.get_account_settings),
             route("GET", "/_lamina/code/{sha}.zip", self.download_code),
+            route("POST", "/", self._json_target),
             *self.extra_routes,
             *(r for part in self._parts for r in part.routes()),
         ]
+
+    async def _json_target(self, request: Request) -> Response:
+        target = request.headers.get("X-Amz-Target") or ""
+        prefix, _, operation = target.partition(".")
+        handler = self.json_targets.get(prefix)
+        if handler is None:
+            raise UnknownOperation(f"lamina has no service for X-Amz-Target {target!r}")
+        return await handler(request, operation)
 
     def server(self) -> HttpServer:
         self._router = Router(self.routes())
