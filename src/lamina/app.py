@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import hashlib
+import math
 import json
 import logging
 import os
@@ -24,6 +25,10 @@ from lamina.api.server import LambdaApi
 from lamina.clock import Clock, SystemClock
 from lamina.config import Config
 from lamina.api import logs as logs_api
+from lamina.api.usage import UsageApi
+from lamina.model import FunctionConfig
+from lamina.scheduler.environment import Outcome
+from lamina.store.metering import MeteringStore, Record
 from lamina.logsink import FileLogSink, StoreLogSink
 from lamina.store.logs import LogStore
 from lamina.runtime_api.server import RuntimeApiServer
@@ -151,6 +156,10 @@ class Lamina:
         api.extra_routes += ProvisionedApi(self.functions, self.provisioned).routes()
         self.provisioned.restore()
         api.unreserved_limit = lambda: self.scheduler.unreserved_limit
+        self.metering = MeteringStore(data / "lamina.db")
+        self.scheduler.meter = self._meter
+        api.extra_routes += UsageApi(self.metering, self.clock, config.price_per_gb_s,
+                                     config.price_per_million_requests, self.metering.flush).routes()
         api.json_targets[logs_api.TARGET_PREFIX] = logs_api.LogsApi(
             self.log_store, config.region, config.account_id, self.sink.flush).handle
         self._http = api.server()
@@ -158,6 +167,13 @@ class Lamina:
             self._http, config.host, config.port, reuse_address=True, backlog=1024)
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         return self
+
+    def _meter(self, config: FunctionConfig, request_id: str, outcome: Outcome, cold: bool) -> None:
+        self.metering.record(Record(
+            ts_ms=int(self.clock.time() * 1000), function=config.name, version=config.version,
+            request_id=request_id, duration_ms=outcome.duration_ms,
+            billed_ms=max(1, math.ceil(outcome.duration_ms)), memory_mb=config.memory_mb,
+            init_ms=outcome.init_ms, cold=cold, outcome=outcome.status))
 
     def _forget_deleted(self, name: str, version: str | None = None) -> None:
         if self.store.get_function(name, "$LATEST") is None:
@@ -169,6 +185,7 @@ class Lamina:
             await asyncio.sleep(1.0)
             ticks += 1
             self.sink.flush()
+            self.metering.flush()
             self.scheduler.reap()
             if self.config.log_retention_days and ticks % 60 == 0:
                 self.log_store.expire(int((self.clock.time() - self.config.log_retention_days * 86400) * 1000))
@@ -191,4 +208,5 @@ class Lamina:
         await asyncio.get_running_loop().run_in_executor(None, self.driver.close)
         self.sink.close()
         self.log_store.close()
+        self.metering.close()
         self.store.close()

@@ -104,16 +104,11 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
         click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
-def _client(endpoint_url: str | None, data_dir: Path | None, service: str = "lambda"):  # type: ignore[no-untyped-def]
-    """A boto3 lambda client for this lamina: endpoint from the flag or settings; keys from the AWS
-    environment, else LAMINA_ACCESS_KEY_ID/SECRET, else the pair kept in the data directory."""
+def _credentials(config: config_mod.Config) -> tuple[str, str]:
+    """The AWS environment's keys, else LAMINA_ACCESS_KEY_ID/SECRET, else the pair kept in the data dir."""
     import json
     import os
 
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    config = config_mod.load(data_dir=data_dir)
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     if not (key and secret):
         key, secret = config.access_key_id, config.secret_access_key
@@ -124,6 +119,18 @@ def _client(endpoint_url: str | None, data_dir: Path | None, service: str = "lam
                                        f"`lamina serve` once so that {saved} exists")
         pair = json.loads(saved.read_text())
         key, secret = pair["access_key_id"], pair["secret_access_key"]
+    return key, secret
+
+
+def _client(endpoint_url: str | None, data_dir: Path | None, service: str = "lambda"):  # type: ignore[no-untyped-def]
+    """A boto3 client for this lamina (endpoint from the flag or the settings)."""
+    import os
+
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    config = config_mod.load(data_dir=data_dir)
+    key, secret = _credentials(config)
     return boto3.client(service, endpoint_url=endpoint_url or config.base_url,
                         region_name=os.environ.get("AWS_DEFAULT_REGION", config.region),
                         aws_access_key_id=key, aws_secret_access_key=secret,
@@ -251,3 +258,42 @@ def logs(function: str, follow: bool, since: int, pattern: str, endpoint_url: st
         if not follow:
             return
         time.sleep(1.0)
+
+
+_SPANS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@main.command()
+@click.option("--since", default="30d", show_default=True, help="How far back: 90m, 12h, 7d ...")
+@click.option("--by", type=click.Choice(["function", "day"]), default="function", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON lamina answers.")
+@_endpoint
+@_data_dir
+def usage(since: str, by: str, as_json: bool, endpoint_url: str | None, data_dir: Path | None) -> None:
+    """Requests, GB-seconds and cost at the price table (LAMINA_PRICE_PER_GB_S, ..._PER_MILLION_REQUESTS)."""
+    import json
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    try:
+        seconds = float(since[:-1]) * _SPANS[since[-1]] if since[-1] in _SPANS else float(since)
+    except (ValueError, IndexError):
+        raise click.UsageError(f"--since {since!r}: give a number with s, m, h or d") from None
+    config = config_mod.load(data_dir=data_dir)
+    url = f"{endpoint_url or config.base_url}/_lamina/usage?by={by}&since={int(seconds)}"
+    request = AWSRequest(method="GET", url=url)
+    SigV4Auth(Credentials(*_credentials(config)), "lambda", config.region).add_auth(request)
+    with urllib.request.urlopen(urllib.request.Request(url, headers=dict(request.headers.items()))) as reply:
+        data = json.load(reply)
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+        return
+    rows = [(r["key"], str(r["requests"]), str(r["errors"]), str(r["cold_starts"]), f"{r['gb_seconds']:.3f}",
+             f"${r['cost_usd']:.6f}") for r in data["rows"]]
+    total = data["total"]
+    rows.append(("total", str(total["requests"]), str(total["errors"]), str(total["cold_starts"]),
+                 f"{total['gb_seconds']:.3f}", f"${total['cost_usd']:.6f}"))
+    _table((by, "requests", "errors", "cold starts", "GB-seconds", "cost"), rows)

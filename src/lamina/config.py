@@ -41,6 +41,9 @@ class Config:
     #: host: functions reach the network as on Lambda; private: a network namespace per environment,
     #: loopback only (needs the isolated sandbox).
     network: str = "host"
+    #: Price table for `lamina usage` (USD; AWS's x86 list price, free tier off).
+    price_per_gb_s: float = 0.0000166667
+    price_per_million_requests: float = 0.20
     #: Log events older than this many days are dropped (0 keeps them forever).
     log_retention_days: int = 30
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.

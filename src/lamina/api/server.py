@@ -113,7 +113,7 @@ class LambdaApi:
             if request.get("too_large"):
                 raise RequestTooLarge(
                     f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation")
-            if not request.path.startswith("/_lamina/") and request.path not in UNSIGNED_PATHS:
+            if not request.path.startswith("/_lamina/code/") and request.path not in UNSIGNED_PATHS:
                 request["region"] = self._authenticate(request, request.body)
             found = self._router.match(request.method, request.path)
             if found is None:

@@ -155,6 +155,8 @@ class Scheduler:
         self._unreserved_in_flight = 0
         self._reserved: dict[str, int] = {}
         self.metrics = metrics or Metrics()
+        #: Called once per finished invocation (config, request id, outcome, cold): metering.
+        self.meter: Callable[[FunctionConfig, str, Outcome, bool], None] | None = None
         #: Environments in their init phase, across all functions, and how many may be at once: a burst
         #: starting everything together would starve every init past its 10 s limit.
         self._starting: set[Environment] = set()
@@ -199,8 +201,10 @@ class Scheduler:
                 outcome = self._init_failure_outcome(got, invocation)
             else:
                 outcome = await got.invoke(invocation)
-            self.metrics.invoked(name, outcome.duration_ms, outcome.error_type is not None,
-                                 outcome.init_ms is not None or isinstance(got, InitFailure))
+            cold = outcome.init_ms is not None or isinstance(got, InitFailure)
+            self.metrics.invoked(name, outcome.duration_ms, outcome.error_type is not None, cold)
+            if self.meter is not None:
+                self.meter(recipe.config, invocation.request_id, outcome, cold)
             return outcome
         finally:
             activity.last_end = self._clock.monotonic()

@@ -1,0 +1,94 @@
+"""One metering record per invocation: what ran, for how long, billed how, at what memory size.
+
+Buffered in memory and written by `flush()` (housekeeping, every second), like the log store: the
+invoke path does no database write for metering. GB-seconds = MemorySize/1024 × billed seconds (1 ms
+granularity, as Lambda bills); idle time is never billed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS invocations (
+    ts          INTEGER NOT NULL,
+    function    TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    billed_ms   INTEGER NOT NULL,
+    memory_mb   INTEGER NOT NULL,
+    gb_s        REAL NOT NULL,
+    init_ms     REAL,
+    cold        INTEGER NOT NULL,
+    outcome     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invocations_ts ON invocations (ts);
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    ts_ms: int
+    function: str
+    version: str
+    request_id: str
+    duration_ms: float
+    billed_ms: int
+    memory_mb: int
+    init_ms: float | None
+    cold: bool
+    outcome: str
+
+    @property
+    def gb_s(self) -> float:
+        return self.memory_mb / 1024 * self.billed_ms / 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UsageRow:
+    key: str  # function name or YYYY-MM-DD
+    requests: int
+    errors: int
+    cold_starts: int
+    gb_s: float
+    billed_ms: int
+
+
+class MeteringStore:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._pending: list[Record] = []
+        self._lock = threading.Lock()
+
+    def record(self, record: Record) -> None:
+        self._pending.append(record)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO invocations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.ts_ms, r.function, r.version, r.request_id, r.duration_ms, r.billed_ms, r.memory_mb, r.gb_s,
+                  r.init_ms, int(r.cold), r.outcome) for r in pending])
+            self._db.execute("COMMIT")
+
+    def usage(self, since_ms: int, by: str) -> list[UsageRow]:
+        """Totals since `since_ms`, grouped by function or by UTC day."""
+        key = "function" if by == "function" else "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')"
+        rows = self._db.execute(
+            f"SELECT {key}, COUNT(*), SUM(outcome != 'success'), SUM(cold), SUM(gb_s), SUM(billed_ms) "
+            f"FROM invocations WHERE ts >= ? GROUP BY 1 ORDER BY 1", (since_ms,)).fetchall()
+        return [UsageRow(k, n, e or 0, c or 0, g or 0.0, b or 0) for k, n, e, c, g, b in rows]
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
