@@ -25,6 +25,7 @@ from lamina.api.server import LambdaApi
 from lamina.clock import Clock, SystemClock
 from lamina.config import Config
 from lamina.api import logs as logs_api
+from lamina.api.ui import Dashboard
 from lamina.api.usage import UsageApi
 from lamina.model import FunctionConfig
 from lamina.scheduler.environment import Outcome
@@ -160,6 +161,10 @@ class Lamina:
         self.scheduler.meter = self._meter
         api.extra_routes += UsageApi(self.metering, self.clock, config.price_per_gb_s,
                                      config.price_per_million_requests, self.metering.flush).routes()
+        self.dashboard = Dashboard(self.functions, self.invoker, self.scheduler, self.metering, self.log_store,
+                                   self.clock, keys.get, config.price_per_gb_s, config.price_per_million_requests,
+                                   self._flush_records)
+        api.extra_routes += self.dashboard.routes()
         api.json_targets[logs_api.TARGET_PREFIX] = logs_api.LogsApi(
             self.log_store, config.region, config.account_id, self.sink.flush).handle
         self._http = api.server()
@@ -167,6 +172,10 @@ class Lamina:
             self._http, config.host, config.port, reuse_address=True, backlog=1024)
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         return self
+
+    def _flush_records(self) -> None:
+        self.sink.flush()
+        self.metering.flush()
 
     def _meter(self, config: FunctionConfig, request_id: str, outcome: Outcome, cold: bool) -> None:
         self.metering.record(Record(
@@ -184,8 +193,8 @@ class Lamina:
         while True:
             await asyncio.sleep(1.0)
             ticks += 1
-            self.sink.flush()
-            self.metering.flush()
+            self._flush_records()
+            self.dashboard.sample()
             self.scheduler.reap()
             if self.config.log_retention_days and ticks % 60 == 0:
                 self.log_store.expire(int((self.clock.time() - self.config.log_retention_days * 86400) * 1000))

@@ -32,7 +32,7 @@ from lamina.service.invoke import InvokeRequest, InvokeService, new_request_id
 log = logging.getLogger("lamina.api")
 
 MAX_REQUEST_BYTES = 70_167_211
-UNSIGNED_PATHS = frozenset({"/metrics"})  # Prometheus scrapers do not sign
+UNSIGNED_PATHS = frozenset({"/metrics", "/ui"})  # scrapers and browsers do not sign (/ui has its own login)
 F = "/2015-03-31/functions"
 
 
@@ -113,7 +113,8 @@ class LambdaApi:
             if request.get("too_large"):
                 raise RequestTooLarge(
                     f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation")
-            if not request.path.startswith("/_lamina/code/") and request.path not in UNSIGNED_PATHS:
+            path = request.path
+            if not (path.startswith(("/_lamina/code/", "/ui/")) or path in UNSIGNED_PATHS):
                 request["region"] = self._authenticate(request, request.body)
             found = self._router.match(request.method, request.path)
             if found is None:

@@ -89,6 +89,29 @@ class MeteringStore:
             f"FROM invocations WHERE ts >= ? GROUP BY 1 ORDER BY 1", (since_ms,)).fetchall()
         return [UsageRow(k, n, e or 0, c or 0, g or 0.0, b or 0) for k, n, e, c, g, b in rows]
 
+    def per_minute(self, since_ms: int) -> list[MinuteRow]:
+        """Per function and minute since `since_ms`: the dashboard's charts."""
+        return _minutes(self._db, since_ms)
+
     def close(self) -> None:
         self.flush()
         self._db.close()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MinuteRow:
+    function: str
+    minute: int  # epoch minutes
+    requests: int
+    errors: int
+    cold_starts: int
+    avg_ms: float
+    max_ms: float
+    gb_s: float
+
+
+def _minutes(db: sqlite3.Connection, since_ms: int) -> list[MinuteRow]:
+    rows = db.execute(
+        "SELECT function, ts / 60000, COUNT(*), SUM(outcome != 'success'), SUM(cold), AVG(duration_ms), "
+        "MAX(duration_ms), SUM(gb_s) FROM invocations WHERE ts >= ? GROUP BY 1, 2 ORDER BY 2", (since_ms,)).fetchall()
+    return [MinuteRow(f, m, n, e or 0, c or 0, a or 0.0, x or 0.0, g or 0.0) for f, m, n, e, c, a, x, g in rows]
