@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := bubblewrap util-linux
+DEBS   := bubblewrap util-linux e2fsprogs
+TOOLS  := bwrap setpriv nsenter mkfs.ext4
 
 .PHONY: install run test bench clean system-packages
 
@@ -12,7 +13,8 @@ install: $(STAMP)
 # Debian packages lamina uses when it runs as root (bubblewrap for the sandbox).
 # Only installed when we are root and they are missing; otherwise the README explains.
 system-packages:
-	@if [ "$$(id -u)" = 0 ] && ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ "$$(id -u)" = 0 ] && [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages: $(DEBS)"; \
 	    (apt-get install -y -q $(DEBS) || (apt-get update -q && apt-get install -y -q $(DEBS))) >/dev/null; \
 	fi
