@@ -27,6 +27,12 @@ from lamina.config import Config
 from lamina.api import logs as logs_api
 from lamina.api.ui import Dashboard
 from lamina.api.usage import UsageApi
+from lamina.api.eventbridge import TARGET_PREFIX as EVENTS_TARGET, EventBridgeApi
+from lamina.events.ticker import ScaledClock, Ticker
+from lamina.api.urls import UrlsApi
+from lamina.events.url import UrlFrontDoor
+from lamina.store.urls import UrlStore
+from lamina.store.schedules import ScheduleStore
 from lamina.model import FunctionConfig
 from lamina.scheduler.environment import Outcome
 from lamina.store.metering import MeteringStore, Record
@@ -167,10 +173,21 @@ class Lamina:
         api.extra_routes += self.dashboard.routes()
         api.json_targets[logs_api.TARGET_PREFIX] = logs_api.LogsApi(
             self.log_store, config.region, config.account_id, self.sink.flush).handle
+        self.urls = UrlStore(data / "lamina.db")
+        api.extra_routes += UrlsApi(self.functions, self.urls, self.clock, config.base_url).routes()
+        api.url_front_door = UrlFrontDoor(self.urls, self.invoker, self.functions.policies, self.clock, keys.get,
+                                          config.region, config.account_id).handle
+        self.schedules = ScheduleStore(data / "lamina.db")
+        events_api = EventBridgeApi(self.schedules, self.clock, config.region, config.account_id, keys.get)
+        api.json_targets[EVENTS_TARGET] = events_api.handle
+        schedule_clock = ScaledClock(self.clock, config.schedule_speedup) if config.schedule_speedup != 1 else self.clock
+        self.ticker = Ticker(self.schedules, self.invoker, schedule_clock, config.account_id, config.region,
+                             events_api.rule_arn, config.schedule_speedup)
         self._http = api.server()
         self._listener = await asyncio.get_running_loop().create_server(
             self._http, config.host, config.port, reuse_address=True, backlog=1024)
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
+        self._tasks.append(asyncio.ensure_future(self.ticker.run()))
         return self
 
     def _flush_records(self) -> None:
@@ -187,6 +204,7 @@ class Lamina:
     def _forget_deleted(self, name: str, version: str | None = None) -> None:
         if self.store.get_function(name, "$LATEST") is None:
             self.reservations.delete(name)
+            self.urls.delete_function(name)
 
     async def _housekeeping(self) -> None:
         ticks = 0
@@ -218,4 +236,6 @@ class Lamina:
         self.sink.close()
         self.log_store.close()
         self.metering.close()
+        self.schedules.close()
+        self.urls.close()
         self.store.close()

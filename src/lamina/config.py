@@ -46,6 +46,8 @@ class Config:
     price_per_million_requests: float = 0.20
     #: Log events older than this many days are dropped (0 keeps them forever).
     log_retention_days: int = 30
+    #: Schedules (EventBridge rules) run this many times faster than the wall clock; for tests only.
+    schedule_speedup: float = 1.0
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 

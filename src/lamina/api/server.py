@@ -64,6 +64,8 @@ class LambdaApi:
         #: handler(request, operation).
         self.json_targets: dict[str, Callable[[Request, str], Awaitable[Response]]] = {}
         self.unreserved_limit: Callable[[], int] = lambda: concurrency_limit
+        #: Function URLs (`/_lamina/url/...`): their own authorisation and responses (events/url.py).
+        self.url_front_door: Callable[[Request], Awaitable[Response]] | None = None
         self._parts = [
             VersionsApi(functions), AliasesApi(functions),
             LayersApi(functions.layers, functions.arns, links, clock),
@@ -114,6 +116,8 @@ class LambdaApi:
                 raise RequestTooLarge(
                     f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation")
             path = request.path
+            if self.url_front_door is not None and path.startswith("/_lamina/url/"):
+                return await self.url_front_door(request)  # Function URLs authorise on their own
             if not (path.startswith(("/_lamina/code/", "/ui/")) or path in UNSIGNED_PATHS):
                 request["region"] = self._authenticate(request, request.body)
             found = self._router.match(request.method, request.path)
