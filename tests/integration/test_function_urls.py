@@ -235,3 +235,26 @@ def test_cors_preflight_and_response_headers(lam, fn):
 def test_unknown_url_id_is_404(server):
     """A URL id lamina does not know answers 404."""
     assert fetch(f"{server.url}/_lamina/url/{'0' * 32}/")[0] == 404
+
+
+def test_throttled_function_answers_429(lam, fn):
+    """A function with reserved concurrency 0 is throttled: the URL answers 429."""
+    url = lam.create_function_url_config(FunctionName=fn, AuthType="NONE")["FunctionUrl"]
+    public(lam, fn)
+    lam.put_function_concurrency(FunctionName=fn, ReservedConcurrentExecutions=0)
+    status, headers, body = fetch(url)
+    assert status == 429
+    assert headers["x-amzn-ErrorType"] == "TooManyRequestsException"
+    assert json.loads(body) == {"Message": "Rate Exceeded."}
+
+
+def test_an_alias_url_invokes_the_alias(lam, fn):
+    """A URL on an alias runs the alias's version and needs the permission on the alias."""
+    version = lam.publish_version(FunctionName=fn)["Version"]
+    lam.create_alias(FunctionName=fn, Name="live", FunctionVersion=version)
+    url = lam.create_function_url_config(FunctionName=fn, Qualifier="live", AuthType="NONE")["FunctionUrl"]
+    public(lam, fn)  # on the unqualified function: not enough for the alias's URL
+    assert fetch(url)[0] == 403
+    public(lam, fn, Qualifier="live")
+    status, headers, _ = fetch(url)
+    assert status == 201 and headers["x-echo"] == "yes"

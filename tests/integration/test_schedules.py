@@ -168,3 +168,12 @@ def test_a_rate_rule_invokes_its_target_with_the_scheduled_event(fast_server, fn
         time.sleep(0.5)
     assert any(e == {"custom": True} for e in fired(fast_server, fname))
     events.disable_rule(Name=fname)
+
+
+@pytest.mark.parametrize("expression", ["cron(15 10 * * ? *)", "cron(0/5 8-17 ? * MON-FRI *)", "cron(0 9 ? * 2#1 *)",
+                                        "cron(0 0 L * ? *)", "cron(0 0 15W * ? 2030-2040)", "rate(1 day)"])
+def test_valid_schedule_expressions(events, fname, expression):
+    """The documented expression forms are accepted and described back unchanged."""
+    events.put_rule(Name=fname, ScheduleExpression=expression, State="DISABLED")
+    assert events.describe_rule(Name=fname)["ScheduleExpression"] == expression
+    events.delete_rule(Name=fname)
