@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := bubblewrap util-linux e2fsprogs
-TOOLS  := bwrap setpriv nsenter mkfs.ext4
+DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go
+TOOLS  := bwrap setpriv nsenter mkfs.ext4 ruby go
 
 .PHONY: install run test bench clean system-packages
 

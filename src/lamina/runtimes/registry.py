@@ -20,9 +20,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PYTHON_BOOTSTRAP = HERE / "python" / "bootstrap.py"
 NODE_BOOTSTRAP = HERE / "node" / "bootstrap.mjs"
+RUBY_BOOTSTRAP = HERE / "ruby" / "bootstrap.rb"
 
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
 NODE_MAJORS = ("18", "20", "22", "24")
+RUBY_VERSIONS = ("3.2", "3.3", "3.4")
 PROVIDED = ("provided.al2023", "provided.al2", "provided")
 #: Lambda bundles the AWS SDK in /var/runtime for Python functions; these are its top-level modules.
 PYTHON_SDK_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
@@ -33,7 +35,7 @@ class Runtime:
     """A runtime id made concrete on this host."""
 
     id: str
-    family: str  # python | nodejs | provided
+    family: str  # python | nodejs | ruby | provided
     #: Host path of the interpreter binary (None for provided runtimes).
     interpreter: Path | None = None
     #: Interpreter tree to bind at /var/lang when it is not already under /usr.
@@ -115,6 +117,28 @@ def _find_node() -> list[Runtime]:
     return [Runtime(f"nodejs{match.group(1)}.x", "nodejs", real, lang_root, files)]
 
 
+def _find_ruby() -> list[Runtime]:
+    """The host's ruby as `rubyX.Y`; a ruby older than Lambda's oldest (Debian 12 has 3.1) serves ruby3.2."""
+    path = shutil.which("ruby")
+    if not path:
+        return []
+    real = Path(path).resolve()
+    try:
+        out = subprocess.run([str(real), "-e", "print RUBY_VERSION"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    match = re.match(r"(\d+)\.(\d+)\.", out.stdout.strip())
+    if not match:
+        return []
+    version = f"{match.group(1)}.{match.group(2)}"
+    if version not in RUBY_VERSIONS:
+        if (int(match.group(1)), int(match.group(2))) >= (3, 2) or match.group(1) != "3":
+            return []
+        version = RUBY_VERSIONS[0]
+    lang_root = None if _under_usr(real) else real.parent.parent
+    return [Runtime(f"ruby{version}", "ruby", real, lang_root, ((RUBY_BOOTSTRAP, "bootstrap.rb"),))]
+
+
 class RuntimeRegistry:
     def __init__(self, runtimes: list[Runtime]) -> None:
         self._by_id = {r.id: r for r in runtimes}
@@ -124,6 +148,7 @@ class RuntimeRegistry:
         sdk = _sdk_files()
         found = [r for v in PYTHON_VERSIONS if (r := _find_python(v, sdk)) is not None]
         found += _find_node()
+        found += _find_ruby()
         found += [Runtime(rid, "provided") for rid in PROVIDED]
         return cls(found)
 

@@ -100,6 +100,8 @@ def command_for(runtime: Runtime, layout: Layout, spec: SandboxSpec | None = Non
         return [runtime.interpreter_in(layout.lang_dir), "-S", "-B", f"{layout.runtime_dir}/bootstrap.py"]
     if runtime.family == "nodejs":
         return [runtime.interpreter_in(layout.lang_dir), f"{layout.runtime_dir}/bootstrap.mjs"]
+    if runtime.family == "ruby":
+        return [runtime.interpreter_in(layout.lang_dir), f"{layout.runtime_dir}/bootstrap.rb"]
     if spec is not None and provided_bootstrap(spec) == "opt":
         return [f"{layout.opt_dir}/bootstrap"]
     return [f"{layout.task_root}/bootstrap"]
@@ -121,6 +123,10 @@ def environment_for(spec: SandboxSpec, layout: Layout) -> dict[str, str]:
             f"{layout.opt_dir}/nodejs/node{runtime.id[6:-2]}/node_modules:"
             f"{layout.opt_dir}/nodejs/node_modules:{layout.runtime_dir}/node_modules"
         )
+    if runtime.family == "ruby":
+        abi = runtime.id[4:] + ".0"
+        env["GEM_PATH"] = f"{layout.task_root}/vendor/bundle/ruby/{abi}:{layout.opt_dir}/ruby/gems/{abi}"
+        env["RUBYLIB"] = f"{layout.task_root}:{layout.runtime_dir}/lib:{layout.opt_dir}/ruby/lib"
     env.update(spec.env)
     env.update(
         {

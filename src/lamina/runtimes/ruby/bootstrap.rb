@@ -1,0 +1,227 @@
+# lamina's Ruby runtime client: the process that runs inside every execution environment of a
+# rubyX.Y function. lamina starts it as `ruby $LAMBDA_RUNTIME_DIR/bootstrap.rb` (cwd = task root).
+#
+# It does what AWS's aws_lambda_ric does, on the standard library only:
+#   * init: load the file named by _HANDLER (`file.method` or `file.Module::Class.method`) from
+#     LAMBDA_TASK_ROOT; failures go to /runtime/init/error as `Init<ErrorClass>`, then exit 1;
+#   * loop: GET /runtime/invocation/next, call the handler with `event:` and `context:` keywords,
+#     POST the JSON result, or `{errorMessage, errorType: "Function<ErrorClass>", stackTrace}`;
+#   * stdout/stderr are flushed before each result is posted.
+# No standby support: the scheduler prestarts only python and nodejs environments.
+
+require 'json'
+require 'socket'
+
+module LaminaRuntime
+  RUNTIME = '/2018-06-01/runtime'
+  USER_AGENT = "lamina-ruby/#{RUBY_VERSION}"
+
+  # One keep-alive HTTP/1.1 connection to the Runtime API; requests are strictly sequential.
+  class Client
+    def initialize(address)
+      @host, _, port = address.rpartition(':')
+      @port = Integer(port)
+      @socket = nil
+    end
+
+    def request(method, path, body = nil, headers = {})
+      attempts = 0
+      begin
+        attempts += 1
+        connect if @socket.nil?
+        send_request(method, path, body, headers)
+        read_reply
+      rescue IOError, SystemCallError, EOFError
+        @socket&.close rescue nil
+        @socket = nil
+        retry if attempts < 2
+        raise
+      end
+    end
+
+    private
+
+    def connect
+      @socket = TCPSocket.new(@host, @port)
+      @socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1)
+    end
+
+    def send_request(method, path, body, headers)
+      payload = body.nil? ? '' : body.b
+      head = +"#{method} #{path} HTTP/1.1\r\nHost: #{@host}:#{@port}\r\nUser-Agent: #{USER_AGENT}\r\n"
+      headers.each { |name, value| head << "#{name}: #{value}\r\n" }
+      head << "Content-Length: #{payload.bytesize}\r\n\r\n"
+      @socket.write(head.b + payload)
+    end
+
+    def read_reply
+      status_line = @socket.gets("\r\n") or raise EOFError, 'Runtime API closed the connection'
+      status = status_line.split(' ')[1].to_i
+      headers = {}
+      while (line = @socket.gets("\r\n")) && line != "\r\n"
+        name, value = line.split(':', 2)
+        headers[name.strip.downcase] = value.to_s.strip
+      end
+      body = if headers['transfer-encoding']&.downcase == 'chunked'
+               read_chunked
+             else
+               length = headers['content-length'].to_i
+               length.positive? ? @socket.read(length) : ''
+             end
+      if headers['connection']&.downcase == 'close'
+        @socket.close
+        @socket = nil
+      end
+      [status, headers, body.force_encoding('UTF-8')]
+    end
+
+    def read_chunked
+      body = +''
+      loop do
+        size = @socket.gets("\r\n").to_i(16)
+        if size.zero?
+          @socket.gets("\r\n")
+          return body
+        end
+        body << @socket.read(size)
+        @socket.read(2)
+      end
+    end
+  end
+
+  # Lambda's Ruby context object (aws_lambda_ric's LambdaContext).
+  class LambdaContext
+    attr_reader :aws_request_id, :invoked_function_arn, :log_group_name, :log_stream_name,
+                :function_name, :memory_limit_in_mb, :function_version, :identity, :tenant_id,
+                :client_context, :deadline_ms
+
+    def initialize(headers)
+      @aws_request_id = headers['lambda-runtime-aws-request-id']
+      @invoked_function_arn = headers['lambda-runtime-invoked-function-arn']
+      @deadline_ms = headers['lambda-runtime-deadline-ms'].to_i
+      @log_group_name = ENV['AWS_LAMBDA_LOG_GROUP_NAME']
+      @log_stream_name = ENV['AWS_LAMBDA_LOG_STREAM_NAME']
+      @function_name = ENV['AWS_LAMBDA_FUNCTION_NAME']
+      @memory_limit_in_mb = ENV['AWS_LAMBDA_FUNCTION_MEMORY_SIZE']
+      @function_version = ENV['AWS_LAMBDA_FUNCTION_VERSION']
+      @tenant_id = headers['lambda-runtime-aws-tenant-id']
+      @identity = parse(headers['lambda-runtime-cognito-identity'])
+      @client_context = parse(headers['lambda-runtime-client-context'])
+    end
+
+    def get_remaining_time_in_millis
+      [@deadline_ms - (Process.clock_gettime(Process::CLOCK_REALTIME) * 1000).to_i, 0].max
+    end
+
+    private
+
+    def parse(value)
+      value.nil? || value.empty? ? nil : JSON.parse(value)
+    rescue JSON::ParserError
+      nil
+    end
+  end
+
+  module_function
+
+  # Ruby's own error classes pass through as the error-type header; anything else is a user exception.
+  def error_body(error, classification)
+    {
+      'errorMessage' => error.message,
+      'errorType' => "#{classification}<#{error.class}>",
+      'stackTrace' => (error.backtrace || []).map(&:to_s),
+    }
+  end
+
+  def header_type(error, classification)
+    builtin = error.class.name.to_s.match?(/\A[A-Z][A-Za-z]*(Error|Exception)\z/) &&
+              Object.const_defined?(error.class.name.to_s) && !error.class.name.include?('::')
+    builtin ? "#{classification}<#{error.class}>" : "#{classification}<UserException>"
+  end
+
+  def flush
+    $stdout.flush
+    $stderr.flush
+  end
+
+  # `file.method` or `file.Module::Class.method` -> [file, receiver path or nil, method].
+  def split_handler(handler)
+    file, dot, rest = handler.to_s.partition('.')
+    raise ArgumentError, "Invalid handler #{handler}, must be of form FILENAME.METHOD or FILENAME.CLASS.METHOD" if dot.empty? || file.empty? || rest.empty?
+
+    receiver, _, method = rest.rpartition('.')
+    [file, receiver.empty? ? nil : receiver, method]
+  end
+
+  def load_handler(task_root, handler)
+    file, receiver_path, method = split_handler(handler)
+    $LOAD_PATH.unshift(task_root) unless $LOAD_PATH.include?(task_root)
+    require File.join(task_root, file)
+    receiver = receiver_path ? receiver_path.split('::').reduce(Object) { |mod, name| mod.const_get(name) } : nil
+    target = receiver || TOPLEVEL_BINDING.receiver
+    unless target.respond_to?(method, true)
+      raise NoMethodError, "undefined method `#{method}' for #{receiver_path || 'main:Object'}"
+    end
+    lambda { |event, context| target.send(method, event: event, context: context) }
+  end
+
+  def run
+    client = Client.new(ENV.fetch('AWS_LAMBDA_RUNTIME_API', '127.0.0.1:9001'))
+    task_root = ENV.fetch('LAMBDA_TASK_ROOT', Dir.pwd)
+    $stdout.sync = true
+    $stderr.sync = true
+    begin
+      handler = load_handler(task_root, ENV['_HANDLER'])
+    rescue Exception => e # rubocop:disable Lint/RescueException -- LoadError and SyntaxError are not StandardErrors
+      body = error_body(e, 'Init')
+      $stderr.puts(JSON.generate(body))
+      flush
+      client.request('POST', "#{RUNTIME}/init/error", JSON.generate(body),
+                     'Content-Type' => 'application/json',
+                     'Lambda-Runtime-Function-Error-Type' => header_type(e, 'Init'))
+      exit!(1)
+    end
+
+    loop do
+      status, headers, event_body = client.request('GET', "#{RUNTIME}/invocation/next")
+      raise "Runtime API answered #{status} to next" unless status == 200
+
+      request_id = headers['lambda-runtime-aws-request-id']
+      trace = headers['lambda-runtime-trace-id']
+      trace ? ENV['_X_AMZN_TRACE_ID'] = trace : ENV.delete('_X_AMZN_TRACE_ID')
+      begin
+        event = event_body.empty? ? nil : JSON.parse(event_body, quirks_mode: true)
+      rescue JSON::ParserError => e
+        post_error(client, request_id, e, 'Runtime.UnmarshalError', 'Runtime.UnmarshalError')
+        next
+      end
+      context = LambdaContext.new(headers)
+      begin
+        result = handler.call(event, context)
+        payload = JSON.generate(result, quirks_mode: true)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- a handler's exit or ScriptError is still its error
+        raise if e.is_a?(SystemExit)
+
+        body = error_body(e, 'Function')
+        $stderr.puts(JSON.generate(body))
+        flush
+        client.request('POST', "#{RUNTIME}/invocation/#{request_id}/error", JSON.generate(body),
+                       'Content-Type' => 'application/json',
+                       'Lambda-Runtime-Function-Error-Type' => header_type(e, 'Function'))
+        next
+      end
+      flush
+      client.request('POST', "#{RUNTIME}/invocation/#{request_id}/response", payload,
+                     'Content-Type' => 'application/json')
+    end
+  end
+
+  def post_error(client, request_id, error, type, header)
+    body = { 'errorMessage' => error.message, 'errorType' => type, 'stackTrace' => [] }
+    flush
+    client.request('POST', "#{RUNTIME}/invocation/#{request_id}/error", JSON.generate(body),
+                   'Content-Type' => 'application/json', 'Lambda-Runtime-Function-Error-Type' => header)
+  end
+end
+
+LaminaRuntime.run if $PROGRAM_NAME == __FILE__
