@@ -175,7 +175,8 @@ def deploy_cmd(path: Path, endpoint_url: str | None, data_dir: Path | None) -> N
     try:
         template = path if path.is_file() else next(
             (p for p in (path / "template.yaml", path / "template.yml") if p.is_file()), None)
-        results = deploy.deploy_sam(client, template) if template else [deploy.deploy_directory(client, path)]
+        results = (deploy.deploy_sam(client, template, _client(endpoint_url, data_dir, service="events"))
+                   if template else [deploy.deploy_directory(client, path)])
     except deploy.DeployError as exc:
         raise click.ClickException(str(exc)) from exc
     for out in results:

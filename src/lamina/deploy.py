@@ -191,8 +191,10 @@ def _scalar(value: Any, template: dict[str, Any]) -> str:
     return str(value)
 
 
-def deploy_sam(client: Any, template_path: Path) -> list[dict[str, Any]]:
-    """Deploy every AWS::Serverless::Function of a SAM template (Globals.Function applied)."""
+def deploy_sam(client: Any, template_path: Path, events: Any = None) -> list[dict[str, Any]]:
+    """Deploy every AWS::Serverless::Function of a SAM template (Globals.Function applied); its
+    Schedule events become EventBridge rules (through `events`, a boto3 events client) and its
+    FunctionUrlConfig a Function URL."""
     import yaml
 
     template = yaml.load(template_path.read_text(), Loader=_sam_loader())
@@ -217,8 +219,11 @@ def deploy_sam(client: Any, template_path: Path) -> list[dict[str, Any]]:
                                                  (props["Environment"].get("Variables") or {}).items()}}
         if "EphemeralStorage" in props:
             spec["EphemeralStorage"] = props["EphemeralStorage"]
+        schedules = []
         for event_name, event in (props.get("Events") or {}).items():
-            if event.get("Type") not in SAM_SUPPORTED_EVENTS:
+            if event.get("Type") in SAM_SUPPORTED_EVENTS and events is not None:
+                schedules.append((event_name, event.get("Properties") or {}))
+            else:
                 _step(f"{logical_id}: event {event_name} ({event.get('Type')}) is not supported by lamina yet; skipped")
         source = (template_path.parent / code_uri).resolve()
         _step(f"package {logical_id} from {source}")
@@ -231,10 +236,49 @@ def deploy_sam(client: Any, template_path: Path) -> list[dict[str, Any]]:
             except client.exceptions.ResourceNotFoundException:
                 client.create_alias(FunctionName=spec["FunctionName"], Name=alias, FunctionVersion=version)
             _step(f"alias {alias} → version {version}")
+        target_arn = out["FunctionArn"].split(":function:")[0] + f":function:{spec['FunctionName']}"
+        if alias:
+            target_arn += f":{alias}"
+        for event_name, event_props in schedules:
+            _schedule(events, f"{spec['FunctionName']}-{event_name}", event_props, target_arn)
+        if props.get("FunctionUrlConfig"):
+            _function_url(client, spec["FunctionName"], alias, props["FunctionUrlConfig"])
         results.append(out)
     if not results:
         raise DeployError(f"{template_path} has no AWS::Serverless::Function resources")
     return results
+
+
+def _schedule(events: Any, name: str, props: dict[str, Any], target_arn: str) -> None:
+    expression = props.get("Schedule") or props.get("ScheduleExpression")
+    enabled = props.get("Enabled", props.get("State", "ENABLED") != "DISABLED")
+    events.put_rule(Name=props.get("Name") or name, ScheduleExpression=expression,
+                    State="ENABLED" if enabled else "DISABLED")
+    target: dict[str, Any] = {"Id": "1", "Arn": target_arn}
+    if "Input" in props:
+        target["Input"] = props["Input"] if isinstance(props["Input"], str) else json.dumps(props["Input"])
+    events.put_targets(Rule=props.get("Name") or name, Targets=[target])
+    _step(f"schedule {props.get('Name') or name}: {expression} → {target_arn}")
+
+
+def _function_url(client: Any, name: str, alias: str | None, config: dict[str, Any]) -> None:
+    args: dict[str, Any] = {"FunctionName": name, "AuthType": config.get("AuthType", "AWS_IAM")}
+    if alias:
+        args["Qualifier"] = alias
+    if "Cors" in config:
+        args["Cors"] = config["Cors"]
+    try:
+        url = client.create_function_url_config(**args)["FunctionUrl"]
+    except client.exceptions.ResourceConflictException:
+        url = client.update_function_url_config(**args)["FunctionUrl"]
+    if args["AuthType"] == "NONE":
+        try:
+            client.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess",
+                                  Action="lambda:InvokeFunctionUrl", Principal="*", FunctionUrlAuthType="NONE",
+                                  **({"Qualifier": alias} if alias else {}))
+        except client.exceptions.ResourceConflictException:
+            pass
+    _step(f"function URL {url}")
 
 
 # dev: watch and redeploy ----------------------------------------------------------------------

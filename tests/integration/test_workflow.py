@@ -87,9 +87,16 @@ Resources:
       Environment:
         Variables:
           GREETING: !Sub "hi in ${AWS::Region}"
+      FunctionUrlConfig:
+        AuthType: NONE
       Events:
         Api:
           Type: HttpApi
+        Nightly:
+          Type: Schedule
+          Properties:
+            Schedule: cron(0 3 * * ? *)
+            Input: '{"job": "nightly"}'
 """
 
 
@@ -101,6 +108,14 @@ def test_sam_template_deploys_with_an_alias(server, lam, tmp_path, fname):
     out = lamina(server, "deploy", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "HttpApi" in out.stderr  # unsupported events are named, not silently dropped
+    events = server.client("events")
+    rule = events.describe_rule(Name=f"{fname}-Nightly")
+    assert rule["ScheduleExpression"] == "cron(0 3 * * ? *)" and rule["State"] == "ENABLED"
+    target = events.list_targets_by_rule(Rule=f"{fname}-Nightly")["Targets"][0]
+    assert target["Arn"].endswith(f":function:{fname}:live") and json.loads(target["Input"]) == {"job": "nightly"}
+    url = lam.get_function_url_config(FunctionName=fname, Qualifier="live")["FunctionUrl"]
+    import urllib.request
+    assert json.loads(urllib.request.urlopen(url).read())["greeting"] == "hi in us-east-1"
     config = lam.get_function_configuration(FunctionName=fname, Qualifier="live")
     assert (config["MemorySize"], config["Timeout"]) == (256, 5)
     result = json.loads(lam.invoke(FunctionName=fname, Qualifier="live")["Payload"].read())
