@@ -48,6 +48,11 @@ from lamina.sandbox.slots import Slots
 from lamina.scheduler.scheduler import Scheduler
 from lamina.service.functions import FunctionService
 from lamina.service.invoke import InvokeService
+from lamina.api.event_invoke import EventInvokeApi
+from lamina.service.async_invoke import AsyncInvoker
+from lamina.service.event_configs import EventConfigService
+from lamina.store.event_configs import EventConfigStore
+from lamina.store.queue import SqliteQueue
 from lamina.store.blobs import BlobStore
 from lamina.store.sqlite import SqliteStore
 
@@ -148,7 +153,7 @@ class Lamina:
         arn_prefix = f"arn:aws:lambda:{config.region}:{config.account_id}:function:"
         self.functions = FunctionService(self.store, self.blobs, self.registry, self.clock, arn_prefix)
         self.functions.on_change.append(self.scheduler.retire)
-        self.invoker = InvokeService(self.functions, self.scheduler, config.region)
+        self.invoker = InvokeService(self.functions, self.scheduler, config.region, self.clock)
         link_key = self.store.get_meta("code_link_key")
         if link_key is None:
             link_key = secrets.token_hex(32)
@@ -156,6 +161,17 @@ class Lamina:
         keys = {self.credentials.access_key_id: self.credentials.secret_access_key}
         api = LambdaApi(self.functions, self.invoker, CodeLinks(bytes.fromhex(link_key), config.base_url),
                         self.clock, keys.get, config.concurrency_limit)
+        # Asynchronous invocation: the durable queue, its delivery workers, event-invoke configs.
+        self.event_configs = EventConfigStore(data / "lamina.db")
+        self.queue = SqliteQueue(data / "lamina.db")
+        self.deliveries = AsyncInvoker(
+            self.queue, self.functions, self.invoker.run, self.event_configs, self.clock, account=config.account_id,
+            base_delay_s=config.async_retry_base_delay_s, grace_s=config.async_shutdown_grace_s,
+            workers=config.async_workers)
+        self.invoker.accept_event = self.deliveries.submit
+        event_config_service = EventConfigService(self.functions, self.event_configs, config.account_id, self.clock.time)
+        self.functions.on_change.append(event_config_service.forget)
+        api.extra_routes += EventInvokeApi(event_config_service, self.functions.arn, self.deliveries.statistics).routes()
         self.reservations = Reservations(self.store, self.scheduler)
         self.functions.on_change.append(self._forget_deleted)
         api.extra_routes += ConcurrencyApi(self.functions, self.reservations, self.scheduler).routes()
@@ -187,6 +203,7 @@ class Lamina:
         self._listener = await asyncio.get_running_loop().create_server(
             self._http, config.host, config.port, reuse_address=True, backlog=1024)
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
+        self.deliveries.start()
         self._tasks.append(asyncio.ensure_future(self.ticker.run()))
         return self
 
@@ -224,6 +241,7 @@ class Lamina:
         self._stopped.set()
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.deliveries.aclose()  # first: running async invocations get their grace period
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -236,6 +254,8 @@ class Lamina:
         self.sink.close()
         self.log_store.close()
         self.metering.close()
+        self.queue.close()
+        self.event_configs.close()
         self.schedules.close()
         self.urls.close()
         self.store.close()

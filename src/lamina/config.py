@@ -48,6 +48,13 @@ class Config:
     log_retention_days: int = 30
     #: Schedules (EventBridge rules) run this many times faster than the wall clock; for tests only.
     schedule_speedup: float = 1.0
+    #: Asynchronous invocation: seconds before the first retry of an event whose run failed (the second
+    #: waits twice that; throttle backoffs scale with it). Lambda's is about 60. LAMINA_ASYNC_RETRY_BASE_DELAY.
+    async_retry_base_delay_s: float = 60.0
+    #: On SIGTERM, running asynchronous invocations get this long to finish; the rest stay queued.
+    async_shutdown_grace_s: float = 10.0
+    #: Asynchronous invocations delivered at once; 0 accepts events without delivering any (an API-only node).
+    async_workers: int = 32
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 
@@ -57,6 +64,10 @@ class Config:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+
+#: Settings whose variable is not LAMINA_<FIELD NAME IN CAPS>.
+ENV_NAMES = {"async_retry_base_delay_s": "LAMINA_ASYNC_RETRY_BASE_DELAY"}
 
 
 def _cast(field: dataclasses.Field[Any], raw: str) -> Any:
@@ -75,12 +86,13 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Config:
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for field in dataclasses.fields(Config):
-        raw = environ.get(f"LAMINA_{field.name.upper()}")
+        variable = ENV_NAMES.get(field.name, f"LAMINA_{field.name.upper()}")
+        raw = environ.get(variable)
         if raw not in (None, ""):
             try:
                 values[field.name] = _cast(field, raw)
             except ValueError as exc:
-                raise ValueError(f"LAMINA_{field.name.upper()}={raw!r}: {exc}") from exc
+                raise ValueError(f"{variable}={raw!r}: {exc}") from exc
     values.update({k: v for k, v in flags.items() if v is not None})
     if "data_dir" in values:
         values["data_dir"] = Path(values["data_dir"])
@@ -89,6 +101,8 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Config:
         raise ValueError(f"network must be host or private, not {config.network!r}")
     if config.keepalive_policy not in ("fixed", "histogram"):
         raise ValueError(f"keepalive_policy must be fixed or histogram, not {config.keepalive_policy!r}")
+    if config.async_retry_base_delay_s < 0:
+        raise ValueError(f"LAMINA_ASYNC_RETRY_BASE_DELAY must be >= 0, not {config.async_retry_base_delay_s}")
     if config.sandbox not in SANDBOX_MODES:
         raise ValueError(f"sandbox must be one of {', '.join(SANDBOX_MODES)}, not {config.sandbox!r}")
     return config

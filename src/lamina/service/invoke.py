@@ -1,24 +1,26 @@
 """The invoke use case: check the request, build the invocation, hand it to the scheduler.
 
-Synchronous invocations return the function's bytes untouched. Event invocations are accepted into
-an in-memory queue here (the durable queue with retries is a separate piece of work).
+Synchronous invocations return the function's bytes untouched. Event invocations are handed to
+`accept_event` (service/async_invoke.py: the durable queue), and answered only once it is committed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import dataclasses
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 
-from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge, TooManyRequests
+from lamina.clock import Clock, SystemClock
+from lamina.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge, ServiceException
 from lamina.model import LATEST, Invocation, InvocationType
 from lamina.scheduler.environment import Outcome
 from lamina.scheduler.scheduler import Scheduler
 from lamina.service.functions import Deployed, FunctionService
+from lamina.store.queue import NewEvent
 
 SYNC_LIMIT = 6_291_456
 EVENT_LIMIT = 1_048_576
@@ -85,11 +87,14 @@ def _client_context(raw: str | None) -> str | None:
 
 
 class InvokeService:
-    def __init__(self, functions: FunctionService, scheduler: Scheduler, region: str) -> None:
+    def __init__(self, functions: FunctionService, scheduler: Scheduler, region: str,
+                 clock: Clock | None = None) -> None:
         self._functions = functions
         self._scheduler = scheduler
         self._region = region
-        self._background: set[asyncio.Task[None]] = set()
+        self._clock = clock or SystemClock()
+        #: Durably queues an Event invocation (set by the composition root to AsyncInvoker.submit).
+        self.accept_event: Callable[[NewEvent], Awaitable[None]] | None = None
 
     def environment_for(self, deployed: Deployed) -> dict[str, str]:
         """The function's environment variables plus the reserved ones (which win)."""
@@ -128,31 +133,22 @@ class InvokeService:
                             if request.invocation_type is InvocationType.REQUEST_RESPONSE else None),
         )
         if request.invocation_type is InvocationType.EVENT:
-            task = asyncio.ensure_future(self._run_event(deployed, invocation))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            if self.accept_event is None:
+                raise ServiceException("lamina has no queue for Event invocations.")
+            await self.accept_event(NewEvent(
+                request_id=request_id, function=config.name, qualifier=request.qualifier or LATEST,
+                invoked_arn=invocation.invoked_arn, trace_id=invocation.trace_id, payload=payload,
+                enqueued_at=self._clock.time()))
             return InvokeResponse(request_id, None, config.version)
-        outcome = await self._run(deployed, invocation)
+        outcome = await self.run(deployed, invocation)
         return InvokeResponse(request_id, outcome, config.version)
 
-    async def _run(self, deployed: Deployed, invocation: Invocation) -> Outcome:
+    async def run(self, deployed: Deployed, invocation: Invocation) -> Outcome:
+        """One invocation of a deployed version through the scheduler (TooManyRequests when throttled)."""
         return await self._scheduler.invoke(deployed.recipe(self.environment_for), invocation)
 
-    async def _run_event(self, deployed: Deployed, invocation: Invocation) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await self._run(deployed, invocation)
-                return
-            except TooManyRequests:  # throttled events wait their turn; they are not failures
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 300.0)
-
     async def aclose(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        return None
 
 
 __all__ = ["InvokeRequest", "InvokeResponse", "InvokeService", "LATEST"]
