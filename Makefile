@@ -6,9 +6,32 @@ STAMP  := $(VENV)/.installed
 DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go
 TOOLS  := bwrap setpriv nsenter mkfs.ext4 ruby go
 
+JAVA_SRC := src/lamina/runtimes/java
+JAVA_JAR := build/lamina-lambda-java-core.jar
+JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
+
 .PHONY: install run test bench clean system-packages
 
-install: $(STAMP)
+install: $(STAMP) $(JAVA_JAR)
+
+# lamina's aws-lambda-java-core compatible interfaces, and the Java runtime client compiled against them
+# (javac + jar, no downloads); without a JDK the Java runtimes are simply not offered.
+$(JAVA_JAR): $(shell find $(JAVA_SRC) -name '*.java' 2>/dev/null)
+	@if command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1; then \
+	    rm -rf build/java && mkdir -p build/java/core build/java/runtime && \
+	    javac -nowarn --release 11 -d build/java/core $$(find $(JAVA_SRC)/core -name '*.java') && \
+	    javac -nowarn --release 11 -cp build/java/core -d build/java/runtime $$(find $(JAVA_SRC)/bootstrap -name '*.java') && \
+	    jar cf build/lamina-java-runtime.jar -C build/java/runtime . && \
+	    jar cf $(JAVA_JAR) -C build/java/core . && echo "built $(JAVA_JAR) and build/lamina-java-runtime.jar"; \
+	else echo "no javac/jar: the Java runtimes are not available"; fi
+	@# Debian's JDKs keep conf/ in /etc, which the sandbox does not show: jlink a self-contained image.
+	@for home in /usr/lib/jvm/*/; do \
+	    if [ -L "$$home/conf/security/java.security" ] && [ -x "$$home/bin/jlink" ] && [ -d "$$home/jmods" ]; then \
+	        major=$$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$$home/release"); \
+	        [ -d "build/jre-$$major" ] || { "$$home/bin/jlink" --add-modules $(JAVA_MODULES) --strip-debug \
+	            --no-header-files --no-man-pages --output "build/jre-$$major" && echo "built build/jre-$$major"; }; \
+	    fi; \
+	done
 
 # Debian packages lamina uses when it runs as root (bubblewrap for the sandbox).
 # Only installed when we are root and they are missing; otherwise the README explains.

@@ -87,9 +87,11 @@ def doctor(sandbox: str | None) -> None:
 @main.command()
 def runtimes() -> None:
     """List the Lambda runtime ids this host can run, and the interpreter behind each."""
-    from lamina.runtimes.registry import RuntimeRegistry
+    from lamina.runtimes.registry import JAVA_CORE_JAR, RuntimeRegistry
 
     _runtime_table(RuntimeRegistry.discover())
+    if JAVA_CORE_JAR.is_file():
+        click.echo(f"java handler interfaces (compile against it): {JAVA_CORE_JAR}")
 
 
 def _runtime_table(registry) -> None:  # type: ignore[no-untyped-def]

@@ -21,10 +21,16 @@ HERE = Path(__file__).resolve().parent
 PYTHON_BOOTSTRAP = HERE / "python" / "bootstrap.py"
 NODE_BOOTSTRAP = HERE / "node" / "bootstrap.mjs"
 RUBY_BOOTSTRAP = HERE / "ruby" / "bootstrap.rb"
+#: Built by `make install` (javac + jar) inside the checkout: the handler interfaces and the Java client.
+JAVA_BUILD = HERE.parents[2] / "build"
+JAVA_CORE_JAR = JAVA_BUILD / "lamina-lambda-java-core.jar"
+JAVA_RUNTIME_JAR = JAVA_BUILD / "lamina-java-runtime.jar"
 
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
 NODE_MAJORS = ("18", "20", "22", "24")
 RUBY_VERSIONS = ("3.2", "3.3", "3.4")
+JAVA_MAJORS = ("11", "17", "21", "25")
+JVM_DIRS = ("/usr/lib/jvm",)
 PROVIDED = ("provided.al2023", "provided.al2", "provided")
 #: Lambda bundles the AWS SDK in /var/runtime for Python functions; these are its top-level modules.
 PYTHON_SDK_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
@@ -35,7 +41,7 @@ class Runtime:
     """A runtime id made concrete on this host."""
 
     id: str
-    family: str  # python | nodejs | ruby | provided
+    family: str  # python | nodejs | ruby | java | provided
     #: Host path of the interpreter binary (None for provided runtimes).
     interpreter: Path | None = None
     #: Interpreter tree to bind at /var/lang when it is not already under /usr.
@@ -139,6 +145,32 @@ def _find_ruby() -> list[Runtime]:
     return [Runtime(f"ruby{version}", "ruby", real, lang_root, ((RUBY_BOOTSTRAP, "bootstrap.rb"),))]
 
 
+def _find_java() -> list[Runtime]:
+    """One `javaNN` per JDK major under /usr/lib/jvm, once lamina's runtime jars have been built."""
+    if not (JAVA_CORE_JAR.is_file() and JAVA_RUNTIME_JAR.is_file()):
+        return []
+    found: dict[str, Runtime] = {}
+    files = ((JAVA_RUNTIME_JAR, JAVA_RUNTIME_JAR.name), (JAVA_CORE_JAR, JAVA_CORE_JAR.name))
+    homes = [home for base in JVM_DIRS for home in sorted(glob.glob(f"{base}/*"))]
+    homes += sorted(glob.glob(f"{JAVA_BUILD}/jre-*"))  # jlinked by `make install` from Debian's JDKs
+    for home in homes:
+        try:
+            real = (Path(home) / "bin" / "java").resolve(strict=True)
+            release = (Path(home) / "release").read_text()
+            security = (Path(home) / "conf" / "security" / "java.security").resolve(strict=True)
+        except OSError:
+            continue
+        match = re.search(r'JAVA_VERSION="(\d+)', release)
+        if not match or match.group(1) not in JAVA_MAJORS or not os.access(real, os.X_OK):
+            continue
+        # The JVM cannot start without its java.security; /etc (where Debian keeps it) is not in the sandbox.
+        if not (_under_usr(security) or security.is_relative_to(real.parent.parent)):
+            continue
+        lang_root = None if _under_usr(real) else real.parent.parent
+        found.setdefault(match.group(1), Runtime(f"java{match.group(1)}", "java", real, lang_root, files))
+    return [found[major] for major in JAVA_MAJORS if major in found]
+
+
 class RuntimeRegistry:
     def __init__(self, runtimes: list[Runtime]) -> None:
         self._by_id = {r.id: r for r in runtimes}
@@ -149,6 +181,7 @@ class RuntimeRegistry:
         found = [r for v in PYTHON_VERSIONS if (r := _find_python(v, sdk)) is not None]
         found += _find_node()
         found += _find_ruby()
+        found += _find_java()
         found += [Runtime(rid, "provided") for rid in PROVIDED]
         return cls(found)
 
