@@ -254,6 +254,7 @@ class Lamina:
         self.sink.close()
         self.log_store.close()
         self.metering.close()
+        self.deliveries.close()
         self.queue.close()
         self.event_configs.close()
         self.schedules.close()

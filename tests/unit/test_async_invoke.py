@@ -259,6 +259,7 @@ def test_fails_twice_then_succeeds_and_sends_a_success_record(world):
                                             "condition": "Success", "approximateInvokeCount": 3}
         assert record["responsePayload"] == {"fine": True}
         await invoker.aclose()
+        invoker.close()
 
     asyncio.run(scenario())
     assert runner.calls == ["req-1"] * 3
@@ -278,6 +279,7 @@ def test_retries_exhausted_goes_to_on_failure_and_the_dead_letter_function(world
         assert by_function["dlq"].payload == b'{"original": true}'  # a DLQ gets the event itself
         assert world.queue.statistics(world.clock.time()).dead == 1
         await invoker.aclose()
+        invoker.close()
 
     asyncio.run(scenario())
 
@@ -291,6 +293,7 @@ def test_an_unsupported_dead_letter_target_is_said_and_the_event_kept_dead(world
         await invoker.deliver(lease_one(world))
         assert lease_one(world) is None
         await invoker.aclose()
+        invoker.close()
 
     asyncio.run(scenario())
     reason = world.queue._db.execute("SELECT reason FROM async_dead").fetchone()[0]
@@ -311,6 +314,7 @@ def test_an_expired_event_is_not_run(world):
         assert record["requestContext"]["approximateInvokeCount"] == 0
         assert "responsePayload" not in record
         await invoker.aclose()
+        invoker.close()
 
     asyncio.run(scenario())
     assert runner.calls == []
@@ -335,6 +339,7 @@ def test_throttled_events_wait_without_using_attempts(world):
         stats = await invoker.statistics()
         assert (stats.throttled, stats.succeeded, stats.retried) == (2, 1, 0)
         await invoker.aclose()
+        invoker.close()
 
     asyncio.run(scenario())
 
@@ -351,6 +356,7 @@ def test_events_of_a_deleted_function_are_dropped(world):
         assert lease_one(world) is None
         assert (await invoker.statistics()).dropped == 1
         await invoker.aclose()
+        invoker.close()
 
     asyncio.run(scenario())
     assert runner.calls == []
@@ -375,6 +381,7 @@ def test_shutdown_waits_for_the_grace_period_then_hands_leases_back(world):
             await asyncio.sleep(0.01)
         assert started == ["req-1"]
         await invoker.aclose()
+        invoker.close()
 
     asyncio.run(scenario())
     back = lease_one(world)  # available at once (not after the lease would have expired)
@@ -394,6 +401,7 @@ def test_the_dispatcher_delivers_what_is_submitted(world):
                 break
             await asyncio.sleep(0.01)
         await invoker.aclose()
+        invoker.close()
 
     asyncio.run(scenario())
     assert sorted(runner.calls) == sorted(f"r{i}" for i in range(20))

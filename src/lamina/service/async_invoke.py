@@ -212,9 +212,8 @@ class Committer:
                     out.append((False, exc))
         return out
 
-    async def aclose(self) -> None:
-        if self._drainer is not None:
-            await asyncio.shield(self._drainer)
+    def close(self) -> None:
+        """After the last call: stop the thread (calls still pending finish first)."""
         self._executor.shutdown(wait=True)
 
 
@@ -271,7 +270,9 @@ class AsyncInvoker:
             self._dispatcher = asyncio.ensure_future(self._dispatch())
 
     async def aclose(self) -> None:
-        """Stop leasing; give running deliveries `grace_s` to finish; hand the rest back to the queue."""
+        """Stop leasing; give running deliveries `grace_s` to finish; hand the rest back to the queue.
+        Events are still accepted afterwards (until `close`), so a 202 is never refused while the HTTP
+        server drains."""
         self._stopping = True
         self._wake.set()
         if self._dispatcher is not None:
@@ -287,7 +288,10 @@ class AsyncInvoker:
             now = self._clock.time()
             released = await self._committer.call(lambda: self._queue.release(unfinished, now))
             log.info("async_shutdown_released events=%d", released)
-        await self._committer.aclose()
+
+    def close(self) -> None:
+        """After aclose and after the last submit."""
+        self._committer.close()
 
     async def statistics(self) -> AsyncStatistics:
         now = self._clock.time()
@@ -298,10 +302,13 @@ class AsyncInvoker:
 
     async def _dispatch(self) -> None:
         renewed_at = purged_at = self._clock.monotonic()
+        backlog = False  # the last lease was full: more events are waiting
         while not self._stopping:
             self._wake.clear()
             free = self._workers - len(self._running)
             wanted = min(free, LEASE_BATCH)
+            if backlog and wanted < max(1, self._workers // 4):
+                wanted = 0  # with a backlog, lease in batches rather than one event per finished one
             leased: list[QueuedEvent] = []
             if wanted > 0:
                 now = self._clock.time()
@@ -317,8 +324,10 @@ class AsyncInvoker:
                 before = self._clock.time() - DEAD_RETENTION_S
                 await self._committer.call(lambda: self._queue.purge_dead(before))
                 purged_at = self._clock.monotonic()
-            if leased and len(leased) == wanted:
-                continue  # there may be more waiting
+            if wanted > 0:
+                backlog = len(leased) == wanted
+                if backlog:
+                    continue  # lease again while free workers remain
             timeout = self._lease_s / 3
             if wanted > 0:
                 due = await self._committer.call(self._queue.next_available)
@@ -338,8 +347,12 @@ class AsyncInvoker:
     # delivering ----------------------------------------------------------------------------------
 
     async def _deliver(self, event_id: int) -> None:
+        """Supervises one delivery. If it fails in lamina itself, the event is not lost: its lease is
+        no longer renewed, expires, and the event is delivered again."""
         try:
             await self.deliver(self._leases[event_id])
+        except Exception:
+            log.exception("async_delivery_failed event_id=%d; it runs again when its lease expires", event_id)
         finally:
             self._running.pop(event_id, None)
             self._leases.pop(event_id, None)
@@ -363,6 +376,10 @@ class AsyncInvoker:
             log.info("async_event_dropped function=%s request_id=%s reason=%s", event.function, event.request_id, exc)
             self._counts["dropped"] += 1
             await self._committer.call(lambda: self._queue.dead(self._lease(event), "function gone", now))
+            return
+        except (ApiError, OSError) as exc:  # e.g. its runtime is missing on this host: may be fixed later
+            log.warning("async_platform_error function=%s request_id=%s error=%r", event.function, event.request_id, exc)
+            await self._retry(event, after_throttle(event, policy, now, self._base_s))
             return
         invocation = Invocation(request_id=event.request_id, payload=event.payload, invoked_arn=event.invoked_arn,
                                 trace_id=event.trace_id)
