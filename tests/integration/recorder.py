@@ -37,6 +37,7 @@ def ok(event, context):
     return {"echo": event}
 
 def slow(event, context):
+    post({"key": "slow-start", "event": event})
     time.sleep(event.get("sleep", 0.3))
     post({"key": "slow", "kind": "ran", "event": event})
     return {"slept": True}

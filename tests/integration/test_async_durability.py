@@ -92,7 +92,8 @@ def test_sigterm_finishes_running_invocations_and_keeps_the_rest(tmp_path, recor
     lam.put_function_concurrency(FunctionName="sleepy", ReservedConcurrentExecutions=1)
     for i in range(3):
         lam.invoke(FunctionName="sleepy", InvocationType="Event", Payload=json.dumps({"i": i, "sleep": 2}))
-    time.sleep(0.8)  # the first is running (it reports after its 2 s sleep); the others wait their turn
+    started = recorder.wait_for(lambda b: b.get("key") == "slow-start", timeout=20)
+    assert len(started) == 1  # one is running (it reports again after its 2 s sleep); the others wait their turn
     stopped = time.monotonic()
     assert stop_server(first) == 0, first.output()
     ran = [b["event"]["i"] for b in recorder.where(lambda b: b.get("key") == "slow")]

@@ -17,7 +17,6 @@ from lamina.api.request import json_body, no_content, region, reply
 from lamina.errors import ValidationError
 from lamina.http.router import Route, route
 from lamina.http.server import Request, Response
-from lamina.model import LATEST
 from lamina.service.event_configs import EventConfigService, EventInvokeChanges
 from lamina.store.event_configs import EventInvokeConfig
 
@@ -151,4 +150,4 @@ class EventInvokeApi:
                                "queue": dataclasses.asdict(stats.queue)})
 
 
-__all__ = ["EventInvokeApi", "LATEST", "event_invoke_changes", "render"]
+__all__ = ["EventInvokeApi", "event_invoke_changes", "render"]
