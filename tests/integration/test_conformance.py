@@ -6,6 +6,7 @@ handler name the app does not have is the init-error scenario. Runtimes missing 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import shutil
@@ -39,6 +40,14 @@ def env(event, context):
 def sleep(event, context):
     time.sleep(event["s"])
     return "slept"
+N = [0]
+def count(event, context):
+    N[0] += 1
+    print(f"count-line {N[0]}")
+    path = "/tmp/" + context.function_name
+    with open(path, "a") as f:
+        f.write("x")
+    return {"n": N[0], "tmp": len(open(path).read())}
 '''
 
 NODE = r'''
@@ -51,6 +60,15 @@ exports.ctx = async (event, context) => ({
 exports.boom = async () => { throw new TypeError('boom'); };
 exports.env = async (event) => Object.fromEntries(event.names.map((n) => [n, process.env[n] ?? null]));
 exports.sleep = async (event) => { await new Promise((r) => setTimeout(r, event.s * 1000)); return 'slept'; };
+const fs = require('fs');
+let n = 0;
+exports.count = async (event, context) => {
+  n += 1;
+  console.log(`count-line ${n}`);
+  const path = `/tmp/${context.functionName}`;
+  fs.appendFileSync(path, 'x');
+  return { n, tmp: fs.readFileSync(path, 'utf8').length };
+};
 '''
 
 RUBY = r'''
@@ -76,6 +94,16 @@ end
 def sleep(event:, context:)
   Kernel.sleep(event["s"])
   "slept"
+end
+
+N = [0]
+
+def count(event:, context:)
+  N[0] += 1
+  puts "count-line #{N[0]}"
+  path = "/tmp/#{context.function_name}"
+  File.write(path, "x", mode: "a")
+  { "n" => N[0], "tmp" => File.read(path).size }
 end
 '''
 
@@ -115,6 +143,20 @@ public class App {
         Thread.sleep((long) (event.get("s").doubleValue() * 1000));
         return "slept";
     }
+
+    private static int n;
+
+    public Map<String, Object> count(Object event, Context context) throws java.io.IOException {
+        n++;
+        System.out.println("count-line " + n);
+        java.nio.file.Path path = java.nio.file.Path.of("/tmp", context.getFunctionName());
+        java.nio.file.Files.writeString(path, "x", java.nio.file.StandardOpenOption.CREATE,
+                java.nio.file.StandardOpenOption.APPEND);
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("n", n);
+        out.put("tmp", java.nio.file.Files.readString(path).length());
+        return out;
+    }
 }
 '''
 
@@ -125,6 +167,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"time"
@@ -159,6 +202,20 @@ func main() {
 			time.Sleep(time.Duration(in.S * float64(time.Second)))
 			return "slept", nil
 		},
+	}
+	n := 0
+	handlers["count"] = func(ctx *Context, event json.RawMessage) (any, error) {
+		n++
+		fmt.Printf("count-line %d\n", n)
+		path := "/tmp/" + ctx.FunctionName
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		f.WriteString("x")
+		f.Close()
+		data, _ := os.ReadFile(path)
+		return map[string]any{"n": n, "tmp": len(data)}, nil
 	}
 	handler, ok := handlers[os.Getenv("_HANDLER")]
 	if !ok {
@@ -224,6 +281,16 @@ def lang(request, tmp_path_factory):
     if runtime is None:
         pytest.skip(f"no {spec.name} runtime on this host")
     return spec, runtime, spec.package(tmp_path_factory.mktemp(spec.name))
+
+
+@pytest.fixture(autouse=True)
+def _delete_function_after(lam, fname):
+    """Each test's function is deleted afterwards: the shared server's listings stay short."""
+    yield
+    try:
+        lam.delete_function(FunctionName=fname)
+    except lam.exceptions.ResourceNotFoundException:
+        pass
 
 
 def deploy(lam, name: str, lang, handler: str, **kw) -> None:
@@ -296,3 +363,26 @@ def test_environment_variables(lam, fname, lang):
     assert body["CONF_VAR"] == "conf-value" and body["AWS_LAMBDA_FUNCTION_NAME"] == fname
     assert body["AWS_REGION"] == "us-east-1" and body["LAMBDA_TASK_ROOT"]
     assert body["_HANDLER"] == lang[0].handler("env")
+
+
+def test_logs_tmp_and_warm_reuse(lam, fname, lang):
+    """Output lands between START and REPORT; a warm environment keeps module state and /tmp."""
+    deploy(lam, fname, lang, "count")
+    bodies, logs = [], []
+    for _ in range(2):
+        out = lam.invoke(FunctionName=fname, Payload=b"{}", LogType="Tail")
+        bodies.append(json.loads(out["Payload"].read()))
+        logs.append(base64.b64decode(out["LogResult"]).decode())
+        assert "FunctionError" not in out, bodies[-1]
+    assert bodies == [{"n": 1, "tmp": 1}, {"n": 2, "tmp": 2}]
+    log = logs[1]
+    assert log.index("START RequestId") < log.index("count-line 2") < log.index("END RequestId") < log.index("REPORT")
+
+
+def test_large_payload(lam, fname, lang):
+    """A 5 MB event goes in and comes back out whole."""
+    deploy(lam, fname, lang, "echo")
+    event = {"blob": "x" * (5 * 1024 * 1024)}
+    out, body = invoke(lam, fname, event)
+    assert "FunctionError" not in out, str(body)[:300]
+    assert body == event

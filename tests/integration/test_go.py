@@ -16,6 +16,16 @@ ROLE = "arn:aws:iam::000000000000:role/x"
 BLUEPRINT = Path(__file__).resolve().parents[2] / "src" / "lamina" / "blueprints" / "go-hello"
 
 
+@pytest.fixture(autouse=True)
+def _delete_function_after(lam, fname):
+    """Each test's function is deleted afterwards: the shared server's listings stay short."""
+    yield
+    try:
+        lam.delete_function(FunctionName=fname)
+    except lam.exceptions.ResourceNotFoundException:
+        pass
+
+
 def build_go(source_dir: Path, out_dir: Path, main_go: str | None = None) -> bytes:
     """The zip of a `bootstrap` built from the blueprint (its main.go replaced by `main_go` if given)."""
     if shutil.which("go") is None:

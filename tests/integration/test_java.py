@@ -104,6 +104,16 @@ public class Echo implements RequestStreamHandler {
 }
 
 
+@pytest.fixture(autouse=True)
+def _delete_function_after(lam, fname):
+    """Each test's function is deleted afterwards: the shared server's listings stay short."""
+    yield
+    try:
+        lam.delete_function(FunctionName=fname)
+    except lam.exceptions.ResourceNotFoundException:
+        pass
+
+
 def java_runtime() -> str:
     found = [r.id for r in RuntimeRegistry.discover().all() if r.family == "java"]
     if not found or shutil.which("javac") is None:

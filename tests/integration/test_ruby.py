@@ -45,6 +45,16 @@ end
 '''
 
 
+@pytest.fixture(autouse=True)
+def _delete_function_after(lam, fname):
+    """Each test's function is deleted afterwards: the shared server's listings stay short."""
+    yield
+    try:
+        lam.delete_function(FunctionName=fname)
+    except lam.exceptions.ResourceNotFoundException:
+        pass
+
+
 def _ruby_runtime(lam) -> str:
     from lamina.runtimes.registry import RuntimeRegistry
 
