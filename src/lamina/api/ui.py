@@ -112,7 +112,10 @@ class Dashboard:
         self._flush()
         since = int((self._clock.time() - 86400) * 1000)
         day = {row.key: row for row in self._metering.usage(since, "function")}
-        functions, _ = self._functions.list(None, 50)
+        functions, marker = self._functions.list(None, 50)
+        while marker:
+            page, marker = self._functions.list(marker, 50)
+            functions += page
         out = []
         for config in functions:
             used = day.get(config.name)
