@@ -224,15 +224,23 @@ class Lamina:
             self.urls.delete_function(name)
 
     async def _housekeeping(self) -> None:
+        """Every second: flush logs and metering, sample, reap. A failing round is logged and the next
+        one runs (the supervisor policy for this loop); nothing else swallows errors."""
         ticks = 0
         while True:
             await asyncio.sleep(1.0)
             ticks += 1
-            self._flush_records()
-            self.dashboard.sample()
-            self.scheduler.reap()
-            if self.config.log_retention_days and ticks % 60 == 0:
-                self.log_store.expire(int((self.clock.time() - self.config.log_retention_days * 86400) * 1000))
+            try:
+                self._housekeeping_round(ticks)
+            except Exception:
+                log.exception("housekeeping round failed; retrying in a second")
+
+    def _housekeeping_round(self, ticks: int) -> None:
+        self._flush_records()
+        self.dashboard.sample()
+        self.scheduler.reap()
+        if self.config.log_retention_days and ticks % 60 == 0:
+            self.log_store.expire(int((self.clock.time() - self.config.log_retention_days * 86400) * 1000))
 
     async def wait_closed(self) -> None:
         await self._stopped.wait()

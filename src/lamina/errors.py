@@ -313,6 +313,15 @@ class UnrecognizedClient(AuthError):
         super().__init__(message)
 
 
+class Json11Error(ApiError):
+    """Errors of the JSON 1.1 services on lamina's port (Logs, EventBridge): the code in `__type`."""
+
+    error_type = None
+
+    def body(self) -> dict[str, object]:
+        return {"__type": self.aws_code, "message": self.message}
+
+
 class SandboxError(LaminaError):
     """An execution environment could not be started or driven."""
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from lamina.api import sigv4
 from lamina.clock import Clock
-from lamina.errors import ApiError
+from lamina.errors import Json11Error
 from lamina.events import schedule
 from lamina.http.server import Request, Response
 from lamina.store.schedules import Rule, ScheduleStore, Target
@@ -25,13 +25,8 @@ _TARGET_ID = re.compile(r"^[\.\-_A-Za-z0-9]{1,64}$")
 _LAMBDA_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:[a-zA-Z0-9-_]+(:[a-zA-Z0-9-_$]+)?$")
 
 
-class EventsError(ApiError):
+class EventsError(Json11Error):
     """JSON 1.1 errors carry the code in `__type` (and the header)."""
-
-    error_type = None
-
-    def body(self) -> dict[str, object]:
-        return {"__type": self.aws_code, "message": self.message}
 
 
 class Validation(EventsError):

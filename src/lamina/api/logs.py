@@ -10,7 +10,7 @@ import json
 import shlex
 from typing import Any
 
-from lamina.errors import ApiError
+from lamina.errors import Json11Error
 from lamina.http.server import Request, Response
 from lamina.store.logs import LogEvent, LogStore
 
@@ -19,13 +19,8 @@ JSON11 = "application/x-amz-json-1.1"
 MAX_EVENTS = 10000
 
 
-class LogsError(ApiError):
+class LogsError(Json11Error):
     """JSON 1.1 errors carry the code in `__type` (and the header)."""
-
-    error_type = None
-
-    def body(self) -> dict[str, object]:
-        return {"__type": self.aws_code, "message": self.message}
 
 
 class LogGroupNotFound(LogsError):

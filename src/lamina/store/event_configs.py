@@ -8,9 +8,10 @@ them for every event, the API writes them rarely.
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import threading
 from pathlib import Path
+
+from lamina.store.db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_invoke_configs (
@@ -52,10 +53,7 @@ class EventInvokeConfig:
 
 class EventConfigStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA, synchronous_full=True)
         self._lock = threading.Lock()
         rows = self._db.execute("SELECT function, qualifier, max_retry_attempts, max_event_age_s, on_success, "
                                 "on_failure, last_modified FROM event_invoke_configs").fetchall()

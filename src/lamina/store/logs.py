@@ -8,9 +8,10 @@ is one event, as CloudWatch Logs keeps them. Its own connection to the data dire
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import threading
 from pathlib import Path
+
+from lamina.store.db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_events (
@@ -48,9 +49,7 @@ class StreamInfo:
 
 class LogStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA)
         self._pending: list[tuple[str, str, int, str]] = []
         self._lock = threading.Lock()
 

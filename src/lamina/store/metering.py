@@ -12,6 +12,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from lamina.store.db import connect
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS invocations (
     ts          INTEGER NOT NULL,
@@ -60,9 +62,7 @@ class UsageRow:
 
 class MeteringStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA)
         self._pending: list[Record] = []
         self._lock = threading.Lock()
 

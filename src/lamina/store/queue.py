@@ -28,6 +28,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from lamina.store.db import connect
 from typing import Protocol
 
 SCHEMA = """
@@ -157,10 +159,7 @@ class SqliteQueue:
     """EventQueue on SQLite. Thread-safe (one lock); meant to be driven from one worker thread."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA, synchronous_full=True)
         self._lock = threading.RLock()
         self._in_batch = False
         self._savepoints = 0

@@ -4,9 +4,10 @@ connection). Rules keep their anchor: the moment a rate schedule counts its peri
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import threading
 from pathlib import Path
+
+from lamina.store.db import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_rules (
@@ -45,10 +46,7 @@ class Target:
 
 class ScheduleStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import threading
 from pathlib import Path
+
+from lamina.store.db import connect
 from typing import Any
 
 SCHEMA = """
@@ -50,10 +51,7 @@ def _row(row: tuple[Any, ...] | None) -> UrlConfig | None:
 
 class UrlStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
