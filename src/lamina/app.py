@@ -39,7 +39,7 @@ from lamina.store.metering import MeteringStore, Record
 from lamina.logsink import FileLogSink, StoreLogSink
 from lamina.store.logs import LogStore
 from lamina.runtime_api.server import RuntimeApiServer
-from lamina.runtimes.registry import RuntimeRegistry
+from lamina.runtimes.registry import RuntimeRegistry, parse_overrides
 from lamina.sandbox import bwrap, netns, tmpvol
 from lamina.sandbox.cgroups import detect as detect_cgroups
 from lamina.sandbox.base import SandboxDriver
@@ -138,7 +138,7 @@ class Lamina:
         self.credentials = load_credentials(config, data)
         self.store = SqliteStore(data / "lamina.db")
         self.blobs = BlobStore(data / "code")
-        self.registry = RuntimeRegistry.discover()
+        self.registry = RuntimeRegistry.discover(parse_overrides(config.runtimes))
         self.driver, self.driver_reason = choose_driver(config, data / "work")
         self.log_store = LogStore(data / "lamina.db")
         self.sink = StoreLogSink(self.log_store, self.clock, FileLogSink(data / "logs"))

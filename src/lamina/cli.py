@@ -36,11 +36,14 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, sandbox: st
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(_serve(config))
-    else:
-        uvloop.run(_serve(config))
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(_serve(config))
+        else:
+            uvloop.run(_serve(config))
+    except ValueError as exc:  # a setting that does not fit this host (e.g. LAMINA_RUNTIMES)
+        raise click.ClickException(str(exc)) from exc
 
 
 async def _serve(config: config_mod.Config) -> None:
@@ -73,7 +76,7 @@ async def _serve(config: config_mod.Config) -> None:
 def doctor(sandbox: str | None) -> None:
     """Say what this host enforces for functions, and which runtimes it has."""
     from lamina.app import choose_driver
-    from lamina.runtimes.registry import RuntimeRegistry
+    from lamina.runtimes.registry import RuntimeRegistry, parse_overrides
 
     config = config_mod.load(sandbox=sandbox)
     driver, reason = choose_driver(config, config.data_dir.resolve() / "work", probe_only=True)
@@ -81,15 +84,15 @@ def doctor(sandbox: str | None) -> None:
     rows = [(p.name, "enforced" if p.enforced else "NOT enforced", p.why) for p in driver.protections()]
     _table(("protection", "status", "why"), rows)
     click.echo("")
-    _runtime_table(RuntimeRegistry.discover())
+    _runtime_table(RuntimeRegistry.discover(parse_overrides(config_mod.load().runtimes)))
 
 
 @main.command()
 def runtimes() -> None:
     """List the Lambda runtime ids this host can run, and the interpreter behind each."""
-    from lamina.runtimes.registry import JAVA_CORE_JAR, RuntimeRegistry
+    from lamina.runtimes.registry import JAVA_CORE_JAR, RuntimeRegistry, parse_overrides
 
-    _runtime_table(RuntimeRegistry.discover())
+    _runtime_table(RuntimeRegistry.discover(parse_overrides(config_mod.load().runtimes)))
     if JAVA_CORE_JAR.is_file():
         click.echo(f"java handler interfaces (compile against it): {JAVA_CORE_JAR}")
 

@@ -55,6 +55,8 @@ class Config:
     async_shutdown_grace_s: float = 10.0
     #: Asynchronous invocations delivered at once; 0 accepts events without delivering any (an API-only node).
     async_workers: int = 32
+    #: Extra or replacement interpreters: `nodejs22.x=/path/to/node,python3.12=/path/to/python3.12`.
+    runtimes: str = ""
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 

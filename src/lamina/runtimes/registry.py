@@ -91,6 +91,11 @@ def _sdk_files() -> tuple[tuple[Path, str], ...]:
     return tuple(files)
 
 
+def _python_runtime(version: str, real: Path, sdk: tuple[tuple[Path, str], ...]) -> Runtime:
+    lang_root = None if _under_usr(real) else real.parent.parent
+    return Runtime(f"python{version}", "python", real, lang_root, ((PYTHON_BOOTSTRAP, "bootstrap.py"),) + sdk)
+
+
 def _find_python(version: str, sdk: tuple[tuple[Path, str], ...]) -> Runtime | None:
     for candidate in _python_candidates(version):
         try:
@@ -99,15 +104,12 @@ def _find_python(version: str, sdk: tuple[tuple[Path, str], ...]) -> Runtime | N
             continue
         if not os.access(real, os.X_OK) or "shims" in real.parts:
             continue
-        prefix = real.parent.parent
-        lang_root = None if _under_usr(real) else prefix
-        files = ((PYTHON_BOOTSTRAP, "bootstrap.py"),) + sdk
-        return Runtime(f"python{version}", "python", real, lang_root, files)
+        return _python_runtime(version, real, sdk)
     return None
 
 
-def _find_node() -> list[Runtime]:
-    path = shutil.which("node")
+def _find_node(path: str | None = None) -> list[Runtime]:
+    path = path or shutil.which("node")
     if not path:
         return []
     real = Path(path).resolve()
@@ -171,18 +173,50 @@ def _find_java() -> list[Runtime]:
     return [found[major] for major in JAVA_MAJORS if major in found]
 
 
+def _override(runtime_id: str, path: str, sdk: tuple[tuple[Path, str], ...]) -> Runtime:
+    real = Path(path).resolve()
+    if not os.access(real, os.X_OK):
+        raise ValueError(f"LAMINA_RUNTIMES: {runtime_id}={path}: not an executable")
+    python = re.fullmatch(r"python(3\.\d+)", runtime_id)
+    if python:
+        return _python_runtime(python.group(1), real, sdk)
+    if re.fullmatch(r"nodejs\d+\.x", runtime_id):
+        node = _find_node(str(real))
+        if not node or node[0].id != runtime_id:
+            raise ValueError(f"LAMINA_RUNTIMES: {runtime_id}={path}: that node is "
+                             f"{node[0].id if node else 'not a supported major'}")
+        return node[0]
+    raise ValueError(f"LAMINA_RUNTIMES: {runtime_id}: only pythonX.Y and nodejsNN.x can be overridden")
+
+
+def parse_overrides(text: str) -> dict[str, str]:
+    """`nodejs22.x=/opt/node22/bin/node,python3.12=/usr/local/bin/python3.12` -> {id: path}."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        runtime_id, sep, path = item.partition("=")
+        if not sep or not runtime_id or not path:
+            raise ValueError(f"LAMINA_RUNTIMES: {item!r} is not runtime-id=path")
+        out[runtime_id.strip()] = path.strip()
+    return out
+
+
 class RuntimeRegistry:
     def __init__(self, runtimes: list[Runtime]) -> None:
         self._by_id = {r.id: r for r in runtimes}
 
     @classmethod
-    def discover(cls) -> RuntimeRegistry:
+    def discover(cls, overrides: dict[str, str] | None = None) -> RuntimeRegistry:
+        """What this host has, plus `overrides` (runtime id -> interpreter path, LAMINA_RUNTIMES) for
+        Python and Node.js: e.g. a node@22 binary from npm serves nodejs22.x. Raises ValueError for
+        an override that does not fit its id."""
         sdk = _sdk_files()
         found = [r for v in PYTHON_VERSIONS if (r := _find_python(v, sdk)) is not None]
         found += _find_node()
         found += _find_ruby()
         found += _find_java()
         found += [Runtime(rid, "provided") for rid in PROVIDED]
+        for runtime_id, path in (overrides or {}).items():
+            found.append(_override(runtime_id, path, sdk))
         return cls(found)
 
     def get(self, runtime_id: str) -> Runtime | None:
