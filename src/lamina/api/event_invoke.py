@@ -26,19 +26,6 @@ DESTINATION_PATTERN = (r"^$|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}((-
 _DESTINATION = re.compile(DESTINATION_PATTERN)
 
 
-def _int(body: dict[str, Any], key: str, member: str, low: int, high: int) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValidationError.field(value, member, "Member must be an integer")
-    if value < low:
-        raise ValidationError.field(value, member, f"Member must have value greater than or equal to {low}")
-    if value > high:
-        raise ValidationError.field(value, member, f"Member must have value less than or equal to {high}")
-    return value
-
-
 def _destination(config: dict[str, Any], key: str, member: str) -> str | None:
     part = config.get(key)
     if part is None:
@@ -61,8 +48,8 @@ def _destination(config: dict[str, Any], key: str, member: str) -> str | None:
 def event_invoke_changes(body: dict[str, Any]) -> EventInvokeChanges:
     """The members of Put/UpdateFunctionEventInvokeConfig, checked (ranges and patterns: ValidationException)."""
     changes = EventInvokeChanges(
-        max_retry_attempts=_int(body, "MaximumRetryAttempts", "maximumRetryAttempts", 0, 2),
-        max_event_age_s=_int(body, "MaximumEventAgeInSeconds", "maximumEventAgeInSeconds", 60, 21600),
+        max_retry_attempts=parse.optional_int(body, "MaximumRetryAttempts", "maximumRetryAttempts", 0, 2),
+        max_event_age_s=parse.optional_int(body, "MaximumEventAgeInSeconds", "maximumEventAgeInSeconds", 60, 21600),
     )
     config = body.get("DestinationConfig")
     if config is None:

@@ -131,7 +131,7 @@ def new_function_name(value: Any) -> str:
     return ref.name
 
 
-def _int(body: dict[str, Any], key: str, member: str, low: int, high: int) -> int | None:
+def optional_int(body: dict[str, Any], key: str, member: str, low: int, high: int) -> int | None:
     value = body.get(key)
     if value is None:
         return None
@@ -145,7 +145,7 @@ def _int(body: dict[str, Any], key: str, member: str, low: int, high: int) -> in
 
 
 def required_int(body: dict[str, Any], key: str, member: str, low: int, high: int = 2**31 - 1) -> int:
-    value = _int(body, key, member, low, high)
+    value = optional_int(body, key, member, low, high)
     if value is None:
         raise ValidationError.field(None, member, "Member must not be null")
     return value
@@ -213,9 +213,9 @@ def config_changes(body: dict[str, Any]) -> ConfigChanges:
         handler=_str(body, "Handler", "handler", 128, _HANDLER),
         role=_str(body, "Role", "role", 2048, _ROLE),
         description=_str(body, "Description", "description", 256),
-        timeout_s=_int(body, "Timeout", "timeout", 1, 900),
-        memory_mb=_int(body, "MemorySize", "memorySize", 128, 10240),
-        ephemeral_storage_mb=_int(storage, "Size", "ephemeralStorage.size", 512, 10240) if storage else None,
+        timeout_s=optional_int(body, "Timeout", "timeout", 1, 900),
+        memory_mb=optional_int(body, "MemorySize", "memorySize", 128, 10240),
+        ephemeral_storage_mb=optional_int(storage, "Size", "ephemeralStorage.size", 512, 10240) if storage else None,
         environment=environment(body),
         tracing_mode=tracing,
         layers=layers,
