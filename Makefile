@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go
+DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go postgresql postgresql-15-wal2json awscli chromium
 TOOLS  := bwrap setpriv nsenter mkfs.ext4 ruby go
 
 JAVA_SRC := src/lamina/runtimes/java
@@ -37,8 +37,10 @@ $(JAVA_JAR): $(shell find $(JAVA_SRC) -name '*.java' 2>/dev/null)
 # Only installed when we are root and they are missing; otherwise the README explains.
 system-packages:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if command -v dpkg-query >/dev/null 2>&1; then for d in $(DEBS); do \
+	    dpkg-query -W -f='$${Status}' $$d 2>/dev/null | grep -q "ok installed" || missing="$$missing $$d"; done; fi; \
 	if [ "$$(id -u)" = 0 ] && [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian packages: $(DEBS)"; \
+	    echo "installing Debian packages:$$missing"; \
 	    (apt-get install -y -q $(DEBS) || (apt-get update -q && apt-get install -y -q $(DEBS))) >/dev/null; \
 	fi
 
