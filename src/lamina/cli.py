@@ -15,7 +15,24 @@ from lamina import config as config_mod
 from lamina.app import Lamina
 
 
-@click.group()
+class _Main(click.Group):
+    """Failed AWS calls print their error code, message and a one-line hint (clihints.py), not a traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        from lamina import clihints
+
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            explained = clihints.explain(exc)
+            if explained is None:
+                raise
+            for line in clihints.lines(explained):
+                click.echo(line, err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="lamina")
 def main() -> None:
     """lamina: a self-hosted AWS Lambda."""

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lamina import progress
+
 BLUEPRINTS = Path(__file__).resolve().parent / "blueprints"
 SPEC = "lamina.json"
 SKIP_DIRS = {".git", "__pycache__", "node_modules/.cache", ".venv", ".lamina", ".aws-sam"}
@@ -79,12 +81,16 @@ def package(source: Path, with_dependencies: bool = True) -> bytes:
             shutil.copytree(source, root, ignore=shutil.ignore_patterns(*SKIP_DIRS))
             _install_dependencies(root)
         buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        with progress.step(f"package {source}") as shown, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+            files = read = 0
             for path in _files(root):
                 info = zipfile.ZipInfo(str(path.relative_to(root)))
                 info.external_attr = (0o100000 | (0o755 if os.access(path, os.X_OK) else 0o644)) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, path.read_bytes())
+                data = path.read_bytes()
+                archive.writestr(info, data)
+                files, read = files + 1, read + len(data)
+                shown.update(f"{files} files, {progress.size(read)} → {progress.size(buf.tell())}")
         return buf.getvalue()
 
 
@@ -132,12 +138,12 @@ def deploy_function(client: Any, spec: dict[str, Any], code: bytes, publish: boo
     try:
         client.get_function_configuration(FunctionName=name)
     except client.exceptions.ResourceNotFoundException:
-        _step(f"create {name} ({len(code)} bytes)")
-        out = client.create_function(FunctionName=name, Code={"ZipFile": code}, Publish=publish, **config)
+        with progress.step(f"create {name}: upload {progress.size(len(code))}"):
+            out = client.create_function(FunctionName=name, Code={"ZipFile": code}, Publish=publish, **config)
     else:
-        _step(f"update {name} ({len(code)} bytes)")
-        client.update_function_configuration(FunctionName=name, **config)
-        out = client.update_function_code(FunctionName=name, ZipFile=code, Publish=publish)
+        with progress.step(f"update {name}: upload {progress.size(len(code))}"):
+            client.update_function_configuration(FunctionName=name, **config)
+            out = client.update_function_code(FunctionName=name, ZipFile=code, Publish=publish)
     reserved = spec.get("ReservedConcurrentExecutions")
     if reserved is not None:
         client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
@@ -146,7 +152,6 @@ def deploy_function(client: Any, spec: dict[str, Any], code: bytes, publish: boo
 
 def deploy_directory(client: Any, source: Path) -> dict[str, Any]:
     spec = load_spec(source)
-    _step(f"package {source}")
     return deploy_function(client, spec, package(source))
 
 
@@ -226,7 +231,6 @@ def deploy_sam(client: Any, template_path: Path, events: Any = None) -> list[dic
             else:
                 _step(f"{logical_id}: event {event_name} ({event.get('Type')}) is not supported by lamina yet; skipped")
         source = (template_path.parent / code_uri).resolve()
-        _step(f"package {logical_id} from {source}")
         alias = props.get("AutoPublishAlias")
         out = deploy_function(client, spec, package(source), publish=bool(alias))
         if alias:
