@@ -3,16 +3,16 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go postgresql postgresql-15-wal2json awscli chromium
+DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go postgresql postgresql-15-wal2json awscli chromium autoconf automake libtool cmake g++
 TOOLS  := bwrap setpriv nsenter mkfs.ext4 ruby go
 
 JAVA_SRC := src/lamina/runtimes/java
 JAVA_JAR := build/lamina-lambda-java-core.jar
 JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
 
-.PHONY: install run test bench clean system-packages
+.PHONY: install run test bench clean system-packages node-runtimes node-ric
 
-install: $(STAMP) $(JAVA_JAR)
+install: $(STAMP) $(JAVA_JAR) node-runtimes node-ric
 
 # lamina's aws-lambda-java-core compatible interfaces, and the Java runtime client compiled against them
 # (javac + jar, no downloads); without a JDK the Java runtimes are simply not offered.
@@ -32,6 +32,26 @@ $(JAVA_JAR): $(shell find $(JAVA_SRC) -name '*.java' 2>/dev/null)
 	            --no-header-files --no-man-pages --output "build/jre-$$major" && echo "built build/jre-$$major"; }; \
 	    fi; \
 	done
+
+# Node.js majors besides the host's, from npm's `node@NN` packages (they ship binaries): nodejs18.x,
+# nodejs22.x, nodejs24.x. Optional: without npm (or the registry) those runtimes are simply not offered.
+NODE_EXTRA := 18 22 24
+node-runtimes:
+	@command -v npm >/dev/null 2>&1 || { echo "no npm: only the host's Node.js major is offered"; exit 0; }; \
+	for major in $(NODE_EXTRA); do \
+	    [ -x build/node/$$major/node_modules/node/bin/node ] && continue; \
+	    npm install --prefix build/node/$$major --no-audit --no-fund --no-save --loglevel=error node@$$major >/dev/null 2>&1 \
+	        && echo "installed nodejs$$major.x into build/node/$$major" || echo "npm could not install node@$$major (skipped)"; \
+	done
+
+# The official Node.js runtime interface client, for the test that runs it unmodified on lamina. Its
+# native part (curl + aws-lambda-cpp) builds with autoconf/automake/libtool/cmake/g++ (~1.5 min).
+# 3.3.0 is the newest release that builds on Node 20. Optional: the test says when it is missing.
+NODE_RIC := build/node-ric/node_modules/aws-lambda-ric/dist/rapid-client.node
+node-ric: | system-packages
+	@[ -f $(NODE_RIC) ] || ! command -v npm >/dev/null 2>&1 || { mkdir -p build; echo "building aws-lambda-ric (native, ~2 min)"; \
+	    npm install --prefix build/node-ric --no-audit --no-fund --no-save --loglevel=error aws-lambda-ric@3.3.0 \
+	        >build/node-ric.log 2>&1 || echo "aws-lambda-ric did not build (see build/node-ric.log)"; }
 
 # Debian packages lamina uses when it runs as root (bubblewrap for the sandbox).
 # Only installed when we are root and they are missing; otherwise the README explains.

@@ -254,6 +254,10 @@ def _family(family: str, prefer: str | None = None) -> Callable[[], str | None]:
     return pick
 
 
+def _exactly(runtime_id: str) -> Callable[[], str | None]:
+    return lambda: runtime_id if REGISTRY.get(runtime_id) else None
+
+
 def _java_package(tmp: Path) -> bytes:
     if shutil.which("javac") is None:
         pytest.skip("no javac")
@@ -265,6 +269,9 @@ LANGS = [
          lambda h: f"app.{h}", "Runtime.HandlerNotFound"),
     Lang("nodejs", _family("nodejs"), lambda tmp: make_zip({"app.js": NODE}),
          lambda h: f"app.{h}", "Runtime.HandlerNotFound"),
+    # The other Node.js majors, from npm's node@NN binaries (`make install`).
+    *(Lang(f"nodejs{major}", _exactly(f"nodejs{major}.x"), lambda tmp: make_zip({"app.js": NODE}),
+           lambda h: f"app.{h}", "Runtime.HandlerNotFound") for major in ("18", "22", "24")),
     Lang("ruby", _family("ruby"), lambda tmp: make_zip({"app.rb": RUBY}),
          lambda h: f"app.{h}", "Init<NoMethodError>"),
     Lang("java", _family("java"), _java_package,

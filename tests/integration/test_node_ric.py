@@ -1,8 +1,7 @@
 """The official Node.js runtime interface client (npm `aws-lambda-ric`), unmodified, as provided.al2023.
 
-Its native part is built by npm with autoconf/cmake/node-gyp (~2 minutes), which `make install` does not
-do; the test runs where a built copy exists: `LAMINA_NODE_RIC_DIR`, or the peers' install
-(`cp -r ../shared/peers /tmp/lamina-peers && bash /tmp/lamina-peers/install.sh`).
+Its native part is built by npm with autoconf/cmake/node-gyp (~1.5 minutes): `make install` does it into
+build/node-ric (with the build tools it installs as root). `LAMINA_NODE_RIC_DIR` names another built copy.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ import pytest
 
 from tests.conftest import make_zip
 
-RIC = Path(os.environ.get("LAMINA_NODE_RIC_DIR", "/tmp/lamina-peers/ric/node_modules/aws-lambda-ric"))
+RIC = Path(os.environ.get("LAMINA_NODE_RIC_DIR") or
+           Path(__file__).resolve().parents[2] / "build/node-ric/node_modules/aws-lambda-ric")
 HANDLER = ("exports.handler = async (event, context) => ({ ric: 'node', event, id: context.awsRequestId });\n"
            "exports.boom = async () => { throw new Error('node ric boom'); };\n")
 

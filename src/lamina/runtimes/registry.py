@@ -25,6 +25,8 @@ RUBY_BOOTSTRAP = HERE / "ruby" / "bootstrap.rb"
 JAVA_BUILD = HERE.parents[2] / "build"
 JAVA_CORE_JAR = JAVA_BUILD / "lamina-lambda-java-core.jar"
 JAVA_RUNTIME_JAR = JAVA_BUILD / "lamina-java-runtime.jar"
+#: Node.js majors from npm (`make install`: build/node/NN/node_modules/node/bin/node).
+NODE_BUILD = JAVA_BUILD / "node"
 
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
 NODE_MAJORS = ("18", "20", "22", "24")
@@ -125,6 +127,14 @@ def _find_node(path: str | None = None) -> list[Runtime]:
     return [Runtime(f"nodejs{match.group(1)}.x", "nodejs", real, lang_root, files)]
 
 
+def _npm_nodes(have: set[str]) -> list[Runtime]:
+    """Node.js majors installed from npm's `node@NN` packages by `make install` (build/node/NN)."""
+    out: list[Runtime] = []
+    for binary in sorted(glob.glob(f"{NODE_BUILD}/*/node_modules/node/bin/node")):
+        out += [r for r in _find_node(binary) if r.id not in have and r.id not in {o.id for o in out}]
+    return out
+
+
 def _find_ruby() -> list[Runtime]:
     """The host's ruby as `rubyX.Y`; a ruby older than Lambda's oldest (Debian 12 has 3.1) serves ruby3.2."""
     path = shutil.which("ruby")
@@ -212,6 +222,7 @@ class RuntimeRegistry:
         sdk = _sdk_files()
         found = [r for v in PYTHON_VERSIONS if (r := _find_python(v, sdk)) is not None]
         found += _find_node()
+        found += _npm_nodes({r.id for r in found})
         found += _find_ruby()
         found += _find_java()
         found += [Runtime(rid, "provided") for rid in PROVIDED]
