@@ -28,6 +28,11 @@ from lamina.api import logs as logs_api
 from lamina.api.ui import Dashboard
 from lamina.api.usage import UsageApi
 from lamina.api.eventbridge import TARGET_PREFIX as EVENTS_TARGET, EventBridgeApi
+from lamina.api.esm import EsmApi
+from lamina.esm.clients import Clients as AwsClients
+from lamina.esm.destinations import QueueSender
+from lamina.esm.manager import EsmManager
+from lamina.store.esm import EsmStore
 from lamina.events.ticker import ScaledClock, Ticker
 from lamina.api.urls import UrlsApi
 from lamina.events.url import UrlFrontDoor
@@ -199,12 +204,21 @@ class Lamina:
         schedule_clock = ScaledClock(self.clock, config.schedule_speedup) if config.schedule_speedup != 1 else self.clock
         self.ticker = Ticker(self.schedules, self.invoker, schedule_clock, config.account_id, config.region,
                              events_api.rule_arn, config.schedule_speedup)
+        # Event source mappings (SQS, streams) and messages to SQS queues (destinations, dead-letter queues).
+        self.esm_store = EsmStore(data / "lamina.db")
+        self.aws_clients = AwsClients()
+        self.queue_sender = QueueSender(self.aws_clients)
+        self.deliveries.send_to_queue = self.queue_sender.send
+        self.esm = EsmManager(self.esm_store, self.functions, self.invoker.run, self.clock, region=config.region,
+                              account=config.account_id, clients=self.aws_clients, sender=self.queue_sender)
+        api.extra_routes += EsmApi(self.esm).routes()
         self._http = api.server()
         self._listener = await asyncio.get_running_loop().create_server(
             self._http, config.host, config.port, reuse_address=True, backlog=1024)
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         self.deliveries.start()
         self._tasks.append(asyncio.ensure_future(self.ticker.run()))
+        await self.esm.start()
         return self
 
     def _flush_records(self) -> None:
@@ -250,6 +264,7 @@ class Lamina:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.deliveries.aclose()  # first: running async invocations get their grace period
+        await self.esm.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -266,5 +281,6 @@ class Lamina:
         self.queue.close()
         self.event_configs.close()
         self.schedules.close()
+        self.esm_store.close()
         self.urls.close()
         self.store.close()

@@ -167,9 +167,9 @@ def test_bad_destinations(lam, make_fn):
          "You can't specify the function as a destination for itself."),
         ({"OnFailure": {"Destination": arn + ":$LATEST"}}, "InvalidParameterValueException",
          "You can't specify the function as a destination for itself."),
-        ({"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:000000000000:q"}}, "InvalidParameterValueException",
-         "lamina cannot deliver to SQS queues yet (arn:aws:sqs:us-east-1:000000000000:q); "
-         "a destination must be a lamina function ARN for now."),
+        ({"OnFailure": {"Destination": "arn:aws:sns:us-east-1:000000000000:t"}}, "InvalidParameterValueException",
+         "lamina cannot deliver to SNS topics yet (arn:aws:sns:us-east-1:000000000000:t); "
+         "a destination must be a lamina function or an SQS queue ARN for now."),
         ({"OnSuccess": {"Destination": arn.replace(":lambda:", ":iam:")}}, "InvalidParameterValueException",
          f"The provided destination config DestinationConfig(onSuccess=OnSuccess(destination="
          f"{arn.replace(':lambda:', ':iam:')}), onFailure=null) is invalid."),

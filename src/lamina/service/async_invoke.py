@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from lamina.clock import Clock
+from lamina.esm.destinations import dead_letter_attributes, is_queue_arn
 from lamina.errors import ApiError, ResourceNotFound, SandboxError, TooManyRequests
 from lamina.model import LATEST, Invocation
 from lamina.scheduler.environment import Outcome
@@ -48,6 +49,7 @@ log = logging.getLogger("lamina.async")
 
 T = TypeVar("T")
 Runner = Callable[[Deployed, Invocation], Awaitable[Outcome]]
+QueueSend = Callable[[str, str, "dict[str, Any] | None"], Awaitable[bool]]
 
 LEASE_BATCH = 64
 MAX_THROTTLE_DELAY_S = 300.0  # at the default base delay (60 s); scaled with it
@@ -253,6 +255,9 @@ class AsyncInvoker:
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
         self._counts = dict.fromkeys(("accepted", "succeeded", "retried", "throttled", "failed", "dropped"), 0)
+        #: Sends a message to an SQS queue ARN (esm/destinations.py QueueSender.send; set by the composition
+        #: root): destinations and dead-letter queues that are queues. Returns False when it finally failed.
+        self.send_to_queue: QueueSend | None = None
 
     # accepting -----------------------------------------------------------------------------------
 
@@ -431,23 +436,37 @@ class AsyncInvoker:
         if finish.condition is Condition.SUCCESS:
             if config is not None and config.on_success:
                 follow_ups += self._to_function(config.on_success, json.dumps(record).encode(), region, now)
+                await self._to_queue(config.on_success, json.dumps(record))
             self._counts["succeeded"] += 1
             await self._committer.call(lambda: self._queue.ack(self._lease(event), follow_ups))
             return
         self._counts["failed"] += 1
         if config is not None and config.on_failure:
             follow_ups += self._to_function(config.on_failure, json.dumps(record).encode(), region, now)
+            await self._to_queue(config.on_failure, json.dumps(record))
         reason = str(finish.condition)
         dlq = self._dead_letter_target(event, response)
         if dlq:
             sent = self._to_function(dlq, event.payload, region, now)
-            if not sent:
+            if not sent and self.send_to_queue is not None and is_queue_arn(dlq):
+                error = response.payload.decode("utf-8", "replace") if response is not None else str(finish.condition)
+                if not await self._to_queue(dlq, event.payload.decode("utf-8", "replace"),
+                                            dead_letter_attributes(event.request_id, 200, error)):
+                    reason += f"; the dead-letter message to {dlq} could not be sent"
+            elif not sent:
                 reason += f"; dead-letter target {dlq} is not a lamina function (lamina delivers only to functions, so far)"
                 log.warning("async_dead_letter_unsupported function=%s target=%s", event.function, dlq)
             follow_ups += sent
         log.info("async_event_failed function=%s request_id=%s condition=%s attempts=%d", event.function,
                  event.request_id, finish.condition, finish.invoke_count)
         await self._committer.call(lambda: self._queue.dead(self._lease(event), reason, now, follow_ups))
+
+    async def _to_queue(self, arn: str, body: str, attributes: dict[str, Any] | None = None) -> bool:
+        """SendMessage to the queue `arn` names (False if it names none, or the send finally failed). Sent
+        before the event's lease ends: a crash in between repeats the message, never loses it."""
+        if self.send_to_queue is None or not is_queue_arn(arn):
+            return False
+        return await self.send_to_queue(arn, body, attributes)
 
     def _dead_letter_target(self, event: QueuedEvent, response: Response | None) -> str | None:
         version = response.executed_version if response is not None else event.qualifier

@@ -21,7 +21,8 @@ _FUNCTION_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d):"
     r"(?P<account>\d{12}):function:(?P<name>[a-zA-Z0-9-_]{1,64})(:(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?$"
 )
-LATER_SERVICES = {"sqs": "SQS queues", "sns": "SNS topics", "events": "EventBridge event buses", "s3": "S3 buckets"}
+_QUEUE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:sqs:[a-z0-9-]+:\d{12}:[a-zA-Z0-9_-]{1,80}$")
+LATER_SERVICES = {"sns": "SNS topics", "events": "EventBridge event buses", "s3": "S3 buckets"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,7 +171,11 @@ class EventConfigService:
             if service in LATER_SERVICES:
                 raise InvalidParameterValue(
                     f"lamina cannot deliver to {LATER_SERVICES[service]} yet ({arn}); "
-                    "a destination must be a lamina function ARN for now.")
+                    "a destination must be a lamina function or an SQS queue ARN for now.")
+            if service == "sqs":  # sent with SendMessage (esm/destinations.py)
+                if not _QUEUE_ARN.match(arn):
+                    raise InvalidParameterValue(f"The destination ARN {arn} is invalid.")
+                continue
             if service != "lambda":
                 raise InvalidParameterValue(self._invalid_config(changes))
             target = function_target(arn)
