@@ -52,13 +52,20 @@ from lamina.sandbox.process import ProcessDriver
 from lamina.sandbox.slots import Slots
 from lamina.scheduler.scheduler import Scheduler
 from lamina.service.functions import FunctionService
-from lamina.service.invoke import InvokeService
+from lamina.service.invoke import InvokeRequest, InvokeService
+from lamina.service.functions import Deployed
+from lamina.api import parse as api_parse
+from lamina.errors import ApiError
+from lamina.model import InvocationType
 from lamina.api.event_invoke import EventInvokeApi
 from lamina.service.async_invoke import AsyncInvoker
 from lamina.service.event_configs import EventConfigService
 from lamina.store.event_configs import EventConfigStore
 from lamina.store.queue import SqliteQueue
 from lamina.store.blobs import BlobStore
+from lamina.s3.api import S3Api, streams_body
+from lamina.s3.credentials import FunctionKeys
+from lamina.s3.store import ObjectStore
 from lamina.store.sqlite import SqliteStore
 
 log = logging.getLogger("lamina")
@@ -212,6 +219,7 @@ class Lamina:
         self.esm = EsmManager(self.esm_store, self.functions, self.invoker.run, self.clock, region=config.region,
                               account=config.account_id, clients=self.aws_clients, sender=self.queue_sender)
         api.extra_routes += EsmApi(self.esm).routes()
+        self._wire_s3(api, keys)
         self._http = api.server()
         self._listener = await asyncio.get_running_loop().create_server(
             self._http, config.host, config.port, reuse_address=True, backlog=1024)
@@ -220,6 +228,45 @@ class Lamina:
         self._tasks.append(asyncio.ensure_future(self.ticker.run()))
         await self.esm.start()
         return self
+
+    def _wire_s3(self, api: LambdaApi, keys: dict[str, str]) -> None:
+        """The S3-compatible object store on this port; functions get an endpoint and their own keys."""
+        config = self.config
+        self.objects = ObjectStore(self.data_dir / "s3", self.data_dir / "lamina.db")
+        function_keys = FunctionKeys(self.credentials.secret_access_key)
+        invoker = self.invoker
+
+        def function_exists(arn: str) -> bool:
+            try:
+                ref = api_parse.function_ref(arn)
+                self.functions.deployed(ref.name, ref.qualifier)
+            except ApiError:
+                return False
+            return True
+
+        async def deliver(arn: str, payload: bytes) -> None:
+            ref = api_parse.function_ref(arn)
+            await invoker.invoke(InvokeRequest(ref.name, ref.qualifier, payload, InvocationType.EVENT))
+
+        s3 = S3Api(self.objects, self.clock, lambda k: keys.get(k) or function_keys.secret_for(k), config.region,
+                   function_exists, deliver)
+        api.service_front_doors["s3"] = s3.handle
+        api.stream_bodies = streams_body
+        self.s3 = s3
+        host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+        endpoint = f"http://{host}:{config.port}"
+        platform_environment = invoker.environment_for
+
+        def environment_for(deployed: Deployed) -> dict[str, str]:
+            # Lambda hands functions their role's credentials; lamina hands each function an S3 key pair
+            # of its own and its own endpoint (a function's AWS_ENDPOINT_URL_S3 variable wins).
+            key, secret = function_keys.pair(deployed.config.name)
+            env = {"AWS_ENDPOINT_URL_S3": endpoint}
+            env.update(platform_environment(deployed))
+            env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
+            return env
+
+        invoker.environment_for = environment_for  # type: ignore[method-assign]
 
     def _flush_records(self) -> None:
         self.sink.flush()
@@ -283,4 +330,5 @@ class Lamina:
         self.schedules.close()
         self.esm_store.close()
         self.urls.close()
+        self.objects.close()
         self.store.close()

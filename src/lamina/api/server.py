@@ -23,7 +23,7 @@ from lamina.api.tags import TagsApi
 from lamina.api.versions import VersionsApi
 from lamina.clock import Clock
 from lamina.http.router import Route, Router, route
-from lamina.http.server import HttpServer, Request, Response
+from lamina.http.server import HttpServer, Request, Response, StreamPredicate
 from lamina.errors import ApiError, InvalidParameterValue, RequestTooLarge, ServiceException, ValidationError
 from lamina.model import InvocationType
 from lamina.service.functions import FunctionService
@@ -66,6 +66,11 @@ class LambdaApi:
         self.unreserved_limit: Callable[[], int] = lambda: concurrency_limit
         #: Function URLs (`/_lamina/url/...`): their own authorisation and responses (events/url.py).
         self.url_front_door: Callable[[Request], Awaitable[Response]] | None = None
+        #: Other services on lamina's port, by the service their SigV4 credential scope names (`s3`):
+        #: each authorises and renders errors on its own.
+        self.service_front_doors: dict[str, Callable[[Request], Awaitable[Response]]] = {}
+        #: Which requests the HTTP server streams to their handler instead of buffering (S3 uploads).
+        self.stream_bodies: StreamPredicate | None = None
         self._parts = [
             VersionsApi(functions), AliasesApi(functions),
             LayersApi(functions.layers, functions.arns, links, clock),
@@ -104,7 +109,7 @@ class LambdaApi:
 
     def server(self) -> HttpServer:
         self._router = Router(self.routes())
-        return HttpServer(self._dispatch, max_body=MAX_REQUEST_BYTES)
+        return HttpServer(self._dispatch, max_body=MAX_REQUEST_BYTES, stream_if=self.stream_bodies)
 
     # dispatch: routing, SigV4, and the one error mapping ------------------------------------------
 
@@ -112,6 +117,11 @@ class LambdaApi:
         request_id = new_request_id()
         request["request_id"] = request_id
         try:
+            if self.service_front_doors:
+                door = self.service_front_doors.get(
+                    sigv4.scope_service(request.headers.get("authorization"), request.query_string) or "")
+                if door is not None:
+                    return await door(request)
             if request.get("too_large"):
                 raise RequestTooLarge(
                     f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation")

@@ -16,6 +16,11 @@ The canonical request is rebuilt the way botocore builds it for non-S3 services:
   the (empty) body for non-S3 services; S3-style presigners sign `UNSIGNED-PAYLOAD`. Presigned requests
   accept either.
 
+S3 (`verify_s3`) differs: the URI is the raw wire path as sent (not normalised, not encoded again), and
+the payload hash is always the `X-Amz-Content-Sha256` header (a hex digest, `UNSIGNED-PAYLOAD`, or a
+`STREAMING-*` value for aws-chunked bodies), which the caller checks against the body as it streams
+(S3 bodies are not in memory when the signature is checked); presigned S3 URLs sign `UNSIGNED-PAYLOAD`.
+
 Deriving a signing key costs four HMACs; keys are cached per (secret, date, region, service), so the
 invoke hot path pays two hashes and one HMAC per request.
 """
@@ -51,6 +56,23 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class S3Signed:
+    """An S3 request whose signature checked out: who, what payload hash it declared, and what an
+    aws-chunked body needs to check its chunk signatures."""
+
+    principal: Principal
+    payload: str  # hex sha256, UNSIGNED-PAYLOAD or STREAMING-...
+    signature: str  # the seed signature (chunk signatures chain from it)
+    timestamp: str
+    scope: str
+    key: bytes
+
+
+S3_PAYLOAD_SHA_MISMATCH = "The provided 'x-amz-content-sha256' header does not match what was computed."
+STREAMING_PREFIX = "STREAMING-"
+
+
+@dataclass(frozen=True, slots=True)
 class _Claim:
     """What the client says it signed, from the Authorization header or the query string."""
 
@@ -75,6 +97,54 @@ def verify(
     max_skew_s: int = 900,
 ) -> Principal:
     """Check a request's SigV4 signature; return who signed it or raise an `AuthError`."""
+    return _verify(method, _canonical_uri(raw_path), raw_query, headers, secret_for, now, service, max_skew_s,
+                   lambda header_map, presigned: _payload_hashes(header_map, body, presigned))[0]
+
+
+def verify_s3(
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Sequence[tuple[str, str]],
+    secret_for: Callable[[str], str | None],
+    now: datetime,
+    max_skew_s: int = 900,
+) -> S3Signed:
+    """Check an S3 request's signature (service `s3`) without its body; the caller must check the body
+    against `payload` (a hex digest) or decode it as aws-chunked (`STREAMING-*`)."""
+    declared: list[str] = []
+
+    def hashes(header_map: dict[str, list[str]], presigned: bool) -> tuple[str, ...]:
+        value = (header_map.get("x-amz-content-sha256") or [""])[0].strip()
+        if presigned:
+            declared.append(UNSIGNED_PAYLOAD)
+            return (UNSIGNED_PAYLOAD,)
+        if not value:
+            raise InvalidSignature("Missing required header for this request: x-amz-content-sha256")
+        if not (value == UNSIGNED_PAYLOAD or value.startswith(STREAMING_PREFIX)
+                or re.fullmatch(r"[0-9a-f]{64}", value)):
+            raise InvalidSignature(f"x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-... or a SHA-256 "
+                                   f"hex digest, not '{value}'.")
+        declared.append(value)
+        return (value,)
+
+    principal, signature, timestamp, scope, key = _verify(
+        method, raw_path or "/", raw_query, headers, secret_for, now, "s3", max_skew_s, hashes)
+    return S3Signed(principal, declared[0], signature, timestamp, scope, key)
+
+
+def _verify(
+    method: str,
+    canonical_uri: str,
+    raw_query: str,
+    headers: Sequence[tuple[str, str]],
+    secret_for: Callable[[str], str | None],
+    now: datetime,
+    service: str | None,
+    max_skew_s: int,
+    payload_hashes: Callable[[dict[str, list[str]], bool], tuple[str, ...]],
+) -> tuple[Principal, str, str, str, bytes]:
     header_map: dict[str, list[str]] = {}
     for name, value in headers:
         header_map.setdefault(name.lower(), []).append(value)
@@ -121,18 +191,34 @@ def verify(
         f"{name}:{','.join(' '.join(v.split()) for v in header_map.get(name, ()))}\n" for name in signed
     )
     prefix = "\n".join(
-        (method.upper(), _canonical_uri(raw_path), _canonical_query(query), canonical_headers, ";".join(signed))
+        (method.upper(), canonical_uri, _canonical_query(query), canonical_headers, ";".join(signed))
     )
     scope = f"{date}/{region}/{scope_service}/aws4_request"
     key = _signing_key(secret, date, region, scope_service)
     provided = claim.signature.encode("utf-8", "replace")
-    for payload_hash in _payload_hashes(header_map, body, claim.presigned):
+    for payload_hash in payload_hashes(header_map, claim.presigned):
         canonical = f"{prefix}\n{payload_hash}".encode("utf-8", "surrogateescape")
         string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{hashlib.sha256(canonical).hexdigest()}"
         expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest().encode()
         if hmac.compare_digest(expected, provided):
-            return Principal(access_key_id=access_key_id, region=region, service=scope_service, date=date)
+            principal = Principal(access_key_id=access_key_id, region=region, service=scope_service, date=date)
+            return principal, claim.signature, timestamp, scope, key
     raise InvalidSignature()
+
+
+def chunk_signature(signed: S3Signed, previous: str, chunk_sha256: str) -> str:
+    """The signature of one aws-chunked chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), chained from the
+    previous chunk's (the seed signature for the first)."""
+    string_to_sign = "\n".join(("AWS4-HMAC-SHA256-PAYLOAD", signed.timestamp, signed.scope, previous,
+                                 hashlib.sha256(b"").hexdigest(), chunk_sha256))
+    return hmac.new(signed.key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def trailer_signature(signed: S3Signed, previous: str, trailer: bytes) -> str:
+    """The signature of the trailing headers (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER)."""
+    string_to_sign = "\n".join(("AWS4-HMAC-SHA256-TRAILER", signed.timestamp, signed.scope, previous,
+                                 hashlib.sha256(trailer).hexdigest()))
+    return hmac.new(signed.key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def _from_header(authorization: str, timestamp: str | None) -> _Claim:
@@ -299,3 +385,25 @@ def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     return key
+
+
+def scope_service(authorization: str | None, raw_query: str) -> str | None:
+    """The service a request's credential scope names (`…/us-east-1/s3/aws4_request`), from the
+    Authorization header or a presigned URL's X-Amz-Credential; None when neither says. Cheap: no
+    verification, only for choosing which API answers."""
+    credential = None
+    if authorization:
+        start = authorization.find("Credential=")
+        if start >= 0:
+            credential = authorization[start + 11:].split(",", 1)[0].strip()
+    elif "X-Amz-Credential=" in raw_query:
+        for part in raw_query.split("&"):
+            if part.startswith("X-Amz-Credential="):
+                credential = unquote_to_bytes(part[17:]).decode("utf-8", "replace")
+                break
+    elif "AWSAccessKeyId=" in raw_query and "Signature=" in raw_query:
+        return "s3"  # S3's legacy (SigV2) presigned URLs: no other service lamina serves uses them
+    if not credential:
+        return None
+    parts = credential.rsplit("/", 2)
+    return parts[1] if len(parts) == 3 else None

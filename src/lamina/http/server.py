@@ -8,6 +8,13 @@ write (no Nagle stalls), keep-alive by default. A handler gets a `Request` and r
 When a client disconnects, the handler still running for it is cancelled if the server was built with
 `cancel_on_disconnect` (the Runtime API: a runtime parked in `/next` that goes away must not be handed
 an event), and left to finish otherwise (the Lambda API: an invocation runs to its end, as on Lambda).
+
+Streaming (object uploads and downloads): a server built with `stream_if(method, url, headers)` hands
+the requests it picks to their handler as soon as the headers are in, with `request.stream` (a
+`BodyStream`, read chunk by chunk, the socket paused while 1 MiB waits unread) instead of `body`; their
+size is not limited by `max_body`. A `Response` with `stream` (an async iterator of chunks) is written
+as the iterator yields, waiting while the socket's write buffer is full. Every other request keeps the
+one-buffer path unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -25,6 +32,9 @@ import httptools
 log = logging.getLogger("lamina.http")
 
 Handler = Callable[["Request"], Awaitable["Response"]]
+#: (method, raw url, header pairs) -> stream this request's body?
+StreamPredicate = Callable[[str, str, list[tuple[str, str]]], bool]
+STREAM_HIGH_WATER = 1 << 20
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
@@ -54,9 +64,75 @@ class Headers:
         return self._items
 
 
+class BodyStream:
+    """A request body as it arrives: `await read()` gives the next chunk, b"" at the end; raises
+    ConnectionError when the client went away first. Reading resumes the paused socket."""
+
+    __slots__ = ("_transport", "_chunks", "_buffered", "_eof", "_error", "_waiter", "_paused", "received")
+
+    def __init__(self, transport: asyncio.Transport | None) -> None:
+        self._transport = transport
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._eof = False
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self.received = 0
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self.received += len(data)
+        if self._buffered > STREAM_HIGH_WATER and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def fail(self, exc: Exception) -> None:
+        if not self._eof:
+            self._error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        while not self._chunks:
+            if self._eof:
+                return b""
+            if self._error is not None:
+                raise self._error
+            self._resume()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._buffered < STREAM_HIGH_WATER // 2:
+            self._resume()
+        return data
+
+    def _resume(self) -> None:
+        if self._paused and self._transport is not None and not self._transport.is_closing():
+            self._paused = False
+            self._transport.resume_reading()
+
+
 class Request:
     __slots__ = ("method", "raw_path", "path", "query_string", "headers", "body", "match_info",
-                 "transport", "_query", "_store")
+                 "transport", "stream", "_query", "_store")
 
     def __init__(self, method: str, raw_path: str, headers: Headers, body: bytes,
                  transport: asyncio.Transport | None) -> None:
@@ -68,6 +144,8 @@ class Request:
         self.body = body
         self.match_info: dict[str, str] = {}
         self.transport = transport
+        #: The body as it arrives, for requests the server streams (then `body` is b"").
+        self.stream: BodyStream | None = None
         self._query: dict[str, str] | None = None
         self._store: dict[str, Any] = {}
 
@@ -107,10 +185,11 @@ def _unquote(path: str) -> str:
 
 
 class Response:
-    __slots__ = ("status", "body", "headers", "content_type")
+    __slots__ = ("status", "body", "headers", "content_type", "stream", "length")
 
     def __init__(self, body: bytes | str = b"", *, status: int = 200, headers: dict[str, str] | None = None,
-                 content_type: str | None = None, text: str | None = None) -> None:
+                 content_type: str | None = None, text: str | None = None,
+                 stream: AsyncIterator[bytes] | None = None, length: int | None = None) -> None:
         if text is not None:
             body = text
             content_type = content_type or "text/plain; charset=utf-8"
@@ -118,6 +197,10 @@ class Response:
         self.status = status
         self.headers = headers or {}
         self.content_type = content_type
+        #: Body chunks written as they come (then `length`, the Content-Length, is required).
+        self.stream = stream
+        #: Content-Length when it is not len(body): a streamed body, or a HEAD answer.
+        self.length = length
 
     def encode(self, keep_alive: bool, head_only: bool = False) -> bytes:
         parts = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Unknown')}\r\n"]
@@ -126,7 +209,7 @@ class Response:
         for name, value in self.headers.items():
             parts.append(f"{name}: {value}\r\n")
         if self.status != 204 and self.status >= 200:
-            parts.append(f"Content-Length: {len(self.body)}\r\n")
+            parts.append(f"Content-Length: {len(self.body) if self.length is None else self.length}\r\n")
         if not keep_alive:
             parts.append("Connection: close\r\n")
         parts.append("\r\n")
@@ -139,10 +222,12 @@ class Response:
 class HttpServer:
     """A protocol factory: `loop.create_server(server, ...)` (one HttpServer may serve many listeners)."""
 
-    def __init__(self, handler: Handler, *, max_body: int, cancel_on_disconnect: bool = False) -> None:
+    def __init__(self, handler: Handler, *, max_body: int, cancel_on_disconnect: bool = False,
+                 stream_if: StreamPredicate | None = None) -> None:
         self.handler = handler
         self.max_body = max_body
         self.cancel_on_disconnect = cancel_on_disconnect
+        self.stream_if = stream_if
         self.connections: set[_Connection] = set()
 
     def __call__(self) -> _Connection:
@@ -155,7 +240,7 @@ class HttpServer:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("_server", "_transport", "_parser", "_url", "_headers", "_body", "_body_size", "_queue",
-                 "_task", "_too_large", "_closed", "_deferred")
+                 "_task", "_too_large", "_closed", "_deferred", "_stream", "_writable")
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -170,6 +255,8 @@ class _Connection(asyncio.Protocol):
         self._too_large = False
         self._closed = False
         self._deferred: list[bytes] = []
+        self._stream: BodyStream | None = None  # the body being streamed to a handler
+        self._writable: asyncio.Future[None] | None = None  # set while the write buffer is full
 
     # asyncio.Protocol ----------------------------------------------------------------------------
 
@@ -188,12 +275,26 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._server.connections.discard(self)
+        if self._stream is not None:
+            self._stream.fail(ConnectionError("the client closed the connection before the body ended"))
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_exception(ConnectionError("the client closed the connection"))
+            self._writable.exception()  # retrieved: nobody may be waiting
         if self._task is not None and self._server.cancel_on_disconnect and not self._task.done():
             self._task.cancel()
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
 
     # httptools callbacks -------------------------------------------------------------------------
 
@@ -217,8 +318,19 @@ class _Connection(asyncio.Protocol):
                 self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             elif lowered == "content-length" and value.isdigit() and int(value) > self._server.max_body:
                 self._too_large = True
+        stream_if = self._server.stream_if
+        if stream_if is not None and stream_if(self._parser.get_method().decode(), self._url.decode("latin-1"),
+                                                self._headers):
+            request = Request(self._parser.get_method().decode(), self._url.decode("latin-1"),
+                              Headers(self._headers), b"", self._transport)
+            self._stream = request.stream = BodyStream(self._transport)
+            self._too_large = False
+            self._enqueue(request, self._parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
+        if self._stream is not None:
+            self._stream.feed(body)
+            return
         self._body_size += len(body)
         if self._body_size > self._server.max_body:
             self._too_large = True
@@ -226,6 +338,10 @@ class _Connection(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._stream is not None:
+            self._stream.feed_eof()
+            self._stream = None
+            return
         method = self._parser.get_method().decode()
         keep_alive = self._parser.should_keep_alive()
         request = Request(method, self._url.decode("latin-1"), Headers(self._headers),
@@ -233,6 +349,9 @@ class _Connection(asyncio.Protocol):
         if self._too_large:
             request.body = b""
             request["too_large"] = True
+        self._enqueue(request, keep_alive)
+
+    def _enqueue(self, request: Request, keep_alive: bool) -> None:
         self._queue.append((request, keep_alive))
         if self._task is None:
             self._task = asyncio.ensure_future(self._serve())
@@ -250,6 +369,12 @@ class _Connection(asyncio.Protocol):
                 except Exception:
                     log.exception("unhandled error on %s %s", request.method, request.path)
                     response = Response(text="internal error", status=500)
+                if request.stream is not None and not request.stream.at_eof:
+                    keep_alive = False  # the unread rest of the body would be taken for the next request
+                if response.stream is not None:
+                    if not await self._write_stream(response, keep_alive, request.method == "HEAD"):
+                        return
+                    continue
                 if keep_alive and self._queue:
                     # A pipelined request follows (lamina's runtime clients send their result and the
                     # next /next together): answer both in one write, saving a syscall and a wake-up.
@@ -283,6 +408,32 @@ class _Connection(asyncio.Protocol):
         transport.write(data)
         if len(response.body) >= 262144 and not head_only and response.status != 204:
             transport.write(response.body)
+
+    async def _write_stream(self, response: Response, keep_alive: bool, head_only: bool) -> bool:
+        """Write a streamed response; False when the connection is gone or closes after it."""
+        assert response.stream is not None
+        chunks = response.stream
+        try:
+            self._write(Response(status=response.status, headers=response.headers,
+                                 content_type=response.content_type, length=response.length), keep_alive, True)
+            if not head_only:
+                async for chunk in chunks:
+                    transport = self._transport
+                    if self._closed or transport is None or transport.is_closing():
+                        return False
+                    transport.write(chunk)
+                    if self._writable is not None:
+                        await self._writable
+        except ConnectionError:
+            return False
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not keep_alive:
+            self.close()
+            return False
+        return True
 
     def _reply_and_close(self, response: Response) -> None:
         self._write(response, False, False)
