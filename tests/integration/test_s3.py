@@ -130,6 +130,10 @@ def test_missing_things_are_s3_errors(s3, bucket):
         s3.head_object(Bucket=bucket, Key="nope")
     assert err.value.response["Error"]["Code"] == "404"
     s3.delete_object(Bucket=bucket, Key="never-there")  # idempotent, as on S3
+    with pytest.raises(ClientError) as err:  # refused before its body is read: the connection closes
+        s3.put_object(Bucket="no-such-bucket-here", Key="k", Body=b"z" * 3_000_000)
+    assert code_of(err) == "NoSuchBucket"
+    assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
 def test_wrong_secret_is_signature_does_not_match(server, bucket):
