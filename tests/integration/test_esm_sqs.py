@@ -17,9 +17,10 @@ from tests.integration.recorder import Recorder
 
 ROLE = "arn:aws:iam::000000000000:role/x"
 HANDLER = '''
-import json, os, urllib.request
+import json, os, time, urllib.request
 
 def handler(event, context):
+    time.sleep(float(os.environ.get("SLEEP", "0")))
     request = urllib.request.Request(os.environ["CB"], data=json.dumps(
         {"key": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "records": event["Records"]}).encode())
     urllib.request.urlopen(request, timeout=10).read()
@@ -187,3 +188,44 @@ def test_disabled_mapping_does_not_poll(lam, fn, sqs, recorder):
     assert seen(recorder, fn) == []
     lam.update_event_source_mapping(UUID=uid, Enabled=True)
     assert wait_until(lambda: [r["body"] for r in seen(recorder, fn)] == ["waiting"])
+
+
+def test_kill_9_while_processing_loses_nothing(tmp_path, moto, sqs, recorder):  # noqa: F811
+    """SIGKILL while a mapping works through 300 messages; the restarted server (same data directory) runs
+    the mapping again, and every message is processed at least once: in-flight batches come back after the
+    visibility timeout."""
+    url, arn = make_queue(sqs, VisibilityTimeout="2")
+    for start in range(0, 300, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"}
+                                                      for i in range(start, start + 10)])
+    data = tmp_path / "data"
+    first = start_server(data, tmp_path / "one.log", moto.env())
+    name = f"durable-{uuid.uuid4().hex[:8]}"
+    try:
+        lam = first.client()
+        lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler", Role=ROLE, Timeout=30,
+                            Code={"ZipFile": make_zip({"app.py": HANDLER})},
+                            Environment={"Variables": {"CB": recorder.url, "SLEEP": "0.05"}})
+        uid = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name, BatchSize=5)["UUID"]
+        assert wait_until(lambda: len(seen(recorder, name)) >= 60, 30)
+    finally:
+        first.process.kill()  # SIGKILL: no shutdown of any kind
+        first.process.wait()
+    before = {r["body"] for r in seen(recorder, name)}
+    assert len(before) < 300, "everything was done before the kill; the test proves nothing"
+
+    second = start_server(data, tmp_path / "two.log", moto.env())
+    try:
+        lam = second.client()
+        assert lam.get_event_source_mapping(UUID=uid)["State"] == "Enabled"
+        expected = {f"m{i}" for i in range(300)}
+        assert wait_until(lambda: {r["body"] for r in seen(recorder, name)} >= expected, 45), \
+            sorted(expected - {r["body"] for r in seen(recorder, name)})[:20]
+        assert wait_until(lambda: queue_empty(sqs, url), 15)
+        bodies = [r["body"] for r in seen(recorder, name)]
+        lam.delete_event_source_mapping(UUID=uid)
+        lam.delete_function(FunctionName=name)
+    finally:
+        assert stop_server(second) == 0, second.output()
+    assert set(bodies) == expected  # nothing invented
+    print(f"{len(before)} processed before the kill; {len(bodies) - 300} processed twice")
