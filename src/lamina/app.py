@@ -27,6 +27,7 @@ from lamina.config import Config
 from lamina.api import logs as logs_api
 from lamina.api.ui import Dashboard
 from lamina.api.usage import UsageApi
+from lamina.api.cloudwatch import JSON_TARGET as CLOUDWATCH_TARGET, CloudWatchApi
 from lamina.api.eventbridge import TARGET_PREFIX as EVENTS_TARGET, EventBridgeApi
 from lamina.api.esm import EsmApi
 from lamina.esm.clients import Clients as AwsClients
@@ -199,6 +200,10 @@ class Lamina:
                                    self.clock, keys.get, config.price_per_gb_s, config.price_per_million_requests,
                                    self._flush_records)
         api.extra_routes += self.dashboard.routes()
+        metrics_api = CloudWatchApi(self.metering, self.scheduler.metrics, self.clock.time)
+        api.extra_routes += metrics_api.routes()
+        api.query_protocol = metrics_api.query
+        api.json_targets[CLOUDWATCH_TARGET] = metrics_api.json
         api.json_targets[logs_api.TARGET_PREFIX] = logs_api.LogsApi(
             self.log_store, config.region, config.account_id, self.sink.flush).handle
         self.urls = UrlStore(data / "lamina.db")

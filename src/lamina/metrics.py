@@ -22,6 +22,8 @@ class Metrics:
         self.cold_starts: collections.Counter[str] = collections.Counter()
         self._buckets: dict[str, list[int]] = {}
         self._sum_ms: collections.Counter[str] = collections.Counter()
+        #: (epoch s, function) of recent throttles, for CloudWatch's Throttles metric (since the server started).
+        self.throttle_log: collections.deque[tuple[float, str]] = collections.deque(maxlen=200_000)
 
     def invoked(self, function: str, duration_ms: float, failed: bool, cold: bool) -> None:
         self.invocations[function] += 1
@@ -35,8 +37,9 @@ class Metrics:
         counts[bisect.bisect_left(BUCKETS_MS, duration_ms)] += 1
         self._sum_ms[function] += duration_ms
 
-    def throttled(self, function: str) -> None:
+    def throttled(self, function: str, at_s: float) -> None:
         self.throttles[function] += 1
+        self.throttle_log.append((at_s, function))
 
     def render(self, concurrent: dict[str, int], environments: dict[tuple[str, str], int]) -> str:
         out: list[str] = []

@@ -36,7 +36,7 @@ def test_metrics_render_per_function_counters_and_environment_states():
     m = Metrics()
     m.invoked("f", 3.0, failed=False, cold=True)
     m.invoked("f", 700.0, failed=True, cold=False)
-    m.throttled("g")
+    m.throttled("g", 0.0)
     text = m.render({"f": 1}, {("f", "idle"): 2, ("", "standby"): 1})
     assert 'lamina_invocations_total{function="f"} 2' in text
     assert 'lamina_errors_total{function="f"} 1' in text

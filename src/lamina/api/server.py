@@ -64,6 +64,8 @@ class LambdaApi:
         #: handler(request, operation).
         self.json_targets: dict[str, Callable[[Request, str], Awaitable[Response]]] = {}
         self.unreserved_limit: Callable[[], int] = lambda: concurrency_limit
+        #: Query-protocol services (form-encoded `POST /` with `Action=`): CloudWatch for older AWS CLIs.
+        self.query_protocol: Callable[[Request], Awaitable[Response]] | None = None
         #: Function URLs (`/_lamina/url/...`): their own authorisation and responses (events/url.py).
         self.url_front_door: Callable[[Request], Awaitable[Response]] | None = None
         #: Other services on lamina's port, by the service their SigV4 credential scope names (`s3`):
@@ -101,6 +103,9 @@ class LambdaApi:
 
     async def _json_target(self, request: Request) -> Response:
         target = request.headers.get("X-Amz-Target") or ""
+        form = (request.headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded")
+        if not target and form and self.query_protocol is not None:
+            return await self.query_protocol(request)
         prefix, _, operation = target.partition(".")
         handler = self.json_targets.get(prefix)
         if handler is None:

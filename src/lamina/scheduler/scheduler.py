@@ -179,7 +179,7 @@ class Scheduler:
         name = recipe.config.name
         reason = admit(name, self._limit, self._reserved, self._in_flight, self._unreserved_in_flight)
         if reason is not None:
-            self.metrics.throttled(name)
+            self.metrics.throttled(name, self._clock.time())
             raise TooManyRequests(reason)
         reserved = name in self._reserved
         activity = self._activity.get(name)

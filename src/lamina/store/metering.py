@@ -93,6 +93,21 @@ class MeteringStore:
         """Per function and minute since `since_ms`: the dashboard's charts."""
         return _minutes(self._db, since_ms)
 
+    def between(self, start_ms: int, end_ms: int, function: str | None = None) -> list[tuple[str, str, int, float, str]]:
+        """(function, version, end ms, duration ms, outcome) of invocations that ended in [start, end)."""
+        query = "SELECT function, version, ts, duration_ms, outcome FROM invocations WHERE ts >= ? AND ts < ?"
+        args: tuple[object, ...] = (start_ms, end_ms)
+        if function is not None:
+            query, args = query + " AND function = ?", args + (function,)
+        self.flush()
+        with self._lock:
+            return self._db.execute(query, args).fetchall()
+
+    def functions_since(self, since_ms: int) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute(
+                "SELECT DISTINCT function FROM invocations WHERE ts >= ? ORDER BY 1", (since_ms,))]
+
     def close(self) -> None:
         self.flush()
         self._db.close()
