@@ -37,6 +37,7 @@ MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PARTS = 10000
 INLINE_BYTES = 256 * 1024  # smaller objects are answered in one write
 READ_BYTES = 1 << 20
+MAX_DOCUMENT_BYTES = 1 << 20
 OWNER = [E("ID", "lamina"), E("DisplayName", "lamina")]
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 #: Response headers a GET may override with `response-*` query parameters.
@@ -160,9 +161,10 @@ class S3Api:
             raise e.MethodNotAllowed()
         if not key:
             if method == "PUT":
+                document = await _document(request)
                 if "notification" in q:
-                    return self.put_notification(request, bucket)
-                return self.create_bucket(request, bucket)
+                    return self.put_notification(document, bucket)
+                return self.create_bucket(document, bucket)
             if method == "GET":
                 if "notification" in q:
                     return self.get_notification(bucket)
@@ -267,12 +269,12 @@ class S3Api:
         return Response(xml.document("ListAllMyBucketsResult", [E("Owner", OWNER), E("Buckets", buckets)]),
                         content_type=XML)
 
-    def create_bucket(self, request: Request, name: str) -> Response:
+    def create_bucket(self, document: bytes, name: str) -> Response:
         if not valid_bucket_name(name):
             raise e.InvalidBucketName(BucketName=name)
         region = self._region
-        if request.body.strip():
-            constraint = xml.text(xml.parse(request.body), "LocationConstraint")
+        if document.strip():
+            constraint = xml.text(xml.parse(document), "LocationConstraint")
             if constraint:
                 region = constraint
         if not self._store.create_bucket(name, region, self._clock.time()):
@@ -287,9 +289,9 @@ class S3Api:
             raise e.BucketNotEmpty(BucketName=name)
         return Response(status=204)
 
-    def put_notification(self, request: Request, bucket: str) -> Response:
+    def put_notification(self, document: bytes, bucket: str) -> Response:
         self._bucket(bucket)
-        targets = notify.parse_configuration(request.body)
+        targets = notify.parse_configuration(document)
         missing = [t.function_arn for t in targets if not self._function_exists(t.function_arn)]
         if missing:
             fields: dict[str, str] = {}
@@ -581,6 +583,19 @@ class S3Api:
         body = xml.document("CompleteMultipartUploadResult", [E("Location", location), E("Bucket", bucket),
                                                               E("Key", key), E("ETag", _etag(etag))])
         return Response(body, content_type=XML)
+
+
+async def _document(request: Request, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """A small XML request body, whether the server buffered it or streams it (every PUT is streamed)."""
+    if request.stream is None:
+        return request.body
+    pieces, size = [], 0
+    while piece := await request.stream.read():
+        size += len(piece)
+        if size > limit:
+            raise e.MalformedXML("Your request body is too large for this operation.")
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
