@@ -255,7 +255,7 @@ class _Shard:
 class StreamPoller:
     """Reads every shard of `source` in order and invokes the function with batches (see module docstring)."""
 
-    def __init__(self, *, uuid: str, source: StreamSource, invoke: Invoke, send_failure: SendFailure,
+    def __init__(self, *, uuid: str, source: StreamSource, invoke: Invoke, send_failure: SendFailure | None,
                  load_checkpoint: LoadCheckpoint, save_checkpoint: SaveCheckpoint,
                  record_filter: RecordFilter | None, batch_size: int, batching_window_s: float,
                  starting_position: str, starting_timestamp: float | None, parallelization_factor: int,
@@ -283,6 +283,11 @@ class StreamPoller:
         self._idle_s = float(getattr(source, "idle_poll_s", IDLE_POLL_S))
         self._discover_s = float(getattr(source, "discover_s", DISCOVER_S))
         self._last_result: str | None = None
+        # Optional source hook: a source keeping per-mapping state at the far end (PostgreSQL's replication
+        # slot) learns whose it is.
+        bind = getattr(source, "bind_mapping", None)
+        if bind is not None:
+            bind(uuid)
 
     async def run(self) -> None:
         """Poll until cancelled. Each shard runs in its own task; a shard ends when it is closed and read."""
@@ -410,6 +415,7 @@ class StreamPoller:
 
     async def _discard(self, shard: str, records: Sequence[StreamRecord], condition: str, invokes: int,
                        outcome: InvokeOutcome | None) -> None:
+        """Log the discarded records and send their on-failure record (when the mapping has a destination)."""
         record = failure_record(
             source_arn=self._source.arn, batch_info_key=self._source.batch_info_key,
             function_arn=self._function_arn, shard=shard, records=records, condition=condition,
@@ -417,7 +423,8 @@ class StreamPoller:
             request_id=(outcome.request_id if outcome and outcome.request_id else str(uuidlib.uuid4())))
         log.info("esm_batch_discarded mapping=%s shard=%s condition=%s records=%d first=%s",
                  self.uuid, shard, condition, len(records), records[0].sequence)
-        await self._send_failure(record)
+        if self._send_failure is not None:
+            await self._send_failure(record)
 
     async def _finished(self, shard: _Shard, current: _Round, records: Sequence[StreamRecord]) -> None:
         """Mark records finished; move the checkpoint inside the round (its end is stored by `_run_shard`)."""
