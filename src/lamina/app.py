@@ -256,6 +256,7 @@ class Lamina:
         s3 = S3Api(self.objects, self.clock, lambda k: keys.get(k) or function_keys.secret_for(k), config.region,
                    function_exists, deliver)
         api.service_front_doors["s3"] = s3.handle
+        api.code_from_s3 = s3.code_package
         api.stream_bodies = streams_body
         self.s3 = s3
         host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host

@@ -247,6 +247,20 @@ def zip_file(code: Any, member: str = "ZipFile") -> bytes:
         ) from exc
 
 
+def s3_location(code: Any) -> tuple[str, str] | None:
+    """Code.S3Bucket/S3Key (S3ObjectVersion is ignored: lamina's buckets keep no versions), or None
+    when the code comes as ZipFile."""
+    if not isinstance(code, dict) or not (code.get("S3Bucket") or code.get("S3Key")):
+        return None
+    bucket, key = code.get("S3Bucket"), code.get("S3Key")
+    if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
+        raise InvalidParameterValue("Please provide a source for function code.")
+    if code.get("ZipFile"):
+        raise InvalidParameterValue("Please do not provide other FunctionCode parameters when providing a "
+                                    "ZipFile.")
+    return bucket, key
+
+
 def invoke_qualifier(ref: FunctionRef) -> str:
     return ref.qualifier or LATEST
 

@@ -73,6 +73,8 @@ class LambdaApi:
         self.service_front_doors: dict[str, Callable[[Request], Awaitable[Response]]] = {}
         #: Which requests the HTTP server streams to their handler instead of buffering (S3 uploads).
         self.stream_bodies: StreamPredicate | None = None
+        #: (bucket, key) -> a code package from lamina's S3 (Code.S3Bucket/S3Key); raises InvalidParameterValue.
+        self.code_from_s3: Callable[[str, str], Awaitable[bytes]] | None = None
         self._parts = [
             VersionsApi(functions), AliasesApi(functions),
             LayersApi(functions.layers, functions.arns, links, clock),
@@ -158,6 +160,13 @@ class LambdaApi:
 
     # helpers -------------------------------------------------------------------------------------
 
+    async def _code_zip(self, code: Any) -> bytes:
+        """The deployment package: Code.ZipFile, or the object Code.S3Bucket/S3Key names in lamina's S3."""
+        location = parse.s3_location(code)
+        if location is None or self.code_from_s3 is None:
+            return parse.zip_file(code)
+        return await self.code_from_s3(*location)
+
     @staticmethod
     async def _json(request: Request) -> dict[str, Any]:
         return await req.json_body(request)
@@ -180,7 +189,7 @@ class LambdaApi:
         changes = parse.config_changes(body)
         if body.get("PackageType", "Zip") != "Zip":
             raise InvalidParameterValue("lamina does not run container-image functions (PackageType Image).")
-        zip_bytes = parse.zip_file(body.get("Code"))
+        zip_bytes = await self._code_zip(body.get("Code"))
         tags = body.get("Tags") or {}
         publish = parse.flag(body, "Publish", "publish")
         config = self._functions.create(name, changes, zip_bytes, tags, publish)
@@ -234,7 +243,7 @@ class LambdaApi:
     async def update_function_code(self, request: Request) -> Response:
         ref = self._ref(request)
         body = await self._json(request)
-        zip_bytes = parse.zip_file(body)
+        zip_bytes = await self._code_zip(body)
         publish = parse.flag(body, "Publish", "publish")
         config = self._functions.update_code(ref.name, zip_bytes, body.get("RevisionId"), publish=publish,
                                              dry_run=parse.flag(body, "DryRun", "dryRun"))

@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote
 
 from lamina.api import sigv4
 from lamina.clock import Clock
-from lamina.errors import AuthError, IncompleteSignature, InvalidSignature, UnrecognizedClient
+from lamina.errors import AuthError, IncompleteSignature, InvalidParameterValue, InvalidSignature, UnrecognizedClient
 from lamina.http.server import Request, Response
 from lamina.s3 import errors as e, listing, notify, sigv2, xml
 from lamina.s3.body import receive
@@ -38,6 +38,7 @@ MAX_PARTS = 10000
 INLINE_BYTES = 256 * 1024  # smaller objects are answered in one write
 READ_BYTES = 1 << 20
 MAX_DOCUMENT_BYTES = 1 << 20
+MAX_CODE_BYTES = 262_144_000
 OWNER = [E("ID", "lamina"), E("DisplayName", "lamina")]
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 #: Response headers a GET may override with `response-*` query parameters.
@@ -260,6 +261,19 @@ class S3Api:
     def _targets_quiet(self, bucket: str) -> list[notify.FunctionTarget]:
         found = self._store.bucket(bucket)
         return notify.load(found.notification) if found is not None else []
+
+    async def code_package(self, bucket: str, key: str) -> bytes:
+        """An object's bytes as a function's code (CreateFunction / UpdateFunctionCode with
+        Code.S3Bucket/S3Key); errors worded as Lambda words them."""
+        try:
+            info = self._object(bucket, key)
+        except e.S3Error as exc:
+            raise InvalidParameterValue(f"Error occurred while GetObject. S3 Error Code: {exc.aws_code}. "
+                                        f"S3 Error Message: {exc.message}") from None
+        if info.size > MAX_CODE_BYTES:
+            raise InvalidParameterValue(f"Unzipped size must be smaller than {MAX_CODE_BYTES} bytes")
+        return await asyncio.get_running_loop().run_in_executor(
+            None, _read_range, self._store.path_of(info.file), 0, info.size)
 
     # buckets -----------------------------------------------------------------------------------
 
