@@ -10,10 +10,13 @@ import uuid
 
 import boto3
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.integration.conftest import ACCESS_KEY, SECRET_KEY
+from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,10 @@ def test_odd_keys_and_empty_objects(s3, bucket, server):
     assert code_of(err) == "InvalidArgument"
     stray = [p for p in server.data_dir.parent.rglob("passwd")]
     assert stray == []
+    request = AWSRequest(method="PUT", url=f"{server.url}/{bucket}/bad%FFutf8", data=b"x")
+    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(request)
+    status, _, body = plain("PUT", request.url, b"x", dict(request.headers))
+    assert status == 400 and b"<Code>InvalidURI</Code>" in body
 
 
 def test_ranges(s3, bucket):
@@ -266,3 +273,27 @@ def test_presigned_get_and_put(server, bucket, version):
 def test_lambda_api_is_unaffected(lam):
     """The Lambda API still answers on the same port."""
     assert "Functions" in lam.list_functions()
+
+
+def test_objects_and_notifications_survive_a_restart(tmp_path):
+    """Everything stored is on disk: a restarted server has the buckets, objects, uploads in progress
+    and notification configurations."""
+    first = start_server(tmp_path / "data", tmp_path / "log")
+    try:
+        s3 = first.client("s3")
+        s3.create_bucket(Bucket="keep-me")
+        s3.put_object(Bucket="keep-me", Key="k", Body=b"persisted", Metadata={"a": "b"})
+        upload = s3.create_multipart_upload(Bucket="keep-me", Key="later")["UploadId"]
+        tag = s3.upload_part(Bucket="keep-me", Key="later", UploadId=upload, PartNumber=1, Body=b"part")["ETag"]
+    finally:
+        assert stop_server(first) == 0
+    second = start_server(tmp_path / "data", tmp_path / "log")
+    try:
+        s3 = second.client("s3")
+        got = s3.get_object(Bucket="keep-me", Key="k")
+        assert got["Body"].read() == b"persisted" and got["Metadata"] == {"a": "b"}
+        s3.complete_multipart_upload(Bucket="keep-me", Key="later", UploadId=upload,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": tag}]})
+        assert s3.get_object(Bucket="keep-me", Key="later")["Body"].read() == b"part"
+    finally:
+        assert stop_server(second) == 0

@@ -152,8 +152,11 @@ class S3Api:
     async def _route(self, request: Request, signed: sigv4.S3Signed) -> Response:
         path = request.raw_path.partition("?")[0]
         bucket, _, raw_key = path.lstrip("/").partition("/")
-        bucket = unquote(bucket)
-        key = unquote(raw_key, errors="surrogateescape") if raw_key else ""
+        try:
+            bucket = unquote(bucket, errors="strict")
+            key = unquote(raw_key, errors="strict") if raw_key else ""
+        except UnicodeDecodeError:
+            raise e.InvalidURI() from None
         q = request.query
         method = request.method
         if not bucket:

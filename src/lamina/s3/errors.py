@@ -37,6 +37,7 @@ BucketAlreadyOwnedByYou = _error("BucketAlreadyOwnedByYou", "BucketAlreadyOwnedB
 BucketNotEmpty = _error("BucketNotEmpty", "BucketNotEmpty", 409, "The bucket you tried to delete is not empty")
 InvalidBucketName = _error("InvalidBucketName", "InvalidBucketName", 400, "The specified bucket is not valid.")
 InvalidRange = _error("InvalidRange", "InvalidRange", 416, "The requested range is not satisfiable")
+InvalidURI = _error("InvalidURI", "InvalidURI", 400, "Couldn't parse the specified URI.")
 InvalidArgument = _error("InvalidArgument", "InvalidArgument", 400, "Invalid Argument")
 InvalidRequest = _error("InvalidRequest", "InvalidRequest", 400, "Invalid Request")
 MalformedXML = _error("MalformedXML", "MalformedXML", 400,

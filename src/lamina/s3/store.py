@@ -4,7 +4,8 @@ connection, tables `s3_*`), bytes in files under `<data>/s3/`.
 An object's file is named by a random id, never by its key, so no key (`..`, `/`, odd Unicode) can
 reach outside `objects/`. A new object is written to `tmp/`, fsynced, renamed into `objects/`, and only
 then committed in SQLite; the file it replaces is unlinked after the commit. A crash between rename
-and commit leaves an orphan file, swept when the store opens; never a row without its file.
+and commit leaves an unreferenced file under objects/ (harmless); never a row without its file.
+Temp files of bodies a crash cut off are removed when the store opens.
 """
 
 from __future__ import annotations
@@ -172,6 +173,11 @@ class ObjectStore:
         target = self.path_of(file)
         target.parent.mkdir(exist_ok=True)
         os.replace(written, target)
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a crash
+        finally:
+            os.close(directory)
         return file
 
     def _unlink(self, files: list[str]) -> None:
@@ -288,8 +294,8 @@ class ObjectStore:
             if prefix:
                 rows = self._db.execute(
                     "SELECT bucket, key, file, size, etag, content_type, metadata, modified FROM s3_objects "
-                    "WHERE bucket = ? AND key > ? AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?",
-                    (bucket, after, len(prefix), prefix, limit)).fetchall()
+                    "WHERE bucket = ? AND key > ? AND key >= ? AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?",
+                    (bucket, after, prefix, len(prefix), prefix, limit)).fetchall()
             else:
                 rows = self._db.execute(
                     "SELECT bucket, key, file, size, etag, content_type, metadata, modified FROM s3_objects "
