@@ -5,8 +5,9 @@ could never fill its 512 MB /tmp — it would be OOM-killed instead of getting E
 file-system image gives a hard size limit (ENOSPC inside the function, the host disk untouched beyond
 the image) and its page cache stays reclaimable. The image is sparse: an empty /tmp costs ~400 KB.
 
-Cost here: mkfs.ext4 ≈12 ms, mount ≈11 ms, umount ≈4 ms — paid off the invoke path for standby
-environments, on it for others.
+Cost here: mount ≈11 ms, umount ≈4 ms — paid off the invoke path for standby environments, on it for
+others. mkfs.ext4 (≈12 ms, ≈3 ms of CPU) runs once per size: each image is a sparse copy of a formatted
+template of that size (≈0.3 ms: only the ~400 KB of metadata blocks are copied).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from lamina.errors import SandboxError
@@ -43,9 +45,54 @@ def _run(argv: list[str]) -> None:
         raise SandboxError(f"{' '.join(argv[:2])} failed: {result.stderr.strip() or result.returncode}")
 
 
+def sparse_copy(source: Path, target: Path) -> None:
+    """Copy only the data extents of `source` (SEEK_DATA/SEEK_HOLE + copy_file_range): holes stay holes."""
+    src = os.open(source, os.O_RDONLY)
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(dst, os.fstat(src).st_size)
+            offset = 0
+            while True:
+                try:
+                    data = os.lseek(src, offset, os.SEEK_DATA)
+                except OSError:  # ENXIO: no data after offset
+                    break
+                hole = os.lseek(src, data, os.SEEK_HOLE)
+                while data < hole:
+                    copied = os.copy_file_range(src, dst, hole - data, data, data)
+                    if copied <= 0:
+                        raise OSError(f"copy_file_range stopped at {data} of {hole}")
+                    data += copied
+                offset = hole
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
 class TmpVolumes:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._templates = root / "templates"
+        self._template_lock = threading.Lock()
+
+    def _template(self, size_mb: int) -> Path:
+        """A formatted, empty image of `size_mb` (made once per size; later images copy it)."""
+        path = self._templates / f"{size_mb}.img"
+        if path.exists():
+            return path
+        with self._template_lock:
+            if not path.exists():
+                self._templates.mkdir(mode=0o700, exist_ok=True)
+                partial = self._templates / f"{size_mb}.img.partial"
+                partial.unlink(missing_ok=True)
+                with open(partial, "wb") as f:
+                    f.truncate(size_mb * 1024 * 1024)
+                _run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0",
+                      "-E", "lazy_itable_init=1,nodiscard", str(partial)])
+                partial.rename(path)
+        return path
 
     def start(self) -> None:
         """Create the root and clear what a previous run of this data directory left behind."""
@@ -62,11 +109,7 @@ class TmpVolumes:
         target = self.mountpoint(env_id)
         size = int(size_mb * OVERHEAD) + EXTRA_MB
         try:
-            with open(image, "wb") as f:
-                f.truncate(size * 1024 * 1024)
-            os.chmod(image, 0o600)
-            _run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0",
-                  "-E", "lazy_itable_init=1,nodiscard", str(image)])
+            sparse_copy(self._template(size), image)
             target.mkdir(mode=0o700)
             _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(target)])
             os.chmod(target, 0o1777)
@@ -94,6 +137,7 @@ class TmpVolumes:
             mounted = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
         for point in mounted:
             subprocess.run(["umount", "-l", point], capture_output=True)
+        shutil.rmtree(self._templates, ignore_errors=True)  # made again on first use, by this version
         for entry in self.root.iterdir():
             if entry.suffix == ".img":
                 entry.unlink(missing_ok=True)
