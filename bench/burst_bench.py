@@ -4,7 +4,8 @@
     .venv/bin/python bench/burst_bench.py [-n 200] [--peers-dir /tmp/lamina-peers] [--only lamina|peer]
 
 For each target: wall time until all N invokes answered, how many failed (none may be lost), the rate
-of new environments per second that implies, and the peak memory of the whole process tree (RSS sum,
+of new environments per second that implies (the cold-start rate: each request needs its own
+environment), the CPU each request cost by process (where a cold start's time goes), and the peak memory of the whole process tree (RSS sum,
 sampled every 50 ms; for lamina also PSS per idle environment afterwards, i.e. environments per GB).
 Each concurrent request gets its own environment, as on Lambda; the load is N boto3-free raw HTTP
 invokes over N connections.
@@ -134,19 +135,36 @@ def run_serverless_offline(peers: Path, n: int) -> dict[str, object]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def cpu_by_name(root_pid: int) -> dict[str, float]:
+    """CPU seconds of a process tree by process name (exited children counted in their parent's)."""
+    out: dict[str, float] = {}
+    root = psutil.Process(root_pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            out[proc.name()] = out.get(proc.name(), 0.0) + t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return out
+
+
 def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str) -> dict[str, object]:
     sampler = Sampler(pid)
     sampler.start()
+    cpu_before = cpu_by_name(pid)
     started = time.monotonic()
     ok, failed = asyncio.run(_burst(port, request, n, 600))
     wall = time.monotonic() - started
+    cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_by_name(pid).items()}
     sampler.stop.set()
     sampler.join()
     envs, pss_kb = pss_per_env_kb(pid, runtime_name)
     return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2),
             "new_envs_per_s": round(n / max(wall - 1.0, 0.001), 1), "peak_rss_mb": round(sampler.peak_mb),
             "idle_envs": envs, "pss_per_env_mb": round(pss_kb / 1024, 2),
-            "envs_per_gb": round(1024 * 1024 / pss_kb) if pss_kb else None}
+            "envs_per_gb": round(1024 * 1024 / pss_kb) if pss_kb else None,
+            "cpu_ms_per_request": {k: round(v * 1000 / n, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
+                                   if v > 0.01}}
 
 
 def main() -> None:
@@ -167,6 +185,9 @@ def main() -> None:
     for name, r in results.items():
         print(f"| {name} | {r['n']} | {r['ok']} | {r['failed']} | {r['wall_s']} | {r['new_envs_per_s']} "
               f"| {r['peak_rss_mb']} | {r['pss_per_env_mb']} | {r['envs_per_gb']} |")
+    print("\nCPU ms per request, by process (the whole tree, exited children in their parent):")
+    for name, r in results.items():
+        print(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_request"].items()))
 
 
 if __name__ == "__main__":
