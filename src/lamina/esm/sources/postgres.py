@@ -29,7 +29,7 @@ import re
 from typing import Any
 
 from lamina.errors import InvalidParameterValue
-from lamina.esm.contracts import ReadResult
+from lamina.esm.contracts import ReadResult, StreamRecord
 from lamina.esm.sources import pg_changes
 from lamina.esm.sources.pg_changes import TXN_END, TableStream
 
@@ -39,6 +39,8 @@ SHARD = "shard-0000"
 _RESOURCE = re.compile(r"^table/(?P<db>[^/]+)/(?:(?P<schema>[A-Za-z_][A-Za-z0-9_$]*)\.)?(?P<table>[A-Za-z_][A-Za-z0-9_$]*)$")
 #: Rows asked from one peek beyond the records wanted (each transaction adds a begin and a commit row).
 PEEK_SLACK = 64
+#: Records of one peek kept in memory (a peek returns whole transactions, however large).
+MAX_HELD = 10**9
 
 
 def parse_arn(arn: str) -> tuple[str, str, str, str]:
@@ -76,6 +78,9 @@ class PostgresSource:
         self._seen_wal: int | None = None  # the WAL end when the last peek read everything there was
         self._sizes: dict[int, int] = {}  # commit LSN -> changes of this table in that transaction
         self._prepared = False
+        self._held: list[StreamRecord] = []  # records decoded by the last peek, not handed out yet
+        self._held_after: str | None = None  # ... handed out when the next read continues after this one
+        self._held_position: str | None = None  # the position after the last peek's records
 
     @property
     def slot(self) -> str:
@@ -150,6 +155,9 @@ class PostgresSource:
             start = await self._prepare(starting_position)
             if start is not None and after is None:
                 return ReadResult((), start)
+        if self._held and after == self._held_after:
+            return self._hand_out(after, limit)
+        self._held = []
         wal = pg_changes.lsn_to_int((await self._run("SELECT pg_current_wal_flush_lsn()::text"))[0][0])
         if wal == self._seen_wal:
             return ReadResult((), None)
@@ -162,10 +170,21 @@ class PostgresSource:
         for txn in txns:
             self._sizes[txn.commit_lsn] = len(txn.changes)
         not_before = starting_timestamp if after is None and starting_position == "AT_TIMESTAMP" else None
-        records, position, limited = self._stream.records(txns, after=after, limit=limit, not_before=not_before)
-        if not cut_short and not limited and len(rows) < limit + PEEK_SLACK:
+        records, position, _ = self._stream.records(txns, after=after, limit=MAX_HELD, not_before=not_before)
+        if not cut_short and len(rows) < limit + PEEK_SLACK:
             self._seen_wal = wal  # everything up to `wal` has been read
-        return ReadResult(records, position if position != after else None)
+        # A peek returns whole transactions, so it may bring more than `limit` records: the rest is held
+        # and handed out by the next reads instead of being decoded again.
+        self._held, self._held_position = records, position
+        return self._hand_out(after, limit)
+
+    def _hand_out(self, after: str | None, limit: int) -> ReadResult:
+        out, self._held = self._held[:limit], self._held[limit:]
+        if self._held:
+            self._held_after = out[-1].sequence
+            return ReadResult(out, out[-1].sequence)
+        position = self._held_position
+        return ReadResult(out, position if position != after else None)
 
     async def acknowledge(self, shard: str, sequence: str) -> None:
         """Advance the slot to the end of the last transaction finished by this checkpoint."""
