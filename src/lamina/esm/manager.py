@@ -251,8 +251,7 @@ class EsmManager:
                 report_batch_item_failures=mapping.report_batch_item_failures, clock=self._clock, **extra)
         from lamina.esm.sources import open_source  # built beside this module; imported when first needed
         from lamina.esm.stream import StreamPoller
-        source = await open_source(mapping.source_arn) if asyncio.iscoroutinefunction(open_source) \
-            else open_source(mapping.source_arn)
+        source = open_source(mapping.source_arn, mapping_uuid=mapping.uuid)  # does no I/O
         uuid = mapping.uuid
         return StreamPoller(
             uuid=uuid, source=source, invoke=invoke,
