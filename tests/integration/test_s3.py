@@ -227,6 +227,15 @@ def test_multipart_upload(s3, bucket):
     assert code_of(err) == "NoSuchUpload"
 
     small = s3.create_multipart_upload(Bucket=bucket, Key="small")["UploadId"]
+    listed = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    assert [(u["Key"], u["UploadId"]) for u in listed] == [("small", small)]
+    copied = s3.upload_part_copy(Bucket=bucket, Key="small", UploadId=small, PartNumber=3,
+                                 CopySource={"Bucket": bucket, "Key": "big"}, CopySourceRange="bytes=10-19")
+    assert copied["CopyPartResult"]["ETag"] == f'"{hashlib.md5(parts[0][10:20]).hexdigest()}"'
+    with pytest.raises(ClientError) as err:
+        s3.upload_part_copy(Bucket=bucket, Key="small", UploadId=small, PartNumber=4,
+                            CopySource={"Bucket": bucket, "Key": "big"}, CopySourceRange="bytes=10-")
+    assert code_of(err) == "InvalidArgument"
     tags = [s3.upload_part(Bucket=bucket, Key="small", UploadId=small, PartNumber=n, Body=b"tiny")["ETag"]
             for n in (1, 2)]
     with pytest.raises(ClientError) as err:

@@ -38,5 +38,9 @@ def test_aws_s3_cp_ls_sync_rm(server, tmp_path):
     out = aws(server, "s3", "cp", f"s3://{bucket}/data/big.bin", str(tmp_path / "down.bin"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert hashlib.md5((tmp_path / "down.bin").read_bytes()).digest() == hashlib.md5(big.read_bytes()).digest()
+    out = aws(server, "s3", "cp", f"s3://{bucket}/data/big.bin", f"s3://{bucket}/copied/big.bin", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr  # above 8 MiB: CreateMultipartUpload + UploadPartCopy
+    out = aws(server, "s3", "cp", f"s3://{bucket}/copied/big.bin", str(tmp_path / "copy.bin"), cwd=tmp_path)
+    assert (tmp_path / "copy.bin").read_bytes() == big.read_bytes()
     assert aws(server, "s3", "rb", "--force", f"s3://{bucket}", cwd=tmp_path).returncode == 0
     assert bucket not in aws(server, "s3", "ls", cwd=tmp_path).stdout

@@ -176,7 +176,9 @@ class S3Api:
                     self._bucket(bucket)
                     location = "" if self._region == "us-east-1" else self._region
                     return Response(xml.document("LocationConstraint", [location]), content_type=XML)
-                if "uploads" in q or "versions" in q or "policy" in q or "acl" in q:
+                if "uploads" in q:
+                    return self.list_uploads(request, bucket)
+                if "versions" in q or "policy" in q or "acl" in q:
                     raise e.NotImplementedError_("lamina does not implement this bucket sub-resource.")
                 return self.list_objects(request, bucket)
             if method == "HEAD":
@@ -474,13 +476,8 @@ class S3Api:
 
     async def copy_object(self, request: Request, bucket: str, key: str) -> Response:
         self._check_key(key)
-        source = unquote(request.headers["x-amz-copy-source"]).lstrip("/")
-        source = source.split("?versionId=", 1)[0]
-        source_bucket, _, source_key = source.partition("/")
-        if not source_key:
-            raise e.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
-                                    ArgumentName="x-amz-copy-source", ArgumentValue=source)
-        info = self._object(source_bucket, source_key)
+        info = self._copy_source(request)
+        source_bucket, source_key = info.bucket, info.key
         self._bucket(bucket)
         directive = (request.headers.get("x-amz-metadata-directive") or "COPY").upper()
         if directive == "REPLACE":
@@ -530,11 +527,57 @@ class S3Api:
                                     ArgumentName="partNumber", ArgumentValue=raw)
         upload_id = self._upload(request, bucket, key)
         if request.headers.get("x-amz-copy-source"):
-            raise e.NotImplementedError_("lamina does not implement UploadPartCopy.")
+            return await self.upload_part_copy(request, upload_id, int(raw))
         written = await receive(request, signed, self._store)
         if not self._store.put_part(upload_id, int(raw), written.path, written.size, written.md5, self._clock.time()):
             raise e.NoSuchUpload(UploadId=upload_id)
         return Response(headers={"ETag": _etag(written.md5)})
+
+    def _copy_source(self, request: Request) -> ObjectInfo:
+        source = unquote(request.headers["x-amz-copy-source"]).lstrip("/").split("?versionId=", 1)[0]
+        source_bucket, _, source_key = source.partition("/")
+        if not source_key:
+            raise e.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+                                    ArgumentName="x-amz-copy-source", ArgumentValue=source)
+        return self._object(source_bucket, source_key)
+
+    async def upload_part_copy(self, request: Request, upload_id: str, number: int) -> Response:
+        """UploadPartCopy: a part made of (a range of) an existing object (`x-amz-copy-source-range`)."""
+        info = self._copy_source(request)
+        start, length = 0, info.size
+        spec = request.headers.get("x-amz-copy-source-range")
+        if spec is not None:
+            wanted = parse_range(spec, info.size)
+            if not isinstance(wanted, tuple) or wanted[1] - wanted[0] + 1 != _range_length(spec):
+                raise e.InvalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last "
+                                        "where first and last are the zero-based offsets of the first and last "
+                                        "bytes to copy", ArgumentName="x-amz-copy-source-range", ArgumentValue=spec)
+            start, length = wanted[0], wanted[1] - wanted[0] + 1
+        written = await asyncio.get_running_loop().run_in_executor(
+            None, self._store.copy_range, info.file, start, length)
+        if not self._store.put_part(upload_id, number, written.path, written.size, written.md5, self._clock.time()):
+            raise e.NoSuchUpload(UploadId=upload_id)
+        body = xml.document("CopyPartResult", [E("LastModified", xml.timestamp(self._clock.time())),
+                                               E("ETag", _etag(written.md5))])
+        return Response(body, content_type=XML)
+
+    def list_uploads(self, request: Request, bucket: str) -> Response:
+        """ListMultipartUploads: uploads in progress, by key then initiation (prefix; up to max-uploads)."""
+        self._bucket(bucket)
+        q = request.query
+        prefix = q.get("prefix", "")
+        max_uploads = min(int(q["max-uploads"]), 1000) if q.get("max-uploads", "").isdigit() else 1000
+        key_marker = q.get("key-marker", "")
+        uploads = [u for u in self._store.uploads(bucket) if u.key.startswith(prefix) and u.key > key_marker]
+        page, truncated = uploads[:max_uploads], len(uploads) > max_uploads
+        children: list[xml.Node] = [E("Bucket", bucket), E("KeyMarker", key_marker), E("UploadIdMarker", ""),
+                                    E("Prefix", prefix), E("MaxUploads", max_uploads), E("IsTruncated", truncated)]
+        if truncated:
+            children += [E("NextKeyMarker", page[-1].key), E("NextUploadIdMarker", page[-1].id)]
+        children += [E("Upload", [E("Key", u.key), E("UploadId", u.id), E("Initiator", OWNER), E("Owner", OWNER),
+                                  E("StorageClass", "STANDARD"), E("Initiated", xml.timestamp(u.initiated))])
+                     for u in page]
+        return Response(xml.document("ListMultipartUploadsResult", children), content_type=XML)
 
     def list_parts(self, request: Request, bucket: str, key: str) -> Response:
         upload_id = self._upload(request, bucket, key)
@@ -641,6 +684,11 @@ def parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
     if start >= size:
         return "unsatisfiable"
     return start, min(end, size - 1)
+
+
+def _range_length(spec: str) -> int:
+    first, _, last = spec.partition("=")[2].partition("-")
+    return int(last) - int(first) + 1 if first.strip().isdigit() and last.strip().isdigit() else -1
 
 
 def _read_range(path: os.PathLike[str] | str, start: int, length: int) -> bytes:

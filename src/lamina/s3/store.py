@@ -361,6 +361,30 @@ class ObjectStore:
             os.fsync(out.fileno())
         return target
 
+    def copy_range(self, file: str, start: int, length: int) -> Written:
+        """Blocking: bytes [start, start + length) of an object's file as a finished temp file."""
+        tmp = self.temp_file()
+        try:
+            with open(self.path_of(file), "rb") as source:
+                source.seek(start)
+                left = length
+                while left > 0:
+                    data = source.read(min(COPY_CHUNK, left))
+                    if not data:
+                        break
+                    tmp.write(data)
+                    left -= len(data)
+            return tmp.finish()
+        except BaseException:
+            tmp.discard()
+            raise
+
+    def uploads(self, bucket: str) -> list[Upload]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, bucket, key, content_type, metadata, initiated FROM s3_uploads "
+                                    "WHERE bucket = ? ORDER BY key, initiated", (bucket,)).fetchall()
+        return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
     def finish_upload(self, upload_id: str) -> None:
         """Forget an upload and its parts (completed or aborted)."""
         with self._lock:
