@@ -13,11 +13,9 @@ import datetime as dt
 import hashlib
 import ipaddress
 import logging
-import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import BinaryIO
 from urllib.parse import quote, unquote
 
 from lamina.api import sigv4
@@ -25,7 +23,8 @@ from lamina.clock import Clock
 from lamina.errors import AuthError, IncompleteSignature, InvalidParameterValue, InvalidSignature, UnrecognizedClient
 from lamina.http.server import Request, Response
 from lamina.s3 import errors as e, listing, notify, sigv2, xml
-from lamina.s3.body import receive
+from lamina.s3.body import FileChunks, document, read_range, receive
+from lamina.s3.ranges import parse_range, range_length
 from lamina.s3.store import ObjectInfo, ObjectStore
 from lamina.s3.xml import Element as E
 
@@ -36,8 +35,6 @@ DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PARTS = 10000
 INLINE_BYTES = 256 * 1024  # smaller objects are answered in one write
-READ_BYTES = 1 << 20
-MAX_DOCUMENT_BYTES = 1 << 20
 MAX_CODE_BYTES = 262_144_000
 OWNER = [E("ID", "lamina"), E("DisplayName", "lamina")]
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
@@ -165,7 +162,7 @@ class S3Api:
             raise e.MethodNotAllowed()
         if not key:
             if method == "PUT":
-                document = await _document(request)
+                document = await document(request)
                 if "notification" in q:
                     return self.put_notification(document, bucket)
                 return self.create_bucket(document, bucket)
@@ -212,11 +209,9 @@ class S3Api:
 
     # helpers -----------------------------------------------------------------------------------
 
-    def _bucket(self, name: str) -> notify.FunctionTarget | None:  # type: ignore[return]
-        bucket = self._store.bucket(name)
-        if bucket is None:
+    def _bucket(self, name: str) -> None:
+        if self._store.bucket(name) is None:
             raise e.NoSuchBucket(BucketName=name)
-        return None
 
     def _targets(self, name: str) -> list[notify.FunctionTarget]:
         bucket = self._store.bucket(name)
@@ -278,7 +273,7 @@ class S3Api:
         if info.size > MAX_CODE_BYTES:
             raise InvalidParameterValue(f"Unzipped size must be smaller than {MAX_CODE_BYTES} bytes")
         return await asyncio.get_running_loop().run_in_executor(
-            None, _read_range, self._store.path_of(info.file), 0, info.size)
+            None, read_range, self._store.path_of(info.file), 0, info.size)
 
     # buckets -----------------------------------------------------------------------------------
 
@@ -336,9 +331,10 @@ class S3Api:
             raise e.InvalidArgument("Provided max-keys not an integer or within integer range",
                                     ArgumentName="max-keys", ArgumentValue=raw_max)
         max_keys = min(int(raw_max), 1000)
+        if q.get("encoding-type", "url") != "url":
+            raise e.InvalidArgument("Invalid Encoding Method specified in Request", ArgumentName="encoding-type",
+                                    ArgumentValue=q["encoding-type"])
         url = q.get("encoding-type") == "url"
-        if url and q.get("encoding-type") not in ("url",):
-            raise e.InvalidArgument("Invalid Encoding Method specified in Request")
         enc = (lambda s: quote(s, safe="/")) if url else (lambda s: s)
         after = ""
         if v2:
@@ -354,8 +350,6 @@ class S3Api:
                 after = start_after
         else:
             after = q.get("marker", "")
-        if after < prefix and not prefix.startswith(after):
-            pass
         page = listing.page(lambda a, n: self._store.list_objects(bucket, prefix, a, n),
                             prefix, delimiter, after, max_keys)
         contents = [E("Contents", [
@@ -434,11 +428,11 @@ class S3Api:
             return Response(status=status, headers=headers, content_type=content_type, length=length)
         path = self._store.path_of(info.file)
         if length <= INLINE_BYTES:
-            data = await asyncio.get_running_loop().run_in_executor(None, _read_range, path, start, length)
+            data = await asyncio.get_running_loop().run_in_executor(None, read_range, path, start, length)
             return Response(data, status=status, headers=headers, content_type=content_type)
         handle = open(path, "rb")  # opened now: a delete or overwrite from here on unlinks, never truncates
         return Response(status=status, headers=headers, content_type=content_type, length=length,
-                        stream=_FileChunks(handle, start, length))
+                        stream=FileChunks(handle, start, length))
 
     @staticmethod
     def _conditions(request: Request, info: ObjectInfo) -> Response | None:
@@ -548,7 +542,7 @@ class S3Api:
         spec = request.headers.get("x-amz-copy-source-range")
         if spec is not None:
             wanted = parse_range(spec, info.size)
-            if not isinstance(wanted, tuple) or wanted[1] - wanted[0] + 1 != _range_length(spec):
+            if not isinstance(wanted, tuple) or wanted[1] - wanted[0] + 1 != range_length(spec):
                 raise e.InvalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last "
                                         "where first and last are the zero-based offsets of the first and last "
                                         "bytes to copy", ArgumentName="x-amz-copy-source-range", ArgumentValue=spec)
@@ -643,87 +637,3 @@ class S3Api:
         body = xml.document("CompleteMultipartUploadResult", [E("Location", location), E("Bucket", bucket),
                                                               E("Key", key), E("ETag", _etag(etag))])
         return Response(body, content_type=XML)
-
-
-async def _document(request: Request, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
-    """A small XML request body, whether the server buffered it or streams it (every PUT is streamed)."""
-    if request.stream is None:
-        return request.body
-    pieces, size = [], 0
-    while piece := await request.stream.read():
-        size += len(piece)
-        if size > limit:
-            raise e.MalformedXML("Your request body is too large for this operation.")
-        pieces.append(piece)
-    return b"".join(pieces)
-
-
-def parse_range(spec: str, size: int) -> tuple[int, int] | str | None:
-    """A Range header against an object of `size` bytes: (first, last) inclusive; "unsatisfiable"; or
-    None when S3 ignores it (not a single bytes range) and sends the whole object."""
-    unit, _, ranges = spec.strip().partition("=")
-    if unit.strip().lower() != "bytes" or "," in ranges:
-        return None
-    first, sep, last = ranges.strip().partition("-")
-    if not sep:
-        return None
-    first, last = first.strip(), last.strip()
-    if not first:
-        if not last.isdigit():
-            return None
-        count = int(last)
-        if count == 0 or size == 0:
-            return "unsatisfiable"
-        return max(size - count, 0), size - 1
-    if not first.isdigit() or (last and not last.isdigit()):
-        return None
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return start, min(end, size - 1)
-
-
-def _range_length(spec: str) -> int:
-    first, _, last = spec.partition("=")[2].partition("-")
-    return int(last) - int(first) + 1 if first.strip().isdigit() and last.strip().isdigit() else -1
-
-
-def _read_range(path: os.PathLike[str] | str, start: int, length: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(start)
-        return f.read(length)
-
-
-class _FileChunks:
-    """An open object file's bytes [start, start + length), read off the loop a MiB at a time; the
-    file is closed at the end or on `aclose` (the server calls it whatever happens)."""
-
-    def __init__(self, handle: BinaryIO, start: int, length: int) -> None:
-        self._file = handle
-        self._start = start
-        self._left = length
-        self._started = False
-
-    def __aiter__(self) -> _FileChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._left <= 0 or self._file.closed:
-            self._file.close()
-            raise StopAsyncIteration
-        loop = asyncio.get_running_loop()
-        if not self._started:
-            self._started = True
-            await loop.run_in_executor(None, self._file.seek, self._start)
-        data = await loop.run_in_executor(None, self._file.read, min(READ_BYTES, self._left))
-        if not data:
-            self._file.close()
-            raise StopAsyncIteration
-        self._left -= len(data)
-        return data
-
-    async def aclose(self) -> None:
-        self._file.close()

@@ -1,4 +1,4 @@
-"""Request bodies to disk: read as they arrive (or from the buffered body), aws-chunked decoded when
+"""Bodies in and out. Request bodies to disk: read as they arrive (or from the buffered body), aws-chunked decoded when
 so encoded, hashed (MD5 for the ETag; SHA-256 when the signature declared one; CRC32 when a checksum
 was sent), written to a temp file off the event loop, a mebibyte at a time. Nothing here holds more
 than a few MiB of a body in memory.
@@ -12,7 +12,9 @@ import binascii
 import hmac
 import re
 import zlib
+import os
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 from lamina.api import sigv4
 from lamina.http.server import Request
@@ -21,6 +23,8 @@ from lamina.s3.chunked import ChunkedDecoder, ChunkSignatureMismatch, MalformedC
 from lamina.s3.store import ObjectStore, TempFile, Written
 
 FLUSH_BYTES = 1 << 20
+READ_BYTES = 1 << 20
+MAX_DOCUMENT_BYTES = 1 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 
@@ -121,3 +125,54 @@ def _check(written: Written, request: Request, payload: str, decoder: ChunkedDec
     if checksum_header is not None and crc is not None:
         if base64.b64encode(crc.to_bytes(4, "big")).decode() != checksum_header.strip():
             raise e.BadDigest("Value for x-amz-checksum-crc32 header is invalid.")
+
+
+async def document(request: Request, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """A small XML request body, whether the server buffered it or streams it (every PUT is streamed)."""
+    if request.stream is None:
+        return request.body
+    pieces, size = [], 0
+    while piece := await request.stream.read():
+        size += len(piece)
+        if size > limit:
+            raise e.MalformedXML("Your request body is too large for this operation.")
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def read_range(path: os.PathLike[str] | str, start: int, length: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read(length)
+
+
+class FileChunks:
+    """An open object file's bytes [start, start + length), read off the loop a MiB at a time; the
+    file is closed at the end or on `aclose` (the server calls it whatever happens)."""
+
+    def __init__(self, handle: BinaryIO, start: int, length: int) -> None:
+        self._file = handle
+        self._start = start
+        self._left = length
+        self._started = False
+
+    def __aiter__(self) -> FileChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._left <= 0 or self._file.closed:
+            self._file.close()
+            raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        if not self._started:
+            self._started = True
+            await loop.run_in_executor(None, self._file.seek, self._start)
+        data = await loop.run_in_executor(None, self._file.read, min(READ_BYTES, self._left))
+        if not data:
+            self._file.close()
+            raise StopAsyncIteration
+        self._left -= len(data)
+        return data
+
+    async def aclose(self) -> None:
+        self._file.close()
