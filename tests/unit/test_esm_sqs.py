@@ -272,3 +272,22 @@ def test_a_receive_that_returns_after_stop_hands_messages_back():
 
     asyncio.run(scenario())
     assert fn.batches == [] and set(queue.released) == {"m1"} and [m["MessageId"] for m in queue.ready] == ["m1"]
+
+
+def test_receive_failures_back_off_and_recover():
+    """A failing ReceiveMessage is retried after doubling delays; the poller carries on when it recovers."""
+    queue, fn = FakeQueue(), Function()
+    real_receive = queue.receive
+    failures = [3]
+
+    def flaky(max_messages: int, wait_s: int):
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise ConnectionError("queue unreachable")
+        return real_receive(max_messages, wait_s)
+
+    queue.receive = flaky  # type: ignore[method-assign]
+    queue.send("after the outage")
+    p = poller(queue, fn, max_concurrency=1, backoff_s=0.01)
+    asyncio.run(run_until(p, lambda: queue.deleted == ["m1"]))
+    assert [r["body"] for b in fn.batches for r in b] == ["after the outage"]

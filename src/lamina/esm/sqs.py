@@ -39,6 +39,7 @@ DEFAULT_CONCURRENCY = 5
 LONG_POLL_S = 5  # one ReceiveMessage waits at most this long (keeps stopping prompt)
 SOFT_PAYLOAD_LIMIT = 3 * 1024 * 1024  # stop gathering here: the next receive could pass Lambda's 6 MB
 RECEIVE_MAX = 10
+RECEIVE_BACKOFF_MAX_S = 30.0  # a queue that keeps failing (deleted, unreachable) is retried this often
 SYSTEM_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp",
                      "SequenceNumber", "MessageGroupId", "MessageDeduplicationId", "AWSTraceHeader",
                      "DeadLetterQueueSourceArn")
@@ -195,6 +196,7 @@ class SqsPoller:
         self._groups_free = asyncio.Condition()
         self._counts = dict.fromkeys(("received", "filtered", "invocations", "deleted", "failed_batches"), 0)
         self._in_flight = 0
+        self._receive_failures = 0  # consecutive, across workers (they share the queue's fate)
 
     def statistics(self) -> SqsStatistics:
         return SqsStatistics(**self._counts, in_flight=self._in_flight)
@@ -249,11 +251,15 @@ class SqsPoller:
             try:
                 got = await self._call(self._receive_blocking, min(RECEIVE_MAX, self._batch_size - len(batch)), wait)
             except Exception as exc:  # botocore/network trouble: keep what we have, try again later
-                log.warning("sqs_receive_failed mapping=%s queue=%s error=%r", self.uuid, self._arn, exc)
+                self._receive_failures += 1
+                delay = min(self._backoff_s * 2 ** (self._receive_failures - 1), RECEIVE_BACKOFF_MAX_S)
+                log.warning("sqs_receive_failed mapping=%s queue=%s failures=%d retry_in=%.1fs error=%r",
+                            self.uuid, self._arn, self._receive_failures, delay, exc)
                 if batch:
                     break
-                await asyncio.sleep(self._backoff_s)
+                await asyncio.sleep(delay)
                 continue
+            self._receive_failures = 0
             if got and first_at is None:
                 first_at = self._clock.monotonic()
             batch += got
