@@ -162,10 +162,10 @@ class S3Api:
             raise e.MethodNotAllowed()
         if not key:
             if method == "PUT":
-                document = await document(request)
+                sent = await document(request)
                 if "notification" in q:
-                    return self.put_notification(document, bucket)
-                return self.create_bucket(document, bucket)
+                    return self.put_notification(sent, bucket)
+                return self.create_bucket(sent, bucket)
             if method == "GET":
                 if "notification" in q:
                     return self.get_notification(bucket)
