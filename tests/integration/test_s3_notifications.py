@@ -19,6 +19,12 @@ RECORDER = """
 import json, os, boto3
 s3 = boto3.client("s3")
 def handler(event, context):
+    if "probe" in event:  # the function's keys against the Lambda API on the same port
+        try:
+            boto3.client("lambda", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"]).list_functions()
+            return {"lambda": "allowed"}
+        except Exception as exc:
+            return {"lambda": type(exc).__name__ + ": " + str(exc)}
     record = event["Records"][0]
     name = record["eventName"].replace(":", "-") + "-" + record["s3"]["object"]["sequencer"]
     s3.put_object(Bucket=os.environ["SINK"], Key=name, Body=json.dumps(event).encode())
@@ -68,6 +74,8 @@ def test_functions_get_an_endpoint_and_their_own_s3_keys(lam, s3, recorder):
     assert body["endpoint"].startswith("http://127.0.0.1:") and body["key"].startswith("LKFN")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=sink)["Contents"]] == ["Test-Me-0"]
     s3.delete_object(Bucket=sink, Key="Test-Me-0")
+    probe = json.loads(lam.invoke(FunctionName=fname, Payload=b'{"probe": true}')["Payload"].read())
+    assert "UnrecognizedClientException" in probe["lambda"], probe
 
 
 def test_configuration_round_trip_and_missing_function(s3, recorder):
