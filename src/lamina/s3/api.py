@@ -10,42 +10,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import hashlib
 import ipaddress
-import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
 from urllib.parse import quote, unquote
 
 from lamina.api import sigv4
-from lamina.clock import Clock
 from lamina.errors import AuthError, IncompleteSignature, InvalidParameterValue, InvalidSignature, UnrecognizedClient
 from lamina.http.server import Request, Response
 from lamina.s3 import errors as e, listing, notify, sigv2, xml
+from lamina.s3.base import DEFAULT_CONTENT_TYPE, OWNER, XML, Deliver, FunctionExists, etag as _etag, log
 from lamina.s3.body import FileChunks, document, read_range, receive
-from lamina.s3.ranges import parse_range, range_length
-from lamina.s3.store import ObjectInfo, ObjectStore
+from lamina.s3.multipart import MultipartOperations
+from lamina.s3.ranges import parse_range
+from lamina.s3.store import ObjectInfo
 from lamina.s3.xml import Element as E
 
-log = logging.getLogger("lamina.s3")
-
-XML = "application/xml"
-DEFAULT_CONTENT_TYPE = "binary/octet-stream"
-MIN_PART_BYTES = 5 * 1024 * 1024
-MAX_PARTS = 10000
 INLINE_BYTES = 256 * 1024  # smaller objects are answered in one write
 MAX_CODE_BYTES = 262_144_000
-OWNER = [E("ID", "lamina"), E("DisplayName", "lamina")]
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 #: Response headers a GET may override with `response-*` query parameters.
 OVERRIDES = ("content-type", "content-language", "expires", "cache-control", "content-disposition",
              "content-encoding")
-STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
-
-#: (function ARN) -> does it exist?  /  (function ARN, event payload) -> queued as an async invoke
-FunctionExists = Callable[[str], bool]
-Deliver = Callable[[str, bytes], Awaitable[None]]
+__all__ = ["Deliver", "FunctionExists", "S3Api", "is_s3_request", "streams_body", "valid_bucket_name"]
 
 
 _V2_ERRORS: dict[str, type[e.S3Error]] = {
@@ -79,20 +66,7 @@ def valid_bucket_name(name: str) -> bool:
         return True
 
 
-def _etag(value: str) -> str:
-    return f'"{value}"'
-
-
-class S3Api:
-    def __init__(self, store: ObjectStore, clock: Clock, secret_for: Callable[[str], str | None], region: str,
-                 function_exists: FunctionExists, deliver: Deliver) -> None:
-        self._store = store
-        self._clock = clock
-        self._secret_for = secret_for
-        self._region = region
-        self._function_exists = function_exists
-        self._deliver = deliver
-
+class S3Api(MultipartOperations):
     # the door ----------------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
@@ -206,61 +180,6 @@ class S3Api:
             if "uploadId" in q:
                 return await self.complete_upload(request, bucket, key)
         raise e.MethodNotAllowed()
-
-    # helpers -----------------------------------------------------------------------------------
-
-    def _bucket(self, name: str) -> None:
-        if self._store.bucket(name) is None:
-            raise e.NoSuchBucket(BucketName=name)
-
-    def _targets(self, name: str) -> list[notify.FunctionTarget]:
-        bucket = self._store.bucket(name)
-        if bucket is None:
-            raise e.NoSuchBucket(BucketName=name)
-        return notify.load(bucket.notification)
-
-    def _object(self, bucket: str, key: str) -> ObjectInfo:
-        found = self._store.get_object(bucket, key)
-        if found is None:
-            self._bucket(bucket)
-            raise e.NoSuchKey(Key=key)
-        return found
-
-    @staticmethod
-    def _metadata(request: Request) -> tuple[str | None, dict[str, str]]:
-        """Content-Type and what else is stored with an object: x-amz-meta-* and standard headers."""
-        meta: dict[str, str] = {}
-        for name, value in request.headers.items():
-            lowered = name.lower()
-            if lowered.startswith("x-amz-meta-") or lowered in STORED_HEADERS:
-                if lowered == "content-encoding":
-                    value = ",".join(v for v in value.split(",") if v.strip().lower() != "aws-chunked")
-                    if not value:
-                        continue
-                meta[lowered] = value
-        return request.headers.get("content-type"), meta
-
-    async def _notify(self, request: Request, name: str, bucket: str, key: str, size: int | None,
-                      etag: str | None, sequence: int) -> None:
-        targets = self._targets_quiet(bucket)
-        if not targets:
-            return
-        signed: sigv4.S3Signed = request["s3_signed"]
-        request_id, host_id = request["s3_ids"]
-        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
-        event = notify.ObjectEvent(
-            name=name, bucket=bucket, key=key, size=size, etag=etag, sequence=sequence, at=self._clock.time(),
-            region=self._region, principal=signed.principal.access_key_id,
-            source_ip=peer[0] if peer else "127.0.0.1", request_id=request_id, host_id=host_id)
-        for arn, payload in notify.deliveries(targets, event):
-            try:
-                await self._deliver(arn, payload)
-            except Exception as exc:  # a function deleted since: S3 drops the event too, the write stands
-                log.warning("s3_notification_failed bucket=%s key=%s function=%s error=%s", bucket, key, arn, exc)
-
-    def _targets_quiet(self, bucket: str) -> list[notify.FunctionTarget]:
-        found = self._store.bucket(bucket)
-        return notify.load(found.notification) if found is not None else []
 
     async def code_package(self, bucket: str, key: str) -> bytes:
         """An object's bytes as a function's code (CreateFunction / UpdateFunctionCode with
@@ -394,11 +313,6 @@ class S3Api:
         await self._notify(request, "ObjectCreated:Put", bucket, key, info.size, info.etag, sequence)
         return Response(headers={"ETag": _etag(info.etag)})
 
-    @staticmethod
-    def _check_key(key: str) -> None:
-        if len(key.encode("utf-8", "surrogateescape")) > 1024:
-            raise e.InvalidArgument("Your key is too long", Key=key[:64])
-
     async def get_object(self, request: Request, bucket: str, key: str, head: bool) -> Response:
         info = self._object(bucket, key)
         headers = {"ETag": _etag(info.etag), "Last-Modified": xml.http_date(info.modified),
@@ -492,148 +406,4 @@ class S3Api:
         await self._notify(request, "ObjectCreated:Copy", bucket, key, new.size, new.etag, sequence)
         body = xml.document("CopyObjectResult", [E("LastModified", xml.timestamp(new.modified)),
                                                  E("ETag", _etag(new.etag))])
-        return Response(body, content_type=XML)
-
-    # multipart ---------------------------------------------------------------------------------
-
-    def create_upload(self, request: Request, bucket: str, key: str) -> Response:
-        self._check_key(key)
-        self._bucket(bucket)
-        content_type, meta = self._metadata(request)
-        upload = self._store.create_upload(bucket, key, content_type or DEFAULT_CONTENT_TYPE, meta,
-                                           self._clock.time())
-        body = xml.document("InitiateMultipartUploadResult", [E("Bucket", bucket), E("Key", key),
-                                                              E("UploadId", upload.id)])
-        return Response(body, content_type=XML)
-
-    def _upload(self, request: Request, bucket: str, key: str) -> str:
-        upload_id = request.query.get("uploadId", "")
-        upload = self._store.upload(upload_id)
-        if upload is None or (upload.bucket, upload.key) != (bucket, key):
-            self._bucket(bucket)
-            raise e.NoSuchUpload(UploadId=upload_id)
-        return upload_id
-
-    async def upload_part(self, request: Request, signed: sigv4.S3Signed, bucket: str, key: str) -> Response:
-        raw = request.query.get("partNumber", "")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
-            raise e.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive",
-                                    ArgumentName="partNumber", ArgumentValue=raw)
-        upload_id = self._upload(request, bucket, key)
-        if request.headers.get("x-amz-copy-source"):
-            return await self.upload_part_copy(request, upload_id, int(raw))
-        written = await receive(request, signed, self._store)
-        if not self._store.put_part(upload_id, int(raw), written.path, written.size, written.md5, self._clock.time()):
-            raise e.NoSuchUpload(UploadId=upload_id)
-        return Response(headers={"ETag": _etag(written.md5)})
-
-    def _copy_source(self, request: Request) -> ObjectInfo:
-        source = unquote(request.headers["x-amz-copy-source"]).lstrip("/").split("?versionId=", 1)[0]
-        source_bucket, _, source_key = source.partition("/")
-        if not source_key:
-            raise e.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
-                                    ArgumentName="x-amz-copy-source", ArgumentValue=source)
-        return self._object(source_bucket, source_key)
-
-    async def upload_part_copy(self, request: Request, upload_id: str, number: int) -> Response:
-        """UploadPartCopy: a part made of (a range of) an existing object (`x-amz-copy-source-range`)."""
-        info = self._copy_source(request)
-        start, length = 0, info.size
-        spec = request.headers.get("x-amz-copy-source-range")
-        if spec is not None:
-            wanted = parse_range(spec, info.size)
-            if not isinstance(wanted, tuple) or wanted[1] - wanted[0] + 1 != range_length(spec):
-                raise e.InvalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last "
-                                        "where first and last are the zero-based offsets of the first and last "
-                                        "bytes to copy", ArgumentName="x-amz-copy-source-range", ArgumentValue=spec)
-            start, length = wanted[0], wanted[1] - wanted[0] + 1
-        written = await asyncio.get_running_loop().run_in_executor(
-            None, self._store.copy_range, info.file, start, length)
-        if not self._store.put_part(upload_id, number, written.path, written.size, written.md5, self._clock.time()):
-            raise e.NoSuchUpload(UploadId=upload_id)
-        body = xml.document("CopyPartResult", [E("LastModified", xml.timestamp(self._clock.time())),
-                                               E("ETag", _etag(written.md5))])
-        return Response(body, content_type=XML)
-
-    def list_uploads(self, request: Request, bucket: str) -> Response:
-        """ListMultipartUploads: uploads in progress, by key then initiation (prefix; up to max-uploads)."""
-        self._bucket(bucket)
-        q = request.query
-        prefix = q.get("prefix", "")
-        max_uploads = min(int(q["max-uploads"]), 1000) if q.get("max-uploads", "").isdigit() else 1000
-        key_marker = q.get("key-marker", "")
-        uploads = [u for u in self._store.uploads(bucket) if u.key.startswith(prefix) and u.key > key_marker]
-        page, truncated = uploads[:max_uploads], len(uploads) > max_uploads
-        children: list[xml.Node] = [E("Bucket", bucket), E("KeyMarker", key_marker), E("UploadIdMarker", ""),
-                                    E("Prefix", prefix), E("MaxUploads", max_uploads), E("IsTruncated", truncated)]
-        if truncated:
-            children += [E("NextKeyMarker", page[-1].key), E("NextUploadIdMarker", page[-1].id)]
-        children += [E("Upload", [E("Key", u.key), E("UploadId", u.id), E("Initiator", OWNER), E("Owner", OWNER),
-                                  E("StorageClass", "STANDARD"), E("Initiated", xml.timestamp(u.initiated))])
-                     for u in page]
-        return Response(xml.document("ListMultipartUploadsResult", children), content_type=XML)
-
-    def list_parts(self, request: Request, bucket: str, key: str) -> Response:
-        upload_id = self._upload(request, bucket, key)
-        q = request.query
-        marker = int(q["part-number-marker"]) if q.get("part-number-marker", "").isdigit() else 0
-        max_parts = min(int(q["max-parts"]), 1000) if q.get("max-parts", "").isdigit() else 1000
-        parts = [p for p in self._store.parts(upload_id) if p.number > marker]
-        page, truncated = parts[:max_parts], len(parts) > max_parts
-        children: list[xml.Node] = [E("Bucket", bucket), E("Key", key), E("UploadId", upload_id),
-                                    E("PartNumberMarker", marker)]
-        if page:
-            children.append(E("NextPartNumberMarker", page[-1].number))
-        children += [E("MaxParts", max_parts), E("IsTruncated", truncated)]
-        children += [E("Part", [E("PartNumber", p.number), E("LastModified", xml.timestamp(p.modified)),
-                                E("ETag", _etag(p.etag)), E("Size", p.size)]) for p in page]
-        children += [E("Initiator", OWNER), E("Owner", OWNER), E("StorageClass", "STANDARD")]
-        return Response(xml.document("ListPartsResult", children), content_type=XML)
-
-    def abort_upload(self, request: Request, bucket: str, key: str) -> Response:
-        upload_id = self._upload(request, bucket, key)
-        self._store.finish_upload(upload_id)
-        return Response(status=204)
-
-    async def complete_upload(self, request: Request, bucket: str, key: str) -> Response:
-        upload_id = self._upload(request, bucket, key)
-        upload = self._store.upload(upload_id)
-        assert upload is not None
-        root = xml.parse(request.body)
-        asked: list[tuple[int, str]] = []
-        for element in root.findall("Part"):
-            number = (xml.text(element, "PartNumber") or "").strip()
-            if not number.isdigit():
-                raise e.MalformedXML()
-            asked.append((int(number), (xml.text(element, "ETag") or "").strip().strip('"')))
-        if not asked:
-            raise e.MalformedXML("The XML you provided was not well-formed or did not validate against our "
-                                 "published schema")
-        numbers = [n for n, _ in asked]
-        if numbers != sorted(set(numbers)):
-            raise e.InvalidPartOrder(UploadId=upload_id)
-        stored = {p.number: p for p in self._store.parts(upload_id)}
-        chosen = []
-        for i, (number, etag) in enumerate(asked):
-            part = stored.get(number)
-            if part is None or part.etag != etag:
-                raise e.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
-            if i < len(asked) - 1 and part.size < MIN_PART_BYTES:
-                raise e.EntityTooSmall(ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_BYTES),
-                                       PartNumber=str(number), ETag=etag)
-            chosen.append(part)
-        assembled = await asyncio.get_running_loop().run_in_executor(None, self._store.assemble, chosen)
-        digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in chosen)).hexdigest()
-        etag = f"{digest}-{len(chosen)}"
-        size = sum(p.size for p in chosen)
-        stored_object = self._store.put_object(bucket, key, assembled, size, etag, upload.content_type,
-                                               upload.metadata, self._clock.time())
-        if stored_object is None:
-            raise e.NoSuchBucket(BucketName=bucket)
-        self._store.finish_upload(upload_id)
-        info, sequence = stored_object
-        await self._notify(request, "ObjectCreated:CompleteMultipartUpload", bucket, key, size, etag, sequence)
-        location = f"/{bucket}/{quote(key, safe='/')}"
-        body = xml.document("CompleteMultipartUploadResult", [E("Location", location), E("Bucket", bucket),
-                                                              E("Key", key), E("ETag", _etag(etag))])
         return Response(body, content_type=XML)
