@@ -172,7 +172,7 @@ class S3Api(MultipartOperations):
             return await self.get_object(request, bucket, key, head=method == "HEAD")
         if method == "DELETE":
             if "uploadId" in q:
-                return self.abort_upload(request, bucket, key)
+                return await self.abort_upload(request, bucket, key)
             return await self.delete_object(request, bucket, key)
         if method == "POST":
             if "uploads" in q:
@@ -305,8 +305,8 @@ class S3Api(MultipartOperations):
         self._bucket(bucket)
         written = await receive(request, signed, self._store)
         content_type, meta = self._metadata(request)
-        stored = self._store.put_object(bucket, key, written.path, written.size, written.md5,
-                                        content_type or DEFAULT_CONTENT_TYPE, meta, self._clock.time())
+        stored = await self._blocking(self._store.put_object, bucket, key, written.path, written.size,
+                                      written.md5, content_type or DEFAULT_CONTENT_TYPE, meta, self._clock.time())
         if stored is None:
             raise e.NoSuchBucket(BucketName=bucket)
         info, sequence = stored
@@ -361,7 +361,7 @@ class S3Api(MultipartOperations):
 
     async def delete_object(self, request: Request, bucket: str, key: str) -> Response:
         self._bucket(bucket)
-        sequence = self._store.delete_object(bucket, key)
+        sequence = await self._blocking(self._store.delete_object, bucket, key)
         if sequence is not None:
             await self._notify(request, "ObjectRemoved:Delete", bucket, key, None, None, sequence)
         return Response(status=204)
@@ -375,7 +375,7 @@ class S3Api(MultipartOperations):
             raise e.MalformedXML()
         out: list[xml.Node] = []
         for key in keys:
-            sequence = self._store.delete_object(bucket, key)
+            sequence = await self._blocking(self._store.delete_object, bucket, key)
             if sequence is not None:
                 await self._notify(request, "ObjectRemoved:Delete", bucket, key, None, None, sequence)
             if not quiet:
@@ -398,8 +398,8 @@ class S3Api(MultipartOperations):
                                        "redirect location or encryption attributes.")
             content_type, meta = info.content_type, info.metadata
         copy = await asyncio.get_running_loop().run_in_executor(None, self._store.copy_file, info.file)
-        stored = self._store.put_object(bucket, key, copy, info.size, info.etag, content_type, meta,
-                                        self._clock.time())
+        stored = await self._blocking(self._store.put_object, bucket, key, copy, info.size, info.etag, content_type,
+                                      meta, self._clock.time())
         if stored is None:
             raise e.NoSuchBucket(BucketName=bucket)
         new, sequence = stored

@@ -3,8 +3,11 @@ the lookups that raise S3's errors (bucket, object, copy source, upload)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from lamina.api import sigv4
@@ -15,6 +18,7 @@ from lamina.s3.store import ObjectInfo, ObjectStore
 from lamina.s3.xml import Element as E
 
 log = logging.getLogger("lamina.s3")
+T = TypeVar("T")
 
 XML = "application/xml"
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
@@ -41,6 +45,11 @@ class Operations:
         self._deliver = deliver
 
     # helpers -----------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _blocking(fn: Callable[..., T], *args: Any) -> T:
+        """A store call that fsyncs (a write's rename and commit), run off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
 
     def _bucket(self, name: str) -> None:
         if self._store.bucket(name) is None:

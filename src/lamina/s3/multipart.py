@@ -47,7 +47,8 @@ class MultipartOperations(Operations):
         if request.headers.get("x-amz-copy-source"):
             return await self.upload_part_copy(request, upload_id, int(raw))
         written = await receive(request, signed, self._store)
-        if not self._store.put_part(upload_id, int(raw), written.path, written.size, written.md5, self._clock.time()):
+        if not await self._blocking(self._store.put_part, upload_id, int(raw), written.path, written.size,
+                                    written.md5, self._clock.time()):
             raise e.NoSuchUpload(UploadId=upload_id)
         return Response(headers={"ETag": _etag(written.md5)})
 
@@ -65,7 +66,8 @@ class MultipartOperations(Operations):
             start, length = wanted[0], wanted[1] - wanted[0] + 1
         written = await asyncio.get_running_loop().run_in_executor(
             None, self._store.copy_range, info.file, start, length)
-        if not self._store.put_part(upload_id, number, written.path, written.size, written.md5, self._clock.time()):
+        if not await self._blocking(self._store.put_part, upload_id, number, written.path, written.size,
+                                    written.md5, self._clock.time()):
             raise e.NoSuchUpload(UploadId=upload_id)
         body = xml.document("CopyPartResult", [E("LastModified", xml.timestamp(self._clock.time())),
                                                E("ETag", _etag(written.md5))])
@@ -106,9 +108,9 @@ class MultipartOperations(Operations):
         children += [E("Initiator", OWNER), E("Owner", OWNER), E("StorageClass", "STANDARD")]
         return Response(xml.document("ListPartsResult", children), content_type=XML)
 
-    def abort_upload(self, request: Request, bucket: str, key: str) -> Response:
+    async def abort_upload(self, request: Request, bucket: str, key: str) -> Response:
         upload_id = self._upload(request, bucket, key)
-        self._store.finish_upload(upload_id)
+        await self._blocking(self._store.finish_upload, upload_id)
         return Response(status=204)
 
     async def complete_upload(self, request: Request, bucket: str, key: str) -> Response:
@@ -142,11 +144,11 @@ class MultipartOperations(Operations):
         digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in chosen)).hexdigest()
         etag = f"{digest}-{len(chosen)}"
         size = sum(p.size for p in chosen)
-        stored_object = self._store.put_object(bucket, key, assembled, size, etag, upload.content_type,
-                                               upload.metadata, self._clock.time())
+        stored_object = await self._blocking(self._store.put_object, bucket, key, assembled, size, etag,
+                                             upload.content_type, upload.metadata, self._clock.time())
         if stored_object is None:
             raise e.NoSuchBucket(BucketName=bucket)
-        self._store.finish_upload(upload_id)
+        await self._blocking(self._store.finish_upload, upload_id)
         info, sequence = stored_object
         await self._notify(request, "ObjectCreated:CompleteMultipartUpload", bucket, key, size, etag, sequence)
         location = f"/{bucket}/{quote(key, safe='/')}"

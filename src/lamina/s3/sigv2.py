@@ -39,7 +39,8 @@ def verify_presigned(method: str, raw_path: str, raw_query: str, headers: Sequen
                      secret_for: Callable[[str], str | None], now: float) -> str:
     """The access key id of a valid SigV2 presigned request; raises SigV2Error otherwise."""
     params = dict(parse_qsl(raw_query, keep_blank_values=True))
-    access_key, signature, expires = params.get("AWSAccessKeyId", ""), params.get("Signature", ""), params.get("Expires", "")
+    access_key, signature = params.get("AWSAccessKeyId", ""), params.get("Signature", "")
+    expires = params.get("Expires", "")
     if not expires.isdigit():
         raise SigV2Error("AccessDenied", "Query-string authentication requires the Signature, Expires and "
                                          "AWSAccessKeyId parameters")
