@@ -314,6 +314,12 @@ class S3Api(MultipartOperations):
         return Response(headers={"ETag": _etag(info.etag)})
 
     async def get_object(self, request: Request, bucket: str, key: str, head: bool) -> Response:
+        try:
+            return await self._get_object(request, bucket, key, head)
+        except FileNotFoundError:  # overwritten or deleted between the lookup and the open: look again
+            return await self._get_object(request, bucket, key, head)
+
+    async def _get_object(self, request: Request, bucket: str, key: str, head: bool) -> Response:
         info = self._object(bucket, key)
         headers = {"ETag": _etag(info.etag), "Last-Modified": xml.http_date(info.modified),
                    "Accept-Ranges": "bytes"}
