@@ -123,3 +123,28 @@ def test_signed_chunks_decode_and_a_changed_byte_is_caught():
     with pytest.raises(ChunkSignatureMismatch):
         d = decoder()
         d.feed(bytes(tampered))
+
+
+def test_signed_trailer_is_checked():
+    """STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: chunks, then a checksum trailer signed in turn."""
+    request = signed("PUT", "http://h/bk/k", payload="STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+                     headers={"Content-Encoding": "aws-chunked", "X-Amz-Trailer": "x-amz-checksum-crc32"})
+    result = verify(request)
+    data = b"trailer test " * 1000
+    body = _chunked(data, result.signature, result)
+    last = body.rsplit(b"chunk-signature=", 1)[1][:64].decode()
+    trailer = b"x-amz-checksum-crc32:AAAAAA==\n"
+
+    def decoder() -> ChunkedDecoder:
+        return ChunkedDecoder(lambda prev, sha: sigv4.chunk_signature(result, prev, sha), result.signature,
+                              lambda prev, text: sigv4.trailer_signature(result, prev, text))
+
+    good = body[:-2] + b"x-amz-checksum-crc32:AAAAAA==\r\nx-amz-trailer-signature:" + \
+        sigv4.trailer_signature(result, last, trailer).encode() + b"\r\n\r\n"
+    d = decoder()
+    assert b"".join(d.feed(good)) == data
+    d.finish()
+    assert d.trailers == {"x-amz-checksum-crc32": "AAAAAA=="}
+    bad = good.replace(b"AAAAAA==", b"BBBBBB==")
+    with pytest.raises(ChunkSignatureMismatch):
+        decoder().feed(bad)
