@@ -150,7 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--backlog", type=int, default=100, help="keep at most this many messages queued")
-    parser.add_argument("--configs", default="10:0:1,10:0:5,10:0:20",
+    parser.add_argument("--configs", default="10:0:2,10:0:5,10:0:20",
                         help="BatchSize:WindowSeconds:MaximumConcurrency, comma-separated")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="esm-bench-") as tmp:
