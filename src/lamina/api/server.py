@@ -124,7 +124,9 @@ class LambdaApi:
         request_id = new_request_id()
         request["request_id"] = request_id
         try:
-            if self.service_front_doors:
+            path = request.path
+            function_url = path.startswith("/_lamina/url/")  # whatever its signature names, it is a URL's
+            if self.service_front_doors and not function_url:
                 door = self.service_front_doors.get(
                     sigv4.scope_service(request.headers.get("authorization"), request.query_string) or "")
                 if door is not None:
@@ -132,8 +134,7 @@ class LambdaApi:
             if request.get("too_large"):
                 raise RequestTooLarge(
                     f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the CreateFunction operation")
-            path = request.path
-            if self.url_front_door is not None and path.startswith("/_lamina/url/"):
+            if self.url_front_door is not None and function_url:
                 return await self.url_front_door(request)  # Function URLs authorise on their own
             if not (path.startswith(("/_lamina/code/", "/ui/")) or path in UNSIGNED_PATHS):
                 request["region"] = self._authenticate(request, request.body)

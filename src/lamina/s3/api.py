@@ -53,7 +53,7 @@ def is_s3_request(method: str, url: str, headers: list[tuple[str, str]]) -> bool
 
 def streams_body(method: str, url: str, headers: list[tuple[str, str]]) -> bool:
     """PutObject and UploadPart bodies are streamed to disk, never buffered whole."""
-    return method == "PUT" and is_s3_request(method, url, headers)
+    return method == "PUT" and not url.startswith("/_lamina/") and is_s3_request(method, url, headers)
 
 
 def valid_bucket_name(name: str) -> bool:
