@@ -18,7 +18,6 @@ EXPECT = {
     "python-hello": lambda body: body["message"] == "hello, lamina",
     "node-hello": lambda body: body["message"] == "hello, lamina",
     "python-http-api": lambda body: body["statusCode"] == 200 and json.loads(body["body"]) == {"message": "hello, lamina"},
-    "python-s3-thumbnail": lambda body: body["thumbnails"][0]["thumbnail"] == "thumbnails/holiday/red flower.jpg",
     "python-queue-consumer": lambda body: body == {"batchItemFailures": [{"itemIdentifier": "m-2"}]},
     "python-scheduled-job": lambda body: body["status"] == "done" and body["rule"].endswith("rule/nightly"),
     "provided-bash": lambda body: body == {"echo": {"hello": "bash"}},
