@@ -291,3 +291,15 @@ def test_receive_failures_back_off_and_recover():
     p = poller(queue, fn, max_concurrency=1, backoff_s=0.01)
     asyncio.run(run_until(p, lambda: queue.deleted == ["m1"]))
     assert [r["body"] for b in fn.batches for r in b] == ["after the outage"]
+
+
+def test_a_batch_over_the_invoke_limit_is_invoked_in_parts():
+    """Gathered messages whose event would pass 6 MB go to the function in consecutive parts."""
+    queue, fn = FakeQueue(), Function()
+    for i in range(10):
+        queue.send(str(i) * 900_000)  # 10 x 0.9 MB: about 9 MB in one event
+    p = poller(queue, fn, max_concurrency=1)
+    asyncio.run(run_until(p, lambda: len(queue.deleted) == 10))
+    sizes = [len(json.dumps({"Records": b})) for b in fn.batches]
+    assert len(fn.batches) == 2 and max(sizes) <= 6_291_456
+    assert [r["body"][0] for b in fn.batches for r in b] == [str(i) for i in range(10)]

@@ -39,6 +39,7 @@ DEFAULT_CONCURRENCY = 5
 LONG_POLL_S = 5  # one ReceiveMessage waits at most this long (keeps stopping prompt)
 SOFT_PAYLOAD_LIMIT = 3 * 1024 * 1024  # stop gathering here: the next receive could pass Lambda's 6 MB
 RECEIVE_MAX = 10
+INVOKE_LIMIT = 6_291_456  # Lambda's synchronous payload limit: a bigger gathered batch is invoked in parts
 RECEIVE_BACKOFF_MAX_S = 30.0  # a queue that keeps failing (deleted, unreachable) is retried this often
 SYSTEM_ATTRIBUTES = ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp",
                      "SequenceNumber", "MessageGroupId", "MessageDeduplicationId", "AWSTraceHeader",
@@ -153,8 +154,19 @@ def succeeded(records: Sequence[dict[str, Any]], outcome: InvokeOutcome, report_
     return [i for i in ids if i not in failed]
 
 
-def payload_size(record: dict[str, Any]) -> int:
-    return len(record["body"]) + 512 + sum(len(json.dumps(v)) for v in record["messageAttributes"].values())
+def split_for_invoke(records: list[dict[str, Any]], limit: int = INVOKE_LIMIT) -> list[list[dict[str, Any]]]:
+    """Consecutive runs of records whose `{"Records": [...]}` event stays within `limit` bytes (a single
+    record larger than that still goes alone: the invoke then fails, as Lambda's would)."""
+    chunks: list[list[dict[str, Any]]] = [[]]
+    size = len(b'{"Records": []}')
+    for record in records:
+        cost = len(json.dumps(record).encode()) + 2
+        if chunks[-1] and size + cost > limit:
+            chunks.append([])
+            size = len(b'{"Records": []}')
+        chunks[-1].append(record)
+        size += cost
+    return chunks if chunks[0] else []
 
 
 # the poller ---------------------------------------------------------------------------------------
@@ -285,13 +297,17 @@ class SqsPoller:
         await self._hold(groups)
         self._in_flight += 1
         try:
-            self._counts["invocations"] += 1
-            outcome = await self._invoke(json.dumps({"Records": keep}).encode())
-            done = set(succeeded(keep, outcome, self._report))
-            if len(done) < len(keep):
-                self._counts["failed_batches"] += 1
-            if done:
-                await self._delete([r for r in keep if r["messageId"] in done])
+            outcome = None
+            for part in split_for_invoke(keep):
+                self._counts["invocations"] += 1
+                outcome = await self._invoke(json.dumps({"Records": part}).encode())
+                done = set(succeeded(part, outcome, self._report))
+                if len(done) < len(part):
+                    self._counts["failed_batches"] += 1
+                if done:
+                    await self._delete([r for r in part if r["messageId"] in done])
+                if self._fifo and len(done) < len(part):
+                    break  # FIFO: what follows a failure in its group waits for the failed ones to come back
             return outcome
         finally:
             self._in_flight -= 1
