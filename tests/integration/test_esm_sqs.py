@@ -229,3 +229,16 @@ def test_kill_9_while_processing_loses_nothing(tmp_path, moto, sqs, recorder):  
         assert stop_server(second) == 0, second.output()
     assert set(bodies) == expected  # nothing invented
     print(f"{len(before)} processed before the kill; {len(bodies) - 300} processed twice")
+
+
+def test_throttled_batches_stay_in_the_queue(lam, fn, sqs, recorder):
+    """With reserved concurrency 0 every invoke is throttled: nothing is deleted; lifting it delivers."""
+    url, arn = make_queue(sqs, VisibilityTimeout="1")
+    lam.put_function_concurrency(FunctionName=fn, ReservedConcurrentExecutions=0)
+    sqs.send_message(QueueUrl=url, MessageBody="patient")
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=fn, BatchSize=1)
+    time.sleep(2.5)
+    assert seen(recorder, fn) == [] and not queue_empty(sqs, url)
+    lam.delete_function_concurrency(FunctionName=fn)
+    assert wait_until(lambda: [r["body"] for r in seen(recorder, fn)] == ["patient"])
+    assert wait_until(lambda: queue_empty(sqs, url))
