@@ -303,3 +303,35 @@ def test_a_batch_over_the_invoke_limit_is_invoked_in_parts():
     sizes = [len(json.dumps({"Records": b})) for b in fn.batches]
     assert len(fn.batches) == 2 and max(sizes) <= 6_291_456
     assert [r["body"][0] for b in fn.batches for r in b] == [str(i) for i in range(10)]
+
+
+def test_drain_lets_the_batch_in_flight_finish_and_takes_no_more():
+    queue = FakeQueue()
+
+    class Slow(Function):
+        async def __call__(self, payload: bytes) -> InvokeOutcome:
+            self.batches.append(json.loads(payload)["Records"])
+            self.running += 1
+            await asyncio.sleep(0.3)
+            self.running -= 1
+            return InvokeOutcome(200, None, b"null")
+
+    fn = Slow()
+    queue.send("first")
+    p = poller(queue, fn, max_concurrency=2, batch_size=1)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(p.run())
+        while fn.running == 0:
+            await asyncio.sleep(0.01)
+        queue.send("second")
+        await p.drain(2.0)
+        assert fn.running == 0 and queue.deleted == ["m1"]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await p.aclose()
+        await asyncio.sleep(0.3)  # a receive still waiting in its thread hands back what it gets
+
+    asyncio.run(scenario())
+    assert [r["body"] for b in fn.batches for r in b] == ["first"]
+    assert [m["MessageId"] for m in queue.ready] == ["m2"] and queue.in_flight == {}

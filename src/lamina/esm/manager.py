@@ -41,6 +41,7 @@ log = logging.getLogger("lamina.esm")
 Runner = Callable[[Deployed, Invocation], Awaitable[Outcome]]
 PAGE_DEFAULT = 100
 RESTART_MAX_S = 60.0
+STOP_GRACE_S = 5.0  # a batch in flight when its mapping changes or the server stops may finish this long
 
 
 class Poller(Protocol):
@@ -198,8 +199,7 @@ class EsmManager:
         for task in list(self._settling):
             task.cancel()
         await asyncio.gather(*self._settling, return_exceptions=True)
-        for uuid in list(self._tasks):
-            await self._stop_poller(uuid)
+        await asyncio.gather(*(self._stop_poller(uuid) for uuid in list(self._tasks)))
         self._clients.close()
 
     def running(self) -> list[str]:
@@ -209,9 +209,14 @@ class EsmManager:
         self._tasks[mapping.uuid] = asyncio.ensure_future(self._supervise(mapping))
 
     async def _stop_poller(self, uuid: str) -> None:
+        """Let the batches in flight finish (up to STOP_GRACE_S, as Lambda lets them), then stop."""
         task = self._tasks.pop(uuid, None)
         if task is None:
             return
+        poller = self._pollers.get(uuid)
+        drain = getattr(poller, "drain", None)
+        if drain is not None:
+            await drain(STOP_GRACE_S)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

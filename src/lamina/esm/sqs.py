@@ -224,6 +224,14 @@ class SqsPoller:
             for _ in range(self._concurrency):
                 group.create_task(self._worker())
 
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking messages and wait up to `grace_s` for the batches in flight to finish (the caller
+        then cancels `run`). Receives still waiting hand their messages back when they return."""
+        self._stop.set()
+        deadline = self._clock.monotonic() + grace_s
+        while self._in_flight and self._clock.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
     async def aclose(self) -> None:
         self._stop.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -231,8 +239,11 @@ class SqsPoller:
     # one worker ----------------------------------------------------------------------------------
 
     async def _worker(self) -> None:
-        while True:
+        while not self._stop.is_set():
             messages = await self._gather()
+            if messages and self._stop.is_set():  # gathered while draining: hand them back unprocessed
+                await self._call(self._queue.release, [(m["MessageId"], m["ReceiptHandle"]) for m in messages])
+                return
             if messages:
                 outcome = await self._process(messages)
                 if outcome is not None and outcome.status != 200:
@@ -252,7 +263,7 @@ class SqsPoller:
         batch: list[dict[str, Any]] = []
         size = 0
         first_at: float | None = None
-        while len(batch) < self._batch_size and size < SOFT_PAYLOAD_LIMIT:
+        while len(batch) < self._batch_size and size < SOFT_PAYLOAD_LIMIT and not self._stop.is_set():
             if first_at is None:
                 wait = self._long_poll_s
             else:
