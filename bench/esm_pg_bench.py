@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--batches", default="100,1000", help="BatchSize values, comma-separated")
     parser.add_argument("--lag-rows", type=int, default=300)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup below on `timeout`/kill
     cluster = start_cluster()
     recorder = Recorder()
     with tempfile.TemporaryDirectory(prefix="esm-pg-bench-") as tmp:

@@ -6,6 +6,7 @@ batch again)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -57,72 +58,107 @@ def wait_until(predicate, timeout: float = 30.0) -> bool:
     return True
 
 
-def test_poller_follows_a_table_and_resumes_from_the_slot(postgres):  # noqa: F811
-    """The shard poller over the real source: rows in commit order; a new poller on the same slot resumes
-    after the last checkpoint, with nothing lost and nothing repeated."""
-    table = make_table(postgres)
-    seen: list[tuple[str, int]] = []
-    checkpoints: dict[str, str] = {}
+class Harness:
+    """Shard pollers over the real source with in-memory checkpoints; the function notes what it sees."""
 
-    async def invoke(event: bytes) -> InvokeOutcome:
-        import json
+    def __init__(self, cluster, table: str, uuid_: str, batch_size: int = 5) -> None:
+        self.cluster, self.table, self.uuid, self.batch_size = cluster, table, uuid_, batch_size
+        self.seen: list[tuple[str, int]] = []
+        self.checkpoints: dict[str, str] = {}
+
+    async def invoke(self, event: bytes) -> InvokeOutcome:
         for record in json.loads(event)["Records"]:
-            keys = record["dynamodb"]["Keys"]
-            seen.append((record["eventName"], int(keys["id"]["N"])))
+            self.seen.append((record["eventName"], int(record["dynamodb"]["Keys"]["id"]["N"])))
         return InvokeOutcome(200, None, b"null")
 
-    async def save(shard: str, value: str) -> None:
-        checkpoints[shard] = value
+    async def save(self, shard: str, value: str) -> None:
+        self.checkpoints[shard] = value
 
-    async def load(shard: str) -> str | None:
-        return checkpoints.get(shard)
+    async def load(self, shard: str) -> str | None:
+        return self.checkpoints.get(shard)
 
-    def poller() -> StreamPoller:
-        source = PostgresSource(arn(table), conninfo=postgres.dsn())
+    def poller(self) -> StreamPoller:
+        source = PostgresSource(arn(self.table), conninfo=self.cluster.dsn())
         return StreamPoller(
-            uuid="pg-test-1", source=source, invoke=invoke, send_failure=None, load_checkpoint=load,
-            save_checkpoint=save, record_filter=None, batch_size=5, batching_window_s=0,
+            uuid=self.uuid, source=source, invoke=self.invoke, send_failure=None, load_checkpoint=self.load,
+            save_checkpoint=self.save, record_filter=None, batch_size=self.batch_size, batching_window_s=0,
             starting_position="TRIM_HORIZON", starting_timestamp=None, parallelization_factor=1,
             bisect_on_error=False, maximum_retry_attempts=-1, maximum_record_age_s=-1,
             report_batch_item_failures=False, function_arn="arn:aws:lambda:us-east-1:0:function:f",
             clock=SystemClock())
 
-    async def run_until(p: StreamPoller, done) -> None:
+    async def run_until(self, done, timeout: float = 30.0) -> None:
+        """Run a fresh poller until `done()`, then stop it as the manager does (cancel, then aclose)."""
+        p = self.poller()
         task = asyncio.create_task(p.run())
         try:
-            for _ in range(1500):
-                if done():
-                    return
+            deadline = time.monotonic() + timeout
+            while not done():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"not reached; {len(self.seen)} seen, last {self.seen[-3:]}")
                 await asyncio.sleep(0.01)
-            raise AssertionError(f"not reached; seen={seen}")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await p.aclose()
 
+    def pending_changes(self, slot: str) -> int:
+        with self.cluster.connect() as conn:
+            return conn.execute("SELECT count(*) FROM pg_logical_slot_peek_changes(%s, NULL, NULL, "
+                                "'format-version', '2', 'include-transaction', '0', 'add-tables', %s)",
+                                (slot, f"public.{self.table}")).fetchone()[0]
+
+    def drop(self, slot: str) -> None:
+        with self.cluster.connect() as conn:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_poller_follows_a_table_and_resumes_from_the_slot(postgres):  # noqa: F811
+    """The shard poller over the real source: rows in commit order; a new poller on the same slot resumes
+    after the last checkpoint, with nothing lost and nothing repeated."""
+    h = Harness(postgres, make_table(postgres), "pg-test-1")
+    table = h.table
+
     async def main() -> None:
-        first = poller()
-        await run_until(first, lambda: slot_exists(postgres, "lamina_pgtest1"))
+        await h.run_until(lambda: slot_exists(postgres, "lamina_pgtest1"))
         with postgres.connect() as conn:
             for i in range(12):
                 conn.execute(f"INSERT INTO {table} (id, name) VALUES (%s, %s)", (i, f"n{i}"))
             conn.execute(f"UPDATE {table} SET name = 'x' WHERE id = 3")
-        await run_until(poller(), lambda: len(seen) >= 13)
+        await h.run_until(lambda: len(h.seen) >= 13)
         with postgres.connect() as conn:  # while nothing runs
             conn.execute(f"DELETE FROM {table} WHERE id < 2")
             with conn.transaction():
                 conn.execute(f"INSERT INTO {table} (id) VALUES (100)")
                 conn.execute(f"INSERT INTO {table} (id) VALUES (101)")
-        await run_until(poller(), lambda: len(seen) >= 17)
+        await h.run_until(lambda: len(h.seen) >= 17)
 
     asyncio.run(main())
-    assert seen == [("INSERT", i) for i in range(12)] + [("MODIFY", 3), ("REMOVE", 0), ("REMOVE", 1),
-                                                            ("INSERT", 100), ("INSERT", 101)]
-    with postgres.connect() as conn:
-        assert conn.execute("SELECT count(*) FROM pg_logical_slot_peek_changes('lamina_pgtest1', NULL, NULL, "
-                            "'format-version', '2', 'include-transaction', '0', 'add-tables', %s)",
-                            (f"public.{table}",)).fetchone()[0] == 0  # the slot was advanced past everything
-        conn.execute("SELECT pg_drop_replication_slot('lamina_pgtest1')")
+    assert h.seen == [("INSERT", i) for i in range(12)] + [("MODIFY", 3), ("REMOVE", 0), ("REMOVE", 1),
+                                                              ("INSERT", 100), ("INSERT", 101)]
+    assert h.pending_changes("lamina_pgtest1") == 0  # the slot was advanced past everything
+    h.drop("lamina_pgtest1")
+
+
+def test_large_transactions_and_a_backlog_flow_through(postgres):  # noqa: F811
+    """A 5,000-row transaction and 3,000 rows in small ones (more than one peek holds) all arrive, in order,
+    and the slot ends past them."""
+    h = Harness(postgres, make_table(postgres), "pg-test-2", batch_size=500)
+    table = h.table
+
+    async def main() -> None:
+        await h.run_until(lambda: slot_exists(postgres, "lamina_pgtest2"))
+        with postgres.connect() as conn:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(f"INSERT INTO {table} (id) VALUES (%s)", [(i,) for i in range(5000)])
+            for start in range(5000, 8000, 100):
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(f"INSERT INTO {table} (id) VALUES (%s)", [(i,) for i in range(start, start + 100)])
+        await h.run_until(lambda: len(h.seen) >= 8000 and h.pending_changes("lamina_pgtest2") == 0)
+
+    asyncio.run(main())
+    assert h.seen == [("INSERT", i) for i in range(8000)]
+    h.drop("lamina_pgtest2")
 
 
 # -- end to end through `lamina serve` ---------------------------------------------------------------------

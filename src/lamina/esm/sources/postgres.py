@@ -28,6 +28,7 @@ import logging
 import re
 from typing import Any
 
+from lamina.clock import Clock, SystemClock
 from lamina.errors import InvalidParameterValue
 from lamina.esm.contracts import ReadResult, StreamRecord
 from lamina.esm.sources import pg_changes
@@ -41,6 +42,10 @@ _RESOURCE = re.compile(r"^table/(?P<db>[^/]+)/(?:(?P<schema>[A-Za-z_][A-Za-z0-9_
 PEEK_SLACK = 64
 #: Records of one peek kept in memory (a peek returns whole transactions, however large).
 MAX_HELD = 10**9
+#: Rows asked from one peek at least (decoding starts at the slot's restart point each time: fewer, bigger peeks).
+PEEK_ROWS = 2000
+#: Under load the slot is advanced at most this often (see `_advance`).
+ADVANCE_EVERY_S = 0.25
 
 
 def parse_arn(arn: str) -> tuple[str, str, str, str]:
@@ -67,7 +72,8 @@ class PostgresSource:
     idle_poll_s = 0.01
     discover_s = 60.0
 
-    def __init__(self, arn: str, *, mapping_uuid: str | None = None, conninfo: str = "") -> None:
+    def __init__(self, arn: str, *, mapping_uuid: str | None = None, conninfo: str = "",
+                 clock: Clock | None = None) -> None:
         self.arn = arn
         region, self.database, self.schema, self.table = parse_arn(arn)
         self.region = region
@@ -78,6 +84,9 @@ class PostgresSource:
         self._seen_wal: int | None = None  # the WAL end when the last peek read everything there was
         self._sizes: dict[int, int] = {}  # commit LSN -> changes of this table in that transaction
         self._prepared = False
+        self._clock = clock or SystemClock()
+        self._advance_to = 0  # the slot may move here (the end of the last acknowledged transaction)
+        self._advanced_at = float("-inf")
         self._held: list[StreamRecord] = []  # records decoded by the last peek, not handed out yet
         self._held_after: str | None = None  # ... handed out when the next read continues after this one
         self._held_position: str | None = None  # the position after the last peek's records
@@ -160,18 +169,21 @@ class PostgresSource:
         self._held = []
         wal = pg_changes.lsn_to_int((await self._run("SELECT pg_current_wal_flush_lsn()::text"))[0][0])
         if wal == self._seen_wal:
+            await self._advance()  # idle: catch the slot up now
             return ReadResult((), None)
+        await self._advance()  # a peek decodes from the slot: start it at the last acknowledgement
+        want = max(limit, PEEK_ROWS) + PEEK_SLACK
         rows = await self._run(
             "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s, 'format-version', '2', "
             "'include-lsn', '1', 'include-timestamp', '1', 'include-pk', '1', 'include-transaction', '1', "
             "'include-type-oids', '1', 'add-tables', %s)",
-            (self._slot, limit + PEEK_SLACK, f"{_escape(self.schema)}.{_escape(self.table)}"))
+            (self._slot, want, f"{_escape(self.schema)}.{_escape(self.table)}"))
         txns, cut_short = pg_changes.transactions(rows)
         for txn in txns:
             self._sizes[txn.commit_lsn] = len(txn.changes)
         not_before = starting_timestamp if after is None and starting_position == "AT_TIMESTAMP" else None
         records, position, _ = self._stream.records(txns, after=after, limit=MAX_HELD, not_before=not_before)
-        if not cut_short and len(rows) < limit + PEEK_SLACK:
+        if not cut_short and len(rows) < want:
             self._seen_wal = wal  # everything up to `wal` has been read
         # A peek returns whole transactions, so it may bring more than `limit` records: the rest is held
         # and handed out by the next reads instead of being decoded again.
@@ -198,11 +210,23 @@ class PostgresSource:
             target = max(earlier)
         for end in [e for e in self._sizes if e <= target]:
             del self._sizes[end]
-        if target <= self._confirmed:
+        self._advance_to = max(self._advance_to, target)
+        if self._clock.monotonic() - self._advanced_at >= ADVANCE_EVERY_S:
+            await self._advance()
+
+    async def _advance(self) -> None:
+        """Move the slot to the last acknowledged transaction end (if it is not there yet).
+
+        Advancing decodes WAL from the slot's restart point, so under load it runs at most every
+        ADVANCE_EVERY_S (and whenever the source is idle). Nothing depends on it for correctness: the
+        poller's stored checkpoint is passed back as `after`, and records up to it are skipped."""
+        if self._advance_to <= self._confirmed:
             return
+        target = self._advance_to
         await self._run("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
                         (self._slot, pg_changes.int_to_lsn(target)))
         self._confirmed = target
+        self._advanced_at = self._clock.monotonic()
 
     async def drop_slot(self) -> None:
         """Drop the mapping's replication slot (when the mapping is deleted for good)."""
@@ -210,7 +234,14 @@ class PostgresSource:
                         (self._slot,))
 
     async def aclose(self) -> None:
+        """Advance the slot to the last acknowledgement (best effort: the checkpoint is stored anyway) and
+        close the connection."""
+        import psycopg
         if self._conn is not None:
+            try:
+                await self._advance()
+            except psycopg.Error as exc:
+                log.warning("esm_postgres_final_advance_failed slot=%s error=%r", self._slot, exc)
             await self._conn.close()
             self._conn = None
 
