@@ -242,3 +242,22 @@ def test_throttled_batches_stay_in_the_queue(lam, fn, sqs, recorder):
     lam.delete_function_concurrency(FunctionName=fn)
     assert wait_until(lambda: [r["body"] for r in seen(recorder, fn)] == ["patient"])
     assert wait_until(lambda: queue_empty(sqs, url))
+
+
+def test_the_sqs_endpoint_variable_wins_over_the_general_one(tmp_path, moto, sqs, recorder):  # noqa: F811
+    """AWS_ENDPOINT_URL_SQS points lamina at the queue server even when AWS_ENDPOINT_URL points elsewhere."""
+    url, arn = make_queue(sqs)
+    sqs.send_message(QueueUrl=url, MessageBody="via the SQS variable")
+    env = {**moto.env(), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # nothing listens there
+    env.pop("AWS_ENDPOINT_URL_KINESIS")
+    server = start_server(tmp_path / "data", tmp_path / "server.log", env)
+    name = f"endpoint-{uuid.uuid4().hex[:8]}"
+    try:
+        lam = server.client()
+        lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler", Role=ROLE,
+                            Code={"ZipFile": make_zip({"app.py": HANDLER})}, Environment={"Variables": {"CB": recorder.url}})
+        lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name)
+        assert wait_until(lambda: [r["body"] for r in seen(recorder, name)] == ["via the SQS variable"])
+        assert wait_until(lambda: queue_empty(sqs, url))
+    finally:
+        assert stop_server(server) == 0, server.output()
