@@ -55,6 +55,19 @@ def test_kinesis_record_shape():
     }
 
 
+def test_kinesis_filters_see_the_data_and_metadata_at_the_top():
+    """FilterCriteria on a Kinesis mapping address `data` (base64 JSON) and `partitionKey` directly."""
+    from lamina.esm.filters import compile_filters
+    raw = {"SequenceNumber": "1", "PartitionKey": "eu", "Data": b'{"kind": "order", "total": 12}',
+           "ApproximateArrivalTimestamp": 1545084650.987}
+    event = kinesis_event(raw, shard="shardId-0", arn=KINESIS_ARN, region="us-east-2", role_arn="r")
+    view = KinesisSource.filter_view(event)
+    keep = compile_filters(['{"data": {"kind": ["order"], "total": [{"numeric": [">", 10]}]}}'])
+    assert keep(view) and not keep(KinesisSource.filter_view({**event, "kinesis": {**event["kinesis"],
+                                                                                   "data": "e30="}}))
+    assert compile_filters(['{"partitionKey": ["eu"], "eventSource": ["aws:kinesis"]}'])(view)
+
+
 def test_dynamodb_record_shape():
     """lambda-spec §8.2: boto3's datetime becomes epoch seconds, binary values base64, the ARN is added."""
     raw = {"eventID": "c4ca", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",

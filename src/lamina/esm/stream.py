@@ -226,6 +226,10 @@ def failure_record(*, source_arn: str, batch_info_key: str, function_arn: str, s
 # Plumbing
 
 
+def _same(event: dict[str, Any]) -> dict[str, Any]:
+    return event
+
+
 class _Round:
     """One round's records and how far the finished prefix reaches (the checkpoint may move that far)."""
 
@@ -283,6 +287,8 @@ class StreamPoller:
         self._idle_s = float(getattr(source, "idle_poll_s", IDLE_POLL_S))
         self._discover_s = float(getattr(source, "discover_s", DISCOVER_S))
         self._last_result: str | None = None
+        # Optional source hook: what filter patterns see of a record (Kinesis lifts its `kinesis` members).
+        self._filter_view: Callable[[dict[str, Any]], dict[str, Any]] = getattr(source, "filter_view", _same)
         # Optional source hook: a source keeping per-mapping state at the far end (PostgreSQL's replication
         # slot) learns whose it is.
         bind = getattr(source, "bind_mapping", None)
@@ -376,9 +382,9 @@ class StreamPoller:
         current = _Round(records)
         kept, skipped = records, []
         if self._filter is not None:
-            keep = self._filter
-            kept = [r for r in records if keep(r.event)]
-            skipped = [r for r in records if not keep(r.event)] if len(kept) < len(records) else []
+            flags = [self._filter(self._filter_view(r.event)) for r in records]
+            kept = [r for r, keep in zip(records, flags) if keep]
+            skipped = [r for r, keep in zip(records, flags) if not keep]
         if skipped:
             await self._finished(shard, current, skipped)
         await asyncio.gather(*(self._run_group(shard, current, group) for group in groups(kept, self._factor)))

@@ -46,10 +46,19 @@ def kinesis_event(raw: dict[str, Any], *, shard: str, arn: str, region: str, rol
     }
 
 
+def filter_view(event: dict[str, Any]) -> dict[str, Any]:
+    """What FilterCriteria patterns see of a Kinesis record: the `kinesis` members (`data`, `partitionKey`,
+    ...) at the top, beside the record's own metadata (lambda-spec §9.2)."""
+    outer = {k: v for k, v in event.items() if k != "kinesis"}
+    return {**outer, **event.get("kinesis", {})}
+
+
 class KinesisSource:
     batch_info_key = "KinesisBatchInfo"
     idle_poll_s = 1.0  # Lambda polls each shard about once a second
     discover_s = 10.0
+
+    filter_view = staticmethod(filter_view)
 
     def __init__(self, arn: str, *, clients: Clients | None = None) -> None:
         self.arn = arn
