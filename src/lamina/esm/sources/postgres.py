@@ -23,6 +23,7 @@ decoded when the WAL has moved since the last look (one cheap `pg_current_wal_fl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -46,6 +47,8 @@ MAX_HELD = 10**9
 PEEK_ROWS = 2000
 #: Under load the slot is advanced at most this often (see `_advance`).
 ADVANCE_EVERY_S = 0.25
+#: Closing waits this long for the last advance (a connection cut mid-query may not answer).
+FINAL_ADVANCE_S = 2.0
 
 
 def parse_arn(arn: str) -> tuple[str, str, str, str]:
@@ -239,8 +242,8 @@ class PostgresSource:
         import psycopg
         if self._conn is not None:
             try:
-                await self._advance()
-            except psycopg.Error as exc:
+                await asyncio.wait_for(self._advance(), FINAL_ADVANCE_S)
+            except (psycopg.Error, TimeoutError) as exc:
                 log.warning("esm_postgres_final_advance_failed slot=%s error=%r", self._slot, exc)
             await self._conn.close()
             self._conn = None
