@@ -18,6 +18,7 @@ from lamina.esm.sources.postgres import PostgresSource
 from lamina.esm.stream import StreamPoller
 from tests.conftest import make_zip
 from tests.integration.conftest import start_server, stop_server
+from tests.integration.moto_server import moto  # noqa: F401  (the fixture)
 from tests.integration.postgres_cluster import postgres  # noqa: F401  (the fixture)
 from tests.integration.recorder import Recorder
 
@@ -256,5 +257,54 @@ def test_kill_9_and_restart_resumes_from_the_checkpoint(tmp_path, postgres, reco
         after = got[len(before):]
         assert before == list(range(len(before))) and after == list(range(after[0], rows))
         assert before[-1] - batch < after[0] <= before[-1] + 1
+    finally:
+        assert stop_server(server) == 0, server.output()
+
+
+REPORTING = '''
+import json, os, urllib.request
+
+def handler(event, context):
+    request = urllib.request.Request(os.environ["CB"], data=json.dumps(
+        {"key": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "records": event["Records"]}).encode())
+    urllib.request.urlopen(request, timeout=10).read()
+    return {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in event["Records"]
+                                  if r["dynamodb"]["NewImage"]["name"].get("S") == "bad"]}
+'''
+
+
+def test_partial_failures_end_in_the_on_failure_queue(tmp_path, postgres, recorder, moto):  # noqa: F811
+    """ReportBatchItemFailures with SequenceNumber identifiers: the batch is retried from the failed row,
+    then given up to the SQS on-failure destination (DDBStreamBatchInfo), and the table's later rows go on."""
+    sqs = moto.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"pg-fail-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    server = start_server(tmp_path / "data", tmp_path / "server.log", {**postgres.env(), **moto.env()})
+    try:
+        lam = server.client()
+        fn = f"pgr-{uuid.uuid4().hex[:8]}"
+        lam.create_function(FunctionName=fn, Runtime="python3.11", Handler="app.handler", Role=ROLE, Timeout=30,
+                            Code={"ZipFile": make_zip({"app.py": REPORTING})},
+                            Environment={"Variables": {"CB": recorder.url}})
+        table = make_table(postgres)
+        create_mapping(lam, postgres, table, fn, BatchSize=4, MaximumRetryAttempts=1,
+                       FunctionResponseTypes=["ReportBatchItemFailures"],
+                       DestinationConfig={"OnFailure": {"Destination": queue_arn}})
+        with postgres.connect() as conn, conn.transaction():
+            for i, name in enumerate(["a", "b", "bad", "c", "d", "e"]):
+                conn.execute(f"INSERT INTO {table} (id, name) VALUES (%s, %s)", (i, name))
+        assert wait_until(lambda: 5 in ids(recorder, fn)), ids(recorder, fn)
+        batches = [[int(r["dynamodb"]["Keys"]["id"]["N"]) for r in b["records"]]
+                   for b in recorder.where(lambda b: b.get("key") == fn)]
+        assert batches == [[0, 1, 2, 3], [2, 3], [4, 5]]
+        messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=5).get("Messages", [])
+        body = json.loads(messages[0]["Body"])
+        records = [r for b in recorder.where(lambda b: b.get("key") == fn) for r in b["records"]]
+        info = body["DDBStreamBatchInfo"]
+        assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == \
+            (records[2]["dynamodb"]["SequenceNumber"], records[3]["dynamodb"]["SequenceNumber"], 2)
+        assert info["shardId"] == "shard-0000" and info["streamArn"] == arn(table)
+        assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
+        assert body["requestContext"]["approximateInvokeCount"] == 2
     finally:
         assert stop_server(server) == 0, server.output()
