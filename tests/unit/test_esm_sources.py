@@ -198,3 +198,77 @@ def test_postgres_arn_and_slot_names():
     assert slot_name("app", "public", "orders", "6C1A-77") == "lamina_6c1a77"
     assert slot_name("app", "public", "orders", None) == "lamina_app_public_orders"
     assert len(slot_name("a" * 40, "b" * 40, "c" * 40, None)) <= 63
+
+
+class _Errors:
+    class ExpiredIteratorException(Exception):
+        pass
+
+    class TrimmedDataAccessException(Exception):
+        pass
+
+    class ResourceNotFoundException(Exception):
+        pass
+
+
+class FakeStreamsClient:
+    """A DynamoDB Streams client whose shard `old` has been trimmed past `7` and whose shard `gone` expired."""
+    exceptions = _Errors
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.shards = [{"ShardId": "old"}, {"ShardId": "gone"}]
+
+    def describe_stream(self, **kw):
+        return {"StreamDescription": {"Shards": self.shards}}
+
+    def get_shard_iterator(self, **kw):
+        self.calls.append(("get_shard_iterator", kw))
+        if kw["ShardId"] == "gone":
+            raise _Errors.ResourceNotFoundException()
+        if kw.get("SequenceNumber") == "7":
+            raise _Errors.TrimmedDataAccessException()
+        return {"ShardIterator": f"it-{kw['ShardIteratorType']}"}
+
+    def get_records(self, **kw):
+        record = {"eventID": "e", "eventName": "INSERT", "dynamodb": {"Keys": {"id": {"S": "x"}},
+                                                                     "SequenceNumber": "20", "SizeBytes": 1}}
+        return {"Records": [record], "NextShardIterator": "it-next"}
+
+
+class FakeClients:
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def get(self, service, region):
+        return self.client
+
+
+def _ddb_read(source, shard, after):
+    import asyncio
+    return asyncio.run(source.read(shard, after=after, starting_position="TRIM_HORIZON",
+                                   starting_timestamp=None, limit=10))
+
+
+def test_dynamodb_checkpoint_past_retention_goes_on_from_the_oldest_record():
+    import asyncio
+    client = FakeStreamsClient()
+    source = DynamoDBStreamsSource(DDB_ARN, clients=FakeClients(client))
+    asyncio.run(source.shards())
+    got = _ddb_read(source, "old", "7")
+    assert [r.sequence for r in got.records] == ["20"]
+    assert client.calls[-1] == ("get_shard_iterator", {"StreamArn": DDB_ARN, "ShardId": "old",
+                                                       "ShardIteratorType": "TRIM_HORIZON"})
+
+
+def test_an_expired_shard_no_longer_listed_is_finished_and_a_listed_one_is_an_error():
+    import asyncio
+    client = FakeStreamsClient()
+    source = DynamoDBStreamsSource(DDB_ARN, clients=FakeClients(client))
+    asyncio.run(source.shards())
+    with pytest.raises(_Errors.ResourceNotFoundException):
+        _ddb_read(source, "gone", "3")
+    client.shards = [{"ShardId": "old"}]
+    asyncio.run(source.shards())
+    end = _ddb_read(source, "gone", "3")
+    assert list(end.records) == [] and end.closed

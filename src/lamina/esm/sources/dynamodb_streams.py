@@ -11,11 +11,14 @@ import asyncio
 import base64
 import datetime
 import json
+import logging
 from typing import Any
 
 from lamina.esm.clients import Clients, arn_region
 from lamina.esm.contracts import ReadResult, StreamRecord
 from lamina.esm.sources.shards import IteratorShards, ShardInfo
+
+log = logging.getLogger("lamina.esm.dynamodb_streams")
 
 MAX_LIMIT = 1000  # GetRecords' Limit
 
@@ -98,14 +101,27 @@ class DynamoDBStreamsSource:
             kwargs.update(ShardIteratorType="LATEST" if position == "LATEST" else "TRIM_HORIZON")
         return str(self._client.get_shard_iterator(**kwargs)["ShardIterator"])
 
-    def _read(self, shard: str, after: str | None, position: str, limit: int) -> ReadResult:
+    def _fetch(self, shard: str, after: str | None, position: str, limit: int) -> dict[str, Any]:
         iterator = self._shards.iterator(shard, after) or self._new_iterator(shard, after, position)
         try:
-            page = self._client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, MAX_LIMIT)))
+            return dict(self._client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, MAX_LIMIT))))
         except self._client.exceptions.ExpiredIteratorException:
             self._shards.forget(shard)
-            page = self._client.get_records(ShardIterator=self._new_iterator(shard, after, position),
-                                            Limit=max(1, min(limit, MAX_LIMIT)))
+            return dict(self._client.get_records(ShardIterator=self._new_iterator(shard, after, position),
+                                                 Limit=max(1, min(limit, MAX_LIMIT))))
+
+    def _read(self, shard: str, after: str | None, position: str, limit: int) -> ReadResult:
+        try:
+            page = self._fetch(shard, after, position, limit)
+        except self._client.exceptions.TrimmedDataAccessException:
+            # The checkpoint is older than the stream keeps (24 h): go on from the oldest record there is.
+            log.warning("esm_stream_trimmed source=%s shard=%s after=%s", self.arn, shard, after)
+            self._shards.forget(shard)
+            page = self._fetch(shard, None, "TRIM_HORIZON", limit)
+        except self._client.exceptions.ResourceNotFoundException:
+            if self._shards.gone(shard):
+                return ReadResult((), None, closed=True)
+            raise
         records = []
         for raw in page.get("Records", []):
             event = dynamodb_event(raw, arn=self.arn, region=self.region)

@@ -108,15 +108,25 @@ class KinesisSource:
             kwargs.update(ShardIteratorType=position)
         return str(self._client.get_shard_iterator(**kwargs)["ShardIterator"])
 
-    def _read(self, shard: str, after: str | None, position: str, timestamp: float | None,
-              limit: int) -> ReadResult:
+    def _fetch(self, shard: str, after: str | None, position: str, timestamp: float | None,
+               limit: int) -> dict[str, Any]:
         iterator = self._shards.iterator(shard, after) or self._new_iterator(shard, after, position, timestamp)
         try:
-            page = self._client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, MAX_LIMIT)))
+            return dict(self._client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, MAX_LIMIT))))
         except self._client.exceptions.ExpiredIteratorException:
             self._shards.forget(shard)
-            page = self._client.get_records(ShardIterator=self._new_iterator(shard, after, position, timestamp),
-                                            Limit=max(1, min(limit, MAX_LIMIT)))
+            return dict(self._client.get_records(
+                ShardIterator=self._new_iterator(shard, after, position, timestamp),
+                Limit=max(1, min(limit, MAX_LIMIT))))
+
+    def _read(self, shard: str, after: str | None, position: str, timestamp: float | None,
+              limit: int) -> ReadResult:
+        try:
+            page = self._fetch(shard, after, position, timestamp, limit)
+        except self._client.exceptions.ResourceNotFoundException:
+            if self._shards.gone(shard):  # expired with the stream's retention
+                return ReadResult((), None, closed=True)
+            raise
         records = []
         for raw in page.get("Records", []):
             event = kinesis_event(raw, shard=shard, arn=self.arn, region=self.region, role_arn=self.role_arn)

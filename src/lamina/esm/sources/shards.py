@@ -32,6 +32,7 @@ def at_or_after(sequence: str | None, ending: str) -> bool:
 class IteratorShards:
     def __init__(self) -> None:
         self.known: dict[str, ShardInfo] = {}
+        self.listed: set[str] = set()  # the shards the last listing named
         self.finished: set[str] = set()
         self._iterators: dict[str, tuple[str | None, str]] = {}  # shard -> (after, iterator)
 
@@ -39,6 +40,7 @@ class IteratorShards:
         """Record the listed shards; the ids in the order the service listed them (parents first)."""
         for info in shards:
             self.known[info.shard_id] = info
+        self.listed = {info.shard_id for info in shards}
         return [info.shard_id for info in shards]
 
     def ready(self, shard: str) -> bool:
@@ -60,6 +62,15 @@ class IteratorShards:
 
     def forget(self, shard: str) -> None:
         self._iterators.pop(shard, None)
+
+    def gone(self, shard: str) -> bool:
+        """A shard the service no longer knows (past the stream's retention): finished, if it is no longer
+        listed; False while it is (then the error is real and the read is retried)."""
+        if self.known and shard not in self.listed:
+            self.finished.add(shard)
+            self._iterators.pop(shard, None)
+            return True
+        return False
 
     def is_closed(self, shard: str, after: str | None, got_records: bool, next_iterator: str | None) -> bool:
         """The shard is closed and read to its end (then its children may start)."""
