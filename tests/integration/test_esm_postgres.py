@@ -222,6 +222,12 @@ def test_new_rows_reach_the_function_in_commit_order(tmp_path, postgres, recorde
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
         assert lam.get_event_source_mapping(UUID=uuid_)["LastProcessingResult"] == "OK"
         lam.delete_event_source_mapping(UUID=uuid_)
+        # A table that does not exist: the mapping says so in LastProcessingResult and keeps trying.
+        missing = lam.create_event_source_mapping(EventSourceArn=arn("no_such_table"), FunctionName=fn,
+                                                  StartingPosition="LATEST")["UUID"]
+        assert wait_until(lambda: lam.get_event_source_mapping(UUID=missing)["LastProcessingResult"].startswith(
+            "PROBLEM:"), 15)
+        lam.delete_event_source_mapping(UUID=missing)
     finally:
         assert stop_server(server) == 0, server.output()
 
