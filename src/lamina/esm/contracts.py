@@ -30,7 +30,12 @@ class ReadResult:
 
 
 class StreamSource(Protocol):
-    """One stream: its shards and their records. Implementations: sources/*.py."""
+    """One stream: its shards and their records. Implementations: sources/*.py.
+
+    Optional members the shard poller uses when a source has them: `idle_poll_s` (seconds between reads
+    of an idle shard; default 1), `discover_s` (seconds between shard listings; default 10),
+    `filter_view(event) -> dict` (what FilterCriteria patterns see of a record) and `bind_mapping(uuid)`
+    (called once with the mapping's UUID before any read, e.g. to name a replication slot)."""
 
     arn: str
     batch_info_key: str  # "KinesisBatchInfo" or "DDBStreamBatchInfo" in on-failure records

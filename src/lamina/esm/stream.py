@@ -29,8 +29,8 @@ from typing import Any
 
 from lamina.clock import Clock
 from lamina.esm.contracts import (
-    Invoke, InvokeOutcome, LoadCheckpoint, RecordFilter, SaveCheckpoint, SendFailure, StreamRecord,
-    StreamSource,
+    Invoke, InvokeOutcome, LoadCheckpoint, ReadResult, RecordFilter, SaveCheckpoint, SendFailure,
+    StreamRecord, StreamSource,
 )
 
 log = logging.getLogger("lamina.esm.stream")
@@ -366,7 +366,7 @@ class StreamPoller:
             if not result.records:
                 await self._sleep(min(self._idle_s, remaining))
 
-    async def _read(self, shard: str, after: str | None, limit: int) -> Any:
+    async def _read(self, shard: str, after: str | None, limit: int) -> ReadResult:
         stalls = 0
         while True:
             try:
