@@ -222,6 +222,11 @@ def test_new_rows_reach_the_function_in_commit_order(tmp_path, postgres, recorde
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
         assert lam.get_event_source_mapping(UUID=uuid_)["LastProcessingResult"] == "OK"
         lam.delete_event_source_mapping(UUID=uuid_)
+        slot = "lamina_" + uuid_.replace("-", "")
+        assert wait_until(lambda: not slot_exists(postgres, slot)), "a deleted mapping drops its slot"
+        with pytest.raises(lam.exceptions.InvalidParameterValueException):
+            lam.create_event_source_mapping(EventSourceArn="arn:lamina:postgres:us-east-1:000000000000:tabel/x",
+                                            FunctionName=fn, StartingPosition="LATEST")
         # A table that does not exist: the mapping says so in LastProcessingResult and keeps trying.
         missing = lam.create_event_source_mapping(EventSourceArn=arn("no_such_table"), FunctionName=fn,
                                                   StartingPosition="LATEST")["UUID"]

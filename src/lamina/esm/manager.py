@@ -41,6 +41,7 @@ log = logging.getLogger("lamina.esm")
 Runner = Callable[[Deployed, Invocation], Awaitable[Outcome]]
 PAGE_DEFAULT = 100
 RESTART_MAX_S = 60.0
+DROP_SLOT_S = 5.0
 STOP_GRACE_S = 5.0  # a batch in flight when its mapping changes or the server stops may finish this long
 
 
@@ -120,8 +121,11 @@ class EsmManager:
                 f"mapping already exists. Please update or delete the existing mapping with UUID {other.uuid}")
 
     async def _check_source(self, mapping: Mapping) -> None:
-        """An SQS queue must exist and answer (as AWS checks at create); streams are opened by their poller."""
+        """An SQS queue must exist and answer (as AWS checks at create); a stream's ARN must name a source
+        lamina can read (its poller opens it)."""
         if mapping.kind is not SourceKind.SQS:
+            from lamina.esm.sources import open_source
+            open_source(mapping.source_arn, mapping_uuid=mapping.uuid)  # no I/O; InvalidParameterValue if not
             return
         try:
             await asyncio.to_thread(self._clients.queue_url, mapping.source_arn)
@@ -179,6 +183,7 @@ class EsmManager:
                 return
             await self._stop_poller(uuid)
             if mapping.state is State.DELETING:
+                await self._forget_source(mapping)
                 self._store.delete(uuid)
                 log.info("esm_deleted uuid=%s", uuid)
                 return
@@ -187,6 +192,20 @@ class EsmManager:
                 self._store.put(settled)
             if settled.runs:
                 self._start_poller(settled)
+
+    async def _forget_source(self, mapping: Mapping) -> None:
+        """A deleted PostgreSQL mapping drops its replication slot (else the server keeps its WAL forever)."""
+        if mapping.kind is not SourceKind.POSTGRES:
+            return
+        from lamina.esm.sources import open_source
+        source = open_source(mapping.source_arn, mapping_uuid=mapping.uuid)
+        try:
+            await asyncio.wait_for(source.drop_slot(), DROP_SLOT_S)  # type: ignore[attr-defined]
+            log.info("esm_postgres_slot_dropped uuid=%s", mapping.uuid)
+        except Exception as exc:  # the mapping goes anyway; the slot can be dropped by hand (docs)
+            log.warning("esm_postgres_slot_not_dropped uuid=%s error=%r", mapping.uuid, exc)
+        finally:
+            await source.aclose()
 
     async def start(self) -> None:
         """Server start: settle what a crash left transitional, start a poller per enabled mapping."""
