@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from tests.conftest import free_port
+from tests.integration.recorder import Recorder
 
 ACCESS_KEY = "LKIATESTKEY000000001"
 SECRET_KEY = "test-secret-key-0000000000000000000000001"
@@ -74,6 +76,25 @@ def stop_server(server: Server) -> int:
     except subprocess.TimeoutExpired:
         server.process.kill()
         raise
+
+
+@contextmanager
+def serving(tmp_path_factory, name: str, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A server of a test module's own (its own data directory and settings), stopped cleanly after."""
+    base = tmp_path_factory.mktemp(name)
+    srv = start_server(base / "data", base / "server.log", extra_env)
+    try:
+        yield srv
+    finally:
+        assert stop_server(srv) == 0, srv.output()
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[Recorder]:
+    """An HTTP endpoint on loopback that functions post what they saw to (tests/integration/recorder.py)."""
+    rec = Recorder()
+    yield rec
+    rec.close()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_zip
-from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, start_server, stop_server
+from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, serving
 from tests.integration.recorder import FUNCTIONS, Recorder
 
 ROLE = "arn:aws:iam::000000000000:role/x"
@@ -24,18 +24,9 @@ BASE_DELAY = 0.2
 
 
 @pytest.fixture(scope="module")
-def recorder():
-    rec = Recorder()
-    yield rec
-    rec.close()
-
-
-@pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    base = tmp_path_factory.mktemp("async")
-    server = start_server(base / "data", base / "server.log", {"LAMINA_ASYNC_RETRY_BASE_DELAY": str(BASE_DELAY)})
-    yield server
-    assert stop_server(server) == 0, server.output()
+    with serving(tmp_path_factory, "async", {"LAMINA_ASYNC_RETRY_BASE_DELAY": str(BASE_DELAY)}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

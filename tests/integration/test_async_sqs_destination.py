@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from tests.conftest import make_zip
-from tests.integration.conftest import start_server, stop_server
+from tests.integration.conftest import serving
 from tests.integration.moto_server import moto  # noqa: F401  (the fixture)
 
 ROLE = "arn:aws:iam::000000000000:role/x"
@@ -25,10 +25,8 @@ def fail(event, context):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, moto):  # noqa: F811
-    base = tmp_path_factory.mktemp("async-sqs")
-    server = start_server(base / "data", base / "server.log", {**moto.env(), "LAMINA_ASYNC_RETRY_BASE_DELAY": "0.2"})
-    yield server
-    assert stop_server(server) == 0, server.output()
+    with serving(tmp_path_factory, "async-sqs", {**moto.env(), "LAMINA_ASYNC_RETRY_BASE_DELAY": "0.2"}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

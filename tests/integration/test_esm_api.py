@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_zip
-from tests.integration.conftest import start_server, stop_server
+from tests.integration.conftest import serving
 from tests.integration.moto_server import moto  # noqa: F401  (the fixture)
 
 ROLE = "arn:aws:iam::000000000000:role/x"
@@ -20,10 +20,8 @@ STREAM_ONLY = ("StartingPosition", "ParallelizationFactor", "MaximumRetryAttempt
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, moto):  # noqa: F811
-    base = tmp_path_factory.mktemp("esm-api")
-    server = start_server(base / "data", base / "server.log", moto.env())
-    yield server
-    assert stop_server(server) == 0, server.output()
+    with serving(tmp_path_factory, "esm-api", moto.env()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

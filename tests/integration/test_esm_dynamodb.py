@@ -12,9 +12,9 @@ import pytest
 
 from lamina.esm.sources.dynamodb_streams import DynamoDBStreamsSource
 from tests.conftest import make_zip
-from tests.integration.conftest import start_server, stop_server
+from tests.integration.conftest import serving
 from tests.integration.moto_server import REGION, moto  # noqa: F401  (the fixture)
-from tests.integration.recorder import Recorder
+
 
 ROLE = "arn:aws:iam::000000000000:role/x"
 HANDLER = '''
@@ -78,18 +78,9 @@ def test_source_reads_the_stream_in_order(ddb):
 
 
 @pytest.fixture(scope="module")
-def recorder():
-    rec = Recorder()
-    yield rec
-    rec.close()
-
-
-@pytest.fixture(scope="module")
 def srv(tmp_path_factory, moto):  # noqa: F811
-    base = tmp_path_factory.mktemp("esm-ddb")
-    server = start_server(base / "data", base / "server.log", moto.env())
-    yield server
-    assert stop_server(server) == 0, server.output()
+    with serving(tmp_path_factory, "esm-ddb", moto.env()) as server:
+        yield server
 
 
 def wait_until(predicate, timeout: float = 30.0) -> bool:

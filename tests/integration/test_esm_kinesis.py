@@ -14,7 +14,7 @@ import pytest
 
 from lamina.esm.sources.kinesis import KinesisSource
 from tests.conftest import make_zip
-from tests.integration.conftest import start_server, stop_server
+from tests.integration.conftest import serving
 from tests.integration.moto_server import ACCOUNT, REGION, moto  # noqa: F401  (the fixture)
 from tests.integration.recorder import Recorder
 
@@ -107,18 +107,9 @@ def test_source_reads_children_after_their_parent(kinesis):
 # -- end to end through `lamina serve` ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def recorder():
-    rec = Recorder()
-    yield rec
-    rec.close()
-
-
-@pytest.fixture(scope="module")
 def srv(tmp_path_factory, moto):  # noqa: F811
-    base = tmp_path_factory.mktemp("esm-kinesis")
-    server = start_server(base / "data", base / "server.log", moto.env())
-    yield server
-    assert stop_server(server) == 0, server.output()
+    with serving(tmp_path_factory, "esm-kinesis", moto.env()) as server:
+        yield server
 
 
 @pytest.fixture

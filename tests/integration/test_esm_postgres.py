@@ -164,13 +164,6 @@ def test_large_transactions_and_a_backlog_flow_through(postgres):  # noqa: F811
 
 # -- end to end through `lamina serve` ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def recorder():
-    rec = Recorder()
-    yield rec
-    rec.close()
-
-
 def make_function(lam, recorder: Recorder, sleep: float = 0) -> str:
     name = f"pg-{uuid.uuid4().hex[:8]}"
     lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler", Role=ROLE, Timeout=30,

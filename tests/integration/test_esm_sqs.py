@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from tests.conftest import make_zip
-from tests.integration.conftest import start_server, stop_server
+from tests.integration.conftest import start_server, stop_server, serving
 from tests.integration.moto_server import moto  # noqa: F401  (the fixture)
 from tests.integration.recorder import Recorder
 
@@ -33,18 +33,9 @@ def handler(event, context):
 
 
 @pytest.fixture(scope="module")
-def recorder():
-    rec = Recorder()
-    yield rec
-    rec.close()
-
-
-@pytest.fixture(scope="module")
 def srv(tmp_path_factory, moto):  # noqa: F811
-    base = tmp_path_factory.mktemp("esm-sqs")
-    server = start_server(base / "data", base / "server.log", moto.env())
-    yield server
-    assert stop_server(server) == 0, server.output()
+    with serving(tmp_path_factory, "esm-sqs", moto.env()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ def test_tail_prints_past_lines_and_follows_new_ones(server, lam, fname, tmp_pat
     assert past.returncode == 0, past.stderr
     lines = past.stdout.splitlines()
     assert any("tail-me 1" in line for line in lines)
-    assert any(f"/[$LATEST]" in line and "REPORT RequestId:" in line for line in lines)
+    assert any("/[$LATEST]" in line and "REPORT RequestId:" in line for line in lines)
 
     out = tmp_path / "follow.out"
     with open(out, "w") as sink:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from lamina.deploy import blueprints
 from tests.integration.conftest import ACCESS_KEY, SECRET_KEY
 
 EXPECT = {

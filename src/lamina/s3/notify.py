@@ -58,7 +58,7 @@ def parse_configuration(body: bytes) -> list[FunctionTarget]:
                                   ArgumentName=arn or "CloudFunction", ArgumentValue="")
         for event in events:
             if event not in EVENTS:
-                raise InvalidArgument(f"The event is not supported for notifications",
+                raise InvalidArgument("The event is not supported for notifications",
                                       ArgumentName="Event", ArgumentValue=event)
         prefix = suffix = ""
         for rule in element.findall("Filter/S3Key/FilterRule"):
