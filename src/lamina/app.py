@@ -162,6 +162,7 @@ class Lamina:
             concurrency_limit=config.concurrency_limit, keepalive_s=config.keepalive_s,
             slots=Slots(data / "work" / "slots"), standby_per_runtime=config.prewarm,
             keepalive_policy=config.keepalive_policy, memory_budget_mb=config.memory_budget_mb,
+            max_starting=config.max_starting,
         )
         arn_prefix = f"arn:aws:lambda:{config.region}:{config.account_id}:function:"
         self.functions = FunctionService(self.store, self.blobs, self.registry, self.clock, arn_prefix)

@@ -38,6 +38,8 @@ class Config:
     memory_budget_mb: int = 0
     #: Sandboxes per runtime (python, nodejs) started ahead of need, to hide cold starts; 0 turns it off.
     prewarm: int = 2
+    #: Environments starting (init phase) at once; 0 = 4 per core. More starts queue for a free place.
+    max_starting: int = 0
     #: host: functions reach the network as on Lambda; private: a network namespace per environment,
     #: loopback only (needs the isolated sandbox).
     network: str = "host"

@@ -131,6 +131,8 @@ class BwrapDriver:
 
     def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
         argv = self.argv(spec)
+        if self._volumes is not None:
+            argv = self._volumes.mount_argv(spec.env_id) + argv  # /tmp mounted in a namespace of its own
         path = self._netns(spec)
         if path is not None:
             argv = [self._nsenter, f"--net={path}", "--", *argv]
