@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_zip
 from tests.integration.conftest import serving
-from tests.integration.moto_server import moto  # noqa: F401  (the fixture)
+from tests.integration.moto_server import ACCOUNT, moto  # noqa: F401  (the fixture)
 
 ROLE = "arn:aws:iam::000000000000:role/x"
 STREAM_ONLY = ("StartingPosition", "ParallelizationFactor", "MaximumRetryAttempts", "MaximumRecordAgeInSeconds",
@@ -140,9 +140,15 @@ def test_list_filters_and_pages(lam, fn, moto):  # noqa: F811
             lam.delete_event_source_mapping(UUID=uid)
 
 
-def test_stream_mapping_shape(lam, fn):
-    """A Kinesis mapping shows the stream members with AWS's defaults."""
-    arn = "arn:aws:kinesis:us-east-1:123456789012:stream/not-read-in-this-test"
+def test_stream_mapping_shape(lam, fn, moto):  # noqa: F811
+    """A Kinesis mapping shows the stream members with AWS's defaults; a stream must exist."""
+    missing = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/no-such-stream"
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as err:
+        lam.create_event_source_mapping(EventSourceArn=missing, FunctionName=fn, StartingPosition="LATEST")
+    assert err.value.response["Error"]["Message"] == f"Stream not found: {missing}"
+    kinesis = moto.client("kinesis")
+    kinesis.create_stream(StreamName="shape-test", ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName="shape-test")["StreamDescriptionSummary"]["StreamARN"]
     out = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=fn, StartingPosition="LATEST",
                                           Enabled=False)
     try:

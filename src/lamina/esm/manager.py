@@ -42,6 +42,7 @@ Runner = Callable[[Deployed, Invocation], Awaitable[Outcome]]
 PAGE_DEFAULT = 100
 RESTART_MAX_S = 60.0
 DROP_SLOT_S = 5.0
+SOURCE_CHECK_S = 10.0  # CreateEventSourceMapping waits this long for a stream to answer
 STOP_GRACE_S = 5.0  # a batch in flight when its mapping changes or the server stops may finish this long
 
 
@@ -125,7 +126,19 @@ class EsmManager:
         lamina can read (its poller opens it)."""
         if mapping.kind is not SourceKind.SQS:
             from lamina.esm.sources import open_source
-            open_source(mapping.source_arn, mapping_uuid=mapping.uuid)  # no I/O; InvalidParameterValue if not
+            source = open_source(mapping.source_arn, mapping_uuid=mapping.uuid)  # InvalidParameterValue if not ours
+            try:
+                await asyncio.wait_for(source.shards(), SOURCE_CHECK_S)  # a stream must exist and answer
+            except Exception as exc:
+                code, message = _aws_error(exc)
+                if code == "ResourceNotFoundException":
+                    raise InvalidParameterValue(f"Stream not found: {mapping.source_arn}") from exc
+                raise InvalidParameterValue(
+                    f"Cannot access stream {mapping.source_arn}. Please ensure the role can perform the "
+                    f"GetRecords, GetShardIterator, DescribeStream, and ListStreams Actions on your stream. "
+                    f"({code}: {message})") from exc
+            finally:
+                await source.aclose()
             return
         try:
             await asyncio.to_thread(self._clients.queue_url, mapping.source_arn)
