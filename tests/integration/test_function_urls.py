@@ -193,6 +193,13 @@ def test_binary_body_arrives_base64(lam, fn):
     status, _, body = fetch(url, "POST", b'{"a": 1}', {"Content-Type": "application/json"})
     event = json.loads(body)
     assert event["isBase64Encoded"] is False and event["body"] == '{"a": 1}'
+    # A malformed body is the function's business, as on AWS: passed through untouched, not refused.
+    status, _, body = fetch(url, "POST", b'{"a": 1,,', {"Content-Type": "application/json"})
+    event = json.loads(body)
+    assert status == 201 and event["isBase64Encoded"] is False and event["body"] == '{"a": 1,,'
+    status, _, body = fetch(url, "POST", b"caf\xe9 \xff", {"Content-Type": "text/plain; charset=utf-8"})
+    event = json.loads(body)
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"caf\xe9 \xff"
 
 
 def test_aws_iam_needs_a_lambda_signature(lam, fn):
