@@ -50,6 +50,7 @@ from lamina.sandbox import bwrap, netns, tmpvol
 from lamina.sandbox.cgroups import detect as detect_cgroups
 from lamina.sandbox.base import SandboxDriver
 from lamina.sandbox.process import ProcessDriver
+from lamina.sandbox.zygote import Zygotes
 from lamina.sandbox.slots import Slots
 from lamina.scheduler.scheduler import Scheduler
 from lamina.service.functions import FunctionService
@@ -122,7 +123,8 @@ def choose_driver(config: Config, work_dir: Path, *, probe_only: bool = False) -
                     netns_dir.mkdir(parents=True, exist_ok=True)
                     for leftover in netns_dir.iterdir():  # a previous run that did not stop cleanly
                         netns.remove(leftover)
-            return bwrap.BwrapDriver(cgroups, cgroups_why, volumes, volumes_why, netns_dir), why
+            zygotes = Zygotes() if config.zygote and not probe_only else None
+            return bwrap.BwrapDriver(cgroups, cgroups_why, volumes, volumes_why, netns_dir, zygotes), why
         if config.sandbox == "bwrap":
             raise SystemExit(f"lamina: sandbox=bwrap asked for, but {why}")
         if config.network == "private":

@@ -40,6 +40,9 @@ class Config:
     prewarm: int = 2
     #: Environments starting (init phase) at once; 0 = 4 per core. More starts queue for a free place.
     max_starting: int = 0
+    #: 1: Python runtimes are forked from a per-version zygote into their sandboxes (no interpreter start
+    #: per environment); 0: each is exec'd. Needs the isolated sandbox with cgroups.
+    zygote: int = 1
     #: host: functions reach the network as on Lambda; private: a network namespace per environment,
     #: loopback only (needs the isolated sandbox).
     network: str = "host"

@@ -19,6 +19,7 @@ from lamina.errors import SandboxError
 from lamina.sandbox import netns
 from lamina.sandbox.cgroups import Cgroup, CgroupManager, Limits
 from lamina.sandbox.tmpvol import TmpVolumes
+from lamina.sandbox.zygote import HOLDER, Zygote, Zygotes, hand_over
 from lamina.sandbox.base import Layout, Protection, SandboxSpec, command_for, environment_for
 
 LAYOUT = Layout("/var/task", "/var/runtime", "/var/lang", "/opt", "/tmp")
@@ -55,7 +56,7 @@ class BwrapDriver:
 
     def __init__(self, cgroups: CgroupManager | None = None, cgroups_why: str = "",
                  volumes: TmpVolumes | None = None, volumes_why: str = "",
-                 netns_dir: Path | None = None) -> None:
+                 netns_dir: Path | None = None, zygotes: Zygotes | None = None) -> None:
         self._bwrap = shutil.which("bwrap") or "bwrap"
         self._setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
@@ -70,6 +71,8 @@ class BwrapDriver:
         self._sockets: dict[str, socket.socket] = {}
         self._memory: dict[str, int] = {}  # sizes asked for before the cgroup existed
         self._lock = threading.Lock()
+        #: Python runtimes forked from a per-version zygote (LAMINA_ZYGOTE; needs cgroups).
+        self._zygotes = zygotes
 
     @staticmethod
     def _fixed_args() -> list[str]:
@@ -89,7 +92,8 @@ class BwrapDriver:
         args += ["--proc", "/proc", "--dev", "/dev", "--dir", "/opt", "--dir", "/var/task"]
         return args
 
-    def argv(self, spec: SandboxSpec) -> list[str]:
+    def argv(self, spec: SandboxSpec, command: list[str] | None = None) -> list[str]:
+        """bwrap's argv for `spec`, running the runtime (or `command`, e.g. the zygote's holder)."""
         runtime = spec.runtime
         args = [self._bwrap, *self._fixed, "--ro-bind", str(spec.code_dir), LAYOUT.task_root]
         args += ["--tmpfs", LAYOUT.runtime_dir]
@@ -107,7 +111,7 @@ class BwrapDriver:
         args += ["--chdir", LAYOUT.task_root, "--", self._setpriv,
                  f"--reuid={spec.uid}", f"--regid={spec.uid}", "--clear-groups",
                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-        return args + command_for(runtime, LAYOUT, spec)
+        return args + (command if command is not None else command_for(runtime, LAYOUT, spec))
 
     def _netns(self, spec: SandboxSpec) -> Path | None:
         return self._netns_dir / spec.env_id if self._netns_dir is not None else None
@@ -130,7 +134,36 @@ class BwrapDriver:
         return self._sockets.pop(spec.env_id, None)
 
     def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
-        argv = self.argv(spec)
+        group = self._groups.get(spec.env_id)
+        zygote = (self._zygotes.get(spec.runtime) if self._zygotes is not None and group is not None
+                  and spec.runtime.family == "python" else None)
+        if zygote is not None:
+            return self._spawn_forked(spec, output_fd, zygote)
+        return self._popen(spec, self.argv(spec), output_fd)
+
+    def _spawn_forked(self, spec: SandboxSpec, output_fd: int, zygote: Zygote) -> subprocess.Popen[bytes]:
+        """The sandbox with a holder in it, and a thread that has the zygote fork the runtime into it."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        holder = ["/bin/sh", "-c", HOLDER, "lamina-holder"]
+        try:
+            proc = self._popen(spec, self.argv(spec, holder), output_fd, stdin=theirs.fileno())
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        group = self._groups[spec.env_id]
+        assert self._cgroups is not None
+        request = {"uid": spec.uid, "env": environment_for(spec, LAYOUT), "cwd": LAYOUT.task_root,
+                   "runtime_dir": LAYOUT.runtime_dir, "lang_dir": LAYOUT.lang_dir,
+                   "lang_root": str(spec.runtime.lang_root) if spec.runtime.lang_root else "",
+                   "cgroup_procs": [str(p) for p in group.procs_files()]}
+        threading.Thread(target=hand_over, args=(zygote, proc, self.runtime_depth, ours.detach(), os.dup(output_fd),
+                                                 request), daemon=True).start()
+        return proc
+
+    def _popen(self, spec: SandboxSpec, argv: list[str], output_fd: int,
+               stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
         if self._volumes is not None:
             argv = self._volumes.mount_argv(spec.env_id) + argv  # /tmp mounted in a namespace of its own
         path = self._netns(spec)
@@ -141,7 +174,7 @@ class BwrapDriver:
             argv = self._cgroups.wrap_argv(group, argv)  # joins before bwrap runs: nothing escapes
         try:
             return subprocess.Popen(
-                argv, env=environment_for(spec, LAYOUT), stdin=subprocess.DEVNULL,
+                argv, env=environment_for(spec, LAYOUT), stdin=stdin,
                 stdout=output_fd, stderr=output_fd, start_new_session=True, close_fds=True,
             )
         except OSError as exc:
@@ -198,6 +231,8 @@ class BwrapDriver:
 
     def close(self) -> None:
         """The server is stopping: remove lamina's cgroup parent (environments are gone by now)."""
+        if self._zygotes is not None:
+            self._zygotes.close()
         if self._volumes is not None:
             self._volumes.cleanup_stale()  # whatever an environment that died late left mounted
         if self._netns_dir is not None and self._netns_dir.exists():

@@ -1,0 +1,88 @@
+"""Python runtimes forked from a zygote into their sandboxes (LAMINA_ZYGOTE=1, the default): each forked
+runtime is as confined as an exec'd one, sees only sandbox paths, and ends the way lamina expects."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import make_zip
+from tests.integration.conftest import serving
+
+ROLE = "arn:aws:iam::000000000000:role/x"
+APP = '''
+import os, random, sys
+
+def probe(event, context):
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    import email.utils, encodings.idna  # lazy stdlib imports resolve inside the sandbox
+    with open("/tmp/probe", "w") as f:
+        f.write("ok")
+    return {"ppid": os.getppid(), "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+            "caps": {k: status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
+            "no_new_privs": status["NoNewPrivs"].strip(), "executable": sys.executable,
+            "paths": sys.path + [m.__file__ for m in (os, email.utils) if getattr(m, "__file__", None)],
+            "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+            "cgroup": open("/proc/self/cgroup").read(), "random": random.random(), "cwd": os.getcwd(),
+            "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"]}
+
+def crash(event, context):
+    os._exit(3)
+
+def killed(event, context):
+    os.kill(os.getpid(), 9)
+'''
+
+
+def _fresh(lam, name: str, run: int, handler: str = "app.probe") -> dict:
+    """Invoke `name` in a new environment (a configuration change retires the old one)."""
+    lam.update_function_configuration(FunctionName=name, Handler=handler, Environment={"Variables": {"RUN": str(run)}})
+    time.sleep(0.2)
+    out = lam.invoke(FunctionName=name, Payload=b"{}")
+    return json.loads(out["Payload"].read())
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory):
+    with serving(tmp_path_factory, "zygote", {"LAMINA_PREWARM": "0"}) as server:
+        if "sandbox: bwrap" not in server.output():
+            pytest.skip("the zygote needs the isolated sandbox (root, bubblewrap, cgroups)")
+        lam = server.client()
+        lam.create_function(FunctionName="z", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
+                            Code={"ZipFile": make_zip({"app.py": APP})})
+        yield lam
+
+
+def test_forked_runtimes_are_confined_like_exec_ones(forked):
+    bodies = [_fresh(forked, "z", run) for run in range(6)]
+    forked_ones = [b for b in bodies if b["ppid"] == 0]  # the parent (the zygote's middle) is outside the pid ns
+    assert forked_ones, "no environment came from the zygote: " + json.dumps(bodies[-1])
+    for body in forked_ones:
+        assert body["uid"] >= 990000 and body["gid"] == body["uid"] and body["groups"] == []
+        assert set(body["caps"].values()) == {"0000000000000000"} and body["no_new_privs"] == "1"
+        assert body["executable"].startswith("/var/lang/bin/python3")
+        assert not [p for p in body["paths"] if p.startswith(("/root", "/work", "/home", "/usr/local"))]
+        assert body["pids"] == [1, 2, 3]  # bubblewrap's init, the holder, the runtime
+        assert "env-" in body["cgroup"] and body["cwd"] == "/var/task" and body["name"] == "z"
+        assert body["fds"][:3] == [0, 1, 2] and len(body["fds"]) <= 6, body["fds"]
+    assert len({b["random"] for b in bodies}) == len(bodies), "each environment has its own random state"
+
+
+def test_a_forked_runtime_ends_as_it_exited(forked):
+    for run in range(6, 12):  # until the zygote is up (it starts on first use)
+        if _fresh(forked, "z", run)["ppid"] == 0:
+            break
+    body = _fresh(forked, "z", 20, "app.crash")
+    assert body["errorType"] == "Runtime.ExitError" and body["errorMessage"].endswith("exit status 3")
+    body = _fresh(forked, "z", 21, "app.killed")
+    assert body["errorType"] == "Runtime.ExitError" and body["errorMessage"].endswith("signal: killed")
+
+
+def test_zygote_off_execs_every_runtime(tmp_path_factory):
+    with serving(tmp_path_factory, "no-zygote", {"LAMINA_PREWARM": "0", "LAMINA_ZYGOTE": "0"}) as server:
+        lam = server.client()
+        lam.create_function(FunctionName="z", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
+                            Code={"ZipFile": make_zip({"app.py": APP})})
+        assert all(_fresh(lam, "z", run)["ppid"] != 0 for run in range(3))
