@@ -64,8 +64,8 @@ def _drop_privileges(uid: int) -> None:
             _check(-1, "PR_CAPBSET_DROP")
     os.setresuid(uid, uid, uid)  # from root to another uid: permitted, effective and ambient sets cleared
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
-    with open("/proc/self/status") as f:
-        status = f.read()
+    with open("/proc/self/status", "rb") as f:
+        status = f.read().decode("latin-1")
     for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         at = status.find(field + ":")
         if at >= 0 and int(status[at + len(field) + 1:status.index("\n", at)].strip(), 16) != 0:
@@ -116,6 +116,7 @@ def _as_the_sandbox_shows_it(request: dict) -> None:
 
 
 def _become_runtime(request: dict, output_fd: int) -> None:
+    _as_the_sandbox_shows_it(request)  # first: anything below may import a module lazily
     os.setsid()
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -128,7 +129,6 @@ def _become_runtime(request: dict, output_fd: int) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     time.tzset()
-    _as_the_sandbox_shows_it(request)
     code = 0
     try:
         bootstrap.main()
