@@ -11,8 +11,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 
 
 def arn_region(arn: str) -> str:
@@ -36,8 +34,8 @@ class Clients:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], Any] = {}
         self._queue_urls: dict[str, str] = {}
-        self._config = BotoConfig(retries={"mode": "standard", "total_max_attempts": 3},
-                                  read_timeout=read_timeout_s, connect_timeout=5, max_pool_connections=max_pool)
+        self._settings = {"retries": {"mode": "standard", "total_max_attempts": 3}, "read_timeout": read_timeout_s,
+                          "connect_timeout": 5, "max_pool_connections": max_pool}
 
     def get(self, service: str, region: str) -> Any:
         """A client for `service` ("sqs", "kinesis", "dynamodbstreams") in `region`."""
@@ -45,7 +43,10 @@ class Clients:
         with self._lock:
             client = self._cache.get(key)
             if client is None:
-                client = boto3.session.Session().client(service, region_name=region, config=self._config)
+                import boto3  # ~0.2 s to import: paid by the first mapping, not by every server start
+                from botocore.config import Config as BotoConfig
+                client = boto3.session.Session().client(service, region_name=region,
+                                                        config=BotoConfig(**self._settings))
                 self._cache[key] = client
             return client
 
