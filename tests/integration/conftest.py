@@ -114,3 +114,22 @@ def lam(server):
 @pytest.fixture
 def fname() -> str:
     return f"fn-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def s3(server):
+    """boto3's s3 client for lamina's object store (the session server)."""
+    return server.client("s3")
+
+
+@pytest.fixture
+def bucket(s3) -> Iterator[str]:
+    """A new, empty bucket; emptied and deleted afterwards."""
+    name = f"bk-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=name)

@@ -19,23 +19,6 @@ from botocore.exceptions import ClientError
 from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, start_server, stop_server
 
 
-@pytest.fixture(scope="module")
-def s3(server):
-    return server.client("s3")
-
-
-@pytest.fixture
-def bucket(s3):
-    name = f"bk-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(Bucket=name, Delete={"Objects": keys})
-    s3.delete_bucket(Bucket=name)
-
-
 def code_of(err: pytest.ExceptionInfo[ClientError]) -> str:
     return err.value.response["Error"]["Code"]
 

@@ -32,11 +32,6 @@ def handler(event, context):
 """
 
 
-@pytest.fixture(scope="module")
-def s3(server):
-    return server.client("s3")
-
-
 def new_bucket(s3) -> str:
     name = f"bk-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)

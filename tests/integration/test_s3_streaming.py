@@ -9,7 +9,6 @@ import hashlib
 import http.client
 import socket
 import time
-import uuid
 from urllib.parse import urlparse as real_urlparse, urlsplit
 
 import botocore.httpchecksum
@@ -23,22 +22,6 @@ from lamina.api import sigv4
 from tests.integration.conftest import ACCESS_KEY, SECRET_KEY
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def s3(server):
-    return server.client("s3")
-
-
-@pytest.fixture
-def bucket(s3):
-    name = f"bk-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for o in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=o["Key"])
-    s3.delete_bucket(Bucket=name)
 
 
 @pytest.fixture
