@@ -50,6 +50,7 @@ def start_server(data_dir: Path, log_path: Path, extra_env: dict[str, str] | Non
     env.update({"LAMINA_ACCESS_KEY_ID": ACCESS_KEY, "LAMINA_SECRET_ACCESS_KEY": SECRET_KEY})
     env.update(extra_env or {})
     out = open(log_path, "ab")
+    logged_before = out.tell()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lamina", "serve", "--port", str(port), "--data-dir", str(data_dir)],
         env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -60,9 +61,16 @@ def start_server(data_dir: Path, log_path: Path, extra_env: dict[str, str] | Non
             raise RuntimeError(f"lamina serve exited: {log_path.read_text()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
         except OSError:
             time.sleep(0.05)
+            continue
+        # Listening comes first; the banner (printed once the signal handlers are in place) last.
+        with open(log_path, "rb") as log:
+            log.seek(logged_before)
+            banner_done = b"--endpoint-url" in log.read()
+        if banner_done:
+            break
+        time.sleep(0.02)
     else:
         proc.kill()
         raise RuntimeError("lamina serve did not start")

@@ -79,7 +79,10 @@ class Environment:
         self.spec = spec
         self.state = EnvState.INIT if config is not None else EnvState.STANDBY
         self.port = 0
-        self.init_ms: float | None = None
+        self.init_ms: float | None = None  # reported once, on the first invocation, then None again
+        #: The init phase has ended (first /next, an init error, or the init timeout); an exit before
+        #: that is an init failure, an exit after it is not.
+        self.init_over = False
         self.idle_since = clock.monotonic()
         self.config: FunctionConfig = config  # type: ignore[assignment]  # None only while in STANDBY
         self.log_stream = ""
@@ -289,6 +292,7 @@ class Environment:
         loop = asyncio.get_running_loop()
         self._next_waiter = waiter = loop.create_future()
         if self.init_ms is None and not self._ready.done():
+            self.init_over = True
             self.init_ms = (self._clock.monotonic() - self._started) * 1000
             self._driver.limit_cpu(self.spec, self.config.memory_mb)
             self._ready.set_result(None)
@@ -338,6 +342,7 @@ class Environment:
         self.state = transition(self.state, EnvEvent.INIT_ERROR)
         kind = error_type or _error_type_of(body) or "Runtime.Unknown"
         self._init_error = (body, kind)
+        self.init_over = True
         self.init_ms = (self._clock.monotonic() - self._started) * 1000
         self._write_platform(
             f"INIT_REPORT Init Duration: {self.init_ms:.2f} ms\tPhase: init\tStatus: error\t"

@@ -408,7 +408,8 @@ class Scheduler:
             async with asyncio.timeout(self._init_timeout_s):
                 await environment.wait_ready()
         except TimeoutError:
-            environment.init_ms = self._init_timeout_s * 1000  # ends the init phase: one report only
+            environment.init_over = True  # one report only
+            environment.init_ms = self._init_timeout_s * 1000
             self._fail_first_waiter(pool, InitFailure(
                 None, FunctionErrorType.TIMEOUT, f"Task timed out after {self._init_timeout_s:.2f} seconds",
                 environment))
@@ -481,7 +482,7 @@ class Scheduler:
             if environment in pool.provisioned_envs:
                 pool.provisioned_envs.discard(environment)
                 self._keep_provisioned(pool)
-            if environment.init_ms is None and environment.init_error() is None:
+            if not environment.init_over:  # died in its init phase, with nothing reported yet
                 text = exit_text(environment.exit_status or 0)
                 self._fail_first_waiter(pool, InitFailure(None, FunctionErrorType.EXIT, text, environment))
             self._rebalance(pool, None)
