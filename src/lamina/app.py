@@ -55,7 +55,6 @@ from lamina.sandbox.slots import Slots
 from lamina.scheduler.scheduler import Scheduler
 from lamina.service.functions import FunctionService
 from lamina.service.invoke import InvokeRequest, InvokeService
-from lamina.service.functions import Deployed
 from lamina.api import parse as api_parse
 from lamina.errors import ApiError
 from lamina.model import InvocationType
@@ -264,18 +263,10 @@ class Lamina:
         self.s3 = s3
         host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
         endpoint = f"http://{host}:{config.port}"
-        platform_environment = invoker.environment_for
-
-        def environment_for(deployed: Deployed) -> dict[str, str]:
-            # Lambda hands functions their role's credentials; lamina hands each function an S3 key pair
-            # of its own and its own endpoint (a function's AWS_ENDPOINT_URL_S3 variable wins).
-            key, secret = function_keys.pair(deployed.config.name)
-            env = {"AWS_ENDPOINT_URL_S3": endpoint}
-            env.update(platform_environment(deployed))
-            env.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
-            return env
-
-        invoker.environment_for = environment_for  # type: ignore[method-assign]
+        # Lambda hands functions their role's credentials; lamina hands each function an S3 key pair of its
+        # own, and its own endpoint (which a function's AWS_ENDPOINT_URL_S3 variable overrides).
+        invoker.default_environment["AWS_ENDPOINT_URL_S3"] = endpoint
+        invoker.credentials_for = function_keys.pair
 
     def _flush_records(self) -> None:
         self.sink.flush()

@@ -43,12 +43,8 @@ _V2_ERRORS: dict[str, type[e.S3Error]] = {
 
 def is_s3_request(method: str, url: str, headers: list[tuple[str, str]]) -> bool:
     """Cheap test on a raw request: signed with an S3 credential scope (header or presigned URL)."""
-    if "%2Fs3%2Faws4_request" in url or "/s3/aws4_request" in url or "AWSAccessKeyId=" in url:
-        return True
-    for name, value in headers:
-        if len(name) == 13 and name.lower() == "authorization":
-            return "/s3/aws4_request" in value
-    return False
+    authorization = next((value for name, value in headers if name.lower() == "authorization"), None)
+    return sigv4.scope_service(authorization, url.partition("?")[2]) == "s3"
 
 
 def streams_body(method: str, url: str, headers: list[tuple[str, str]]) -> bool:

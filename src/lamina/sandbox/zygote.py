@@ -168,6 +168,8 @@ def hand_over(zygote: Zygote, proc: subprocess.Popen[bytes], depth: int, holder_
         request["holder"] = holder_pid(proc.pid, depth)
         zygote.fork_into(request, [output_fd, holder_fd])
     except Exception as exc:
+        if proc.poll() is not None:  # the sandbox was stopped first (lamina stopping, or a standby dropped)
+            return
         log.warning("zygote_hand_over_failed pid=%s error=%s", proc.pid, exc)
         try:
             os.write(output_fd, f"lamina: could not start the runtime from its zygote: {exc}\n".encode())

@@ -95,11 +95,16 @@ class InvokeService:
         self._clock = clock or SystemClock()
         #: Durably queues an Event invocation (set by the composition root to AsyncInvoker.submit).
         self.accept_event: Callable[[NewEvent], Awaitable[None]] | None = None
+        #: Platform variables a function's own variables may override (e.g. AWS_ENDPOINT_URL_S3).
+        self.default_environment: dict[str, str] = {}
+        #: function name -> (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) it runs with (Lambda: its role's).
+        self.credentials_for: Callable[[str], tuple[str, str]] | None = None
 
     def environment_for(self, deployed: Deployed) -> dict[str, str]:
         """The function's environment variables plus the reserved ones (which win)."""
         config, runtime = deployed.config, deployed.runtime
-        env = dict(config.environment)
+        env = dict(self.default_environment)
+        env.update(config.environment)
         env.update({
             "_HANDLER": config.handler,
             "AWS_REGION": self._region,
@@ -115,6 +120,8 @@ class InvokeService:
             env["AWS_EXECUTION_ENV"] = runtime.execution_env
         if config.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        if self.credentials_for is not None:
+            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = self.credentials_for(config.name)
         return env
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
