@@ -3,12 +3,14 @@
 
     .venv/bin/python bench/burst_bench.py [-n 200] [--peers-dir /tmp/lamina-peers] [--only lamina|peer]
 
-For each target: wall time until all N invokes answered, how many failed (none may be lost), the rate
-of new environments per second that implies (the cold-start rate: each request needs its own
-environment), the CPU each request cost by process (where a cold start's time goes), and the peak memory of the whole process tree (RSS sum,
-sampled every 50 ms; for lamina also PSS per idle environment afterwards, i.e. environments per GB).
-Each concurrent request gets its own environment, as on Lambda; the load is N boto3-free raw HTTP
-invokes over N connections.
+For each target: wall time until all N invokes answered, how many failed (none may be lost), the CPU the
+whole host spent meanwhile (every process and the kernel, the load generator included), how many
+environments were started (each concurrent request needs one; an environment that has finished its
+1-s invoke takes a waiting request, as on Lambda, so fewer than N are started) and at what rate, the
+CPU each request cost by process, and the peak memory of the whole process tree (RSS sum, sampled every
+50 ms); afterwards the PSS of the tree per idle environment, i.e. environments per GB. An environment
+is counted by its runtime process (for lamina: the one running as the environment's own uid). The load
+is N boto3-free raw HTTP invokes over N connections.
 """
 
 from __future__ import annotations
@@ -89,7 +91,10 @@ async def _burst(port: int, request: bytes, n: int, timeout: float) -> tuple[int
     return sum(results), n - sum(results)
 
 
-def pss_per_env_kb(root_pid: int, runtime_name: str) -> tuple[int, float]:
+def pss_per_env_kb(root_pid: int, runtime_name: str, sandboxed: bool) -> tuple[int, float]:
+    """(environments, PSS of the whole tree below the server per environment). An environment is counted
+    by its runtime process: for lamina the one running as an environment's own uid (not the zygotes,
+    the inits or bubblewrap, which are root), for the peer every runtime process."""
     envs, total = 0, 0
     for proc in psutil.Process(root_pid).children(recursive=True):
         try:
@@ -98,7 +103,10 @@ def pss_per_env_kb(root_pid: int, runtime_name: str) -> tuple[int, float]:
         except (OSError, StopIteration):
             continue
         total += pss
-        envs += proc.name() == runtime_name
+        try:
+            envs += proc.name() == runtime_name and (not sandboxed or proc.uids().real != 0)
+        except psutil.Error:
+            continue
     return envs, total / max(envs, 1)
 
 
@@ -107,7 +115,7 @@ def run_lamina(n: int) -> dict[str, object]:
         client.create_function(FunctionName="pySleep", Runtime="python3.11", Handler="handler.hello",
                                Role="arn:aws:iam::000000000000:role/x", Timeout=60,
                                Code={"ZipFile": zip_of("handler.py", SLEEPER_PY)})
-        return measure(proc.pid, port, raw_request(port, "pySleep", True), n, "python3.11")
+        return measure(proc.pid, port, raw_request(port, "pySleep", True), n, "python3.11", True)
 
 
 def run_serverless_offline(peers: Path, n: int) -> dict[str, object]:
@@ -125,7 +133,7 @@ def run_serverless_offline(peers: Path, n: int) -> dict[str, object]:
                             start_new_session=True)
     try:
         wait_port(3012, 120)
-        return measure(proc.pid, 3012, raw_request(3012, "burst-dev-pySleep", False), n, "python3")
+        return measure(proc.pid, 3012, raw_request(3012, "burst-dev-pySleep", False), n, "python3", False)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -148,19 +156,28 @@ def cpu_by_name(root_pid: int) -> dict[str, float]:
     return out
 
 
-def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str) -> dict[str, object]:
+def host_busy_s() -> float:
+    """CPU seconds the whole host spent not idle so far (every process, the kernel, the load generator)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str, sandboxed: bool) -> dict[str, object]:
     sampler = Sampler(pid)
     sampler.start()
     cpu_before = cpu_by_name(pid)
+    busy_before = host_busy_s()
     started = time.monotonic()
     ok, failed = asyncio.run(_burst(port, request, n, 600))
     wall = time.monotonic() - started
+    busy = host_busy_s() - busy_before
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_by_name(pid).items()}
     sampler.stop.set()
     sampler.join()
-    envs, pss_kb = pss_per_env_kb(pid, runtime_name)
-    return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2),
-            "new_envs_per_s": round(n / max(wall - 1.0, 0.001), 1), "peak_rss_mb": round(sampler.peak_mb),
+    envs, pss_kb = pss_per_env_kb(pid, runtime_name, sandboxed)
+    return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2), "host_cpu_s": round(busy, 1),
+            "envs_per_s": round(envs / max(wall - 1.0, 0.001), 1), "peak_rss_mb": round(sampler.peak_mb),
             "idle_envs": envs, "pss_per_env_mb": round(pss_kb / 1024, 2),
             "envs_per_gb": round(1024 * 1024 / pss_kb) if pss_kb else None,
             "cpu_ms_per_request": {k: round(v * 1000 / n, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
@@ -180,11 +197,12 @@ def main() -> None:
     if args.only != "lamina" and (args.peers_dir / "serverless-offline" / "node_modules").exists():
         results["serverless-offline"] = run_serverless_offline(args.peers_dir, args.n)
     print(json.dumps(results, indent=1))
-    print("| target | N | answered | failed | wall s | N / (wall − 1 s) | peak RSS MB (tree) | PSS per idle env MB | envs per GB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| target | N | answered | failed | wall s | host CPU s | environments | envs / (wall − 1 s) "
+          "| peak RSS MB (tree) | PSS per idle env MB | envs per GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['n']} | {r['ok']} | {r['failed']} | {r['wall_s']} | {r['new_envs_per_s']} "
-              f"| {r['peak_rss_mb']} | {r['pss_per_env_mb']} | {r['envs_per_gb']} |")
+        print(f"| {name} | {r['n']} | {r['ok']} | {r['failed']} | {r['wall_s']} | {r['host_cpu_s']} | {r['idle_envs']} "
+              f"| {r['envs_per_s']} | {r['peak_rss_mb']} | {r['pss_per_env_mb']} | {r['envs_per_gb']} |")
     print("\nCPU ms per request, by process (the whole tree, exited children in their parent):")
     for name, r in results.items():
         print(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_request"].items()))

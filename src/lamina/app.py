@@ -122,7 +122,7 @@ def choose_driver(config: Config, work_dir: Path, *, probe_only: bool = False) -
                     netns_dir.mkdir(parents=True, exist_ok=True)
                     for leftover in netns_dir.iterdir():  # a previous run that did not stop cleanly
                         netns.remove(leftover)
-            zygotes = Zygotes() if config.zygote and not probe_only else None
+            zygotes = Zygotes(work_dir / "sandbox-root", bwrap.LAYOUT) if config.zygote and not probe_only else None
             return bwrap.BwrapDriver(cgroups, cgroups_why, volumes, volumes_why, netns_dir, zygotes), why
         if config.sandbox == "bwrap":
             raise SystemExit(f"lamina: sandbox=bwrap asked for, but {why}")

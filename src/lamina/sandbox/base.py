@@ -13,9 +13,12 @@ import os
 import socket
 import subprocess
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lamina.runtimes.registry import Runtime
+
+if TYPE_CHECKING:
+    from lamina.sandbox.zygote import ForkedSandbox
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ class SandboxDriver(Protocol):
     def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
         """The Runtime API listener made by prepare() (private network), or None: use host loopback."""
 
-    def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
+    def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes] | ForkedSandbox:
         """Start the environment's process tree; raises SandboxError when it cannot."""
 
     def resize(self, spec: SandboxSpec, memory_mb: int) -> None:

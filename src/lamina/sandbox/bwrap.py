@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import logging
 import threading
 from pathlib import Path
 
@@ -19,16 +20,13 @@ from lamina.errors import SandboxError
 from lamina.sandbox import netns
 from lamina.sandbox.cgroups import Cgroup, CgroupManager, Limits
 from lamina.sandbox.tmpvol import TmpVolumes
-from lamina.sandbox.zygote import HOLDER, Zygote, Zygotes, hand_over
+from lamina.sandbox import rootfs
+from lamina.sandbox.rootfs import ETC_FILES, ROOT_LINKS
+from lamina.sandbox.zygote import ForkedSandbox, Zygote, Zygotes
 from lamina.sandbox.base import Layout, Protection, SandboxSpec, command_for, environment_for
 
+log = logging.getLogger("lamina.sandbox")
 LAYOUT = Layout("/var/task", "/var/runtime", "/var/lang", "/opt", "/tmp")
-ETC_FILES = (
-    "hosts", "resolv.conf", "nsswitch.conf", "host.conf", "gai.conf", "localtime", "mime.types",
-    "ssl", "ca-certificates", "ca-certificates.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
-    "alternatives", "protocols", "services",
-)
-ROOT_LINKS = ("bin", "lib", "lib64", "lib32", "libx32", "sbin")
 
 
 def available() -> tuple[bool, str]:
@@ -48,6 +46,13 @@ def available() -> tuple[bool, str]:
     if probe.returncode != 0:
         return False, f"bwrap cannot create namespaces here: {probe.stderr.strip()}"
     return True, f"bubblewrap at {bwrap}"
+
+
+def _kill_quietly(group: Cgroup) -> None:
+    try:
+        group.kill(timeout=0)
+    except (OSError, SandboxError) as exc:  # already gone; else cleanup() kills it again, and says so
+        log.debug("kill_failed cgroup=%s error=%s", group.name, exc)
 
 
 class BwrapDriver:
@@ -73,6 +78,7 @@ class BwrapDriver:
         self._lock = threading.Lock()
         #: Python runtimes forked from a per-version zygote (LAMINA_ZYGOTE; needs cgroups).
         self._zygotes = zygotes
+        self._host_tree: list[rootfs.Op] | None = None  # the zygote's mount plan for what every sandbox shares
 
     @staticmethod
     def _fixed_args() -> list[str]:
@@ -133,37 +139,32 @@ class BwrapDriver:
     def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
         return self._sockets.pop(spec.env_id, None)
 
-    def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
+    def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes] | ForkedSandbox:
         group = self._groups.get(spec.env_id)
         zygote = (self._zygotes.get(spec.runtime) if self._zygotes is not None and group is not None
                   and spec.runtime.family == "python" else None)
         if zygote is not None:
-            return self._spawn_forked(spec, output_fd, zygote)
+            assert group is not None
+            try:
+                return self._fork(spec, output_fd, zygote, group)
+            except OSError as exc:  # the zygote died since it was handed out: exec this one
+                log.warning("zygote_unreachable runtime=%s error=%s", spec.runtime.id, exc)
         return self._popen(spec, self.argv(spec), output_fd)
 
-    def _spawn_forked(self, spec: SandboxSpec, output_fd: int, zygote: Zygote) -> subprocess.Popen[bytes]:
-        """The sandbox with a holder in it, and a thread that has the zygote fork the runtime into it."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        holder = ["/bin/sh", "-c", HOLDER, "lamina-holder"]
-        try:
-            proc = self._popen(spec, self.argv(spec, holder), output_fd, stdin=theirs.fileno())
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        group = self._groups[spec.env_id]
-        assert self._cgroups is not None
+    def _fork(self, spec: SandboxSpec, output_fd: int, zygote: Zygote, group: Cgroup) -> ForkedSandbox:
+        """The environment made by the zygote itself: same namespaces, view, cgroups and uid as bwrap's."""
+        tmp_device = self._volumes.device(spec.env_id) if self._volumes is not None else None
+        if self._host_tree is None:
+            self._host_tree = rootfs.host_tree()
+        path = self._netns(spec)
+        assert self._zygotes is not None
         request = {"uid": spec.uid, "env": environment_for(spec, LAYOUT), "cwd": LAYOUT.task_root,
-                   "runtime_dir": LAYOUT.runtime_dir, "lang_dir": LAYOUT.lang_dir,
-                   "lang_root": str(spec.runtime.lang_root) if spec.runtime.lang_root else "",
-                   "cgroup_procs": [str(p) for p in group.procs_files()]}
-        threading.Thread(target=hand_over, args=(zygote, proc, self.runtime_depth, ours.detach(), os.dup(output_fd),
-                                                 request), daemon=True).start()
-        return proc
+                   "cgroup_procs": [str(p) for p in group.procs_files()],
+                   "netns": str(path) if path is not None else "", "root": str(self._zygotes.root_dir),
+                   "mounts": self._host_tree + rootfs.environment_tree(spec, LAYOUT, tmp_device)}
+        return zygote.fork(request, output_fd, lambda: _kill_quietly(group))
 
-    def _popen(self, spec: SandboxSpec, argv: list[str], output_fd: int,
-               stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    def _popen(self, spec: SandboxSpec, argv: list[str], output_fd: int) -> subprocess.Popen[bytes]:
         if self._volumes is not None:
             argv = self._volumes.mount_argv(spec.env_id) + argv  # /tmp mounted in a namespace of its own
         path = self._netns(spec)
@@ -174,7 +175,7 @@ class BwrapDriver:
             argv = self._cgroups.wrap_argv(group, argv)  # joins before bwrap runs: nothing escapes
         try:
             return subprocess.Popen(
-                argv, env=environment_for(spec, LAYOUT), stdin=stdin,
+                argv, env=environment_for(spec, LAYOUT), stdin=subprocess.DEVNULL,
                 stdout=output_fd, stderr=output_fd, start_new_session=True, close_fds=True,
             )
         except OSError as exc:

@@ -190,10 +190,14 @@ class TmpVolumes:
             raise SandboxError(f"cannot make /tmp for {env_id}: {exc}") from exc
         return target
 
+    def device(self, env_id: str) -> str:
+        """The loop device the environment's image is attached to."""
+        with self._loops_lock:
+            return self._loops[env_id][1]
+
     def mount_argv(self, env_id: str) -> list[str]:
         """A prefix for the sandbox's argv: a new mount namespace in which the image is mounted."""
-        with self._loops_lock:
-            _, device = self._loops[env_id]
+        device = self.device(env_id)
         return [UNSHARE, "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_SCRIPT, "lamina-tmp",
                 device, str(self.mountpoint(env_id))]
 

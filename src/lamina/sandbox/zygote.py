@@ -1,15 +1,14 @@
 """Python environments forked from a per-version zygote instead of exec'd (runtimes/python/zygote.py).
 
-The sandbox is made exactly as before (bubblewrap, cgroup, /tmp volume, uid) but runs a *holder* — a
-shell that says it is ready, then waits for the runtime's exit status and exits with it — in place of
-the interpreter. Once the holder is up, the zygote forks a runtime into the holder's namespaces and
-cgroups (see the runtime side for how it drops privileges). What lamina watches is unchanged: the
-process it spawned ends when the runtime ends, with the runtime's status.
+The zygote makes the whole sandbox itself: namespaces, the file-system view (rootfs.py's plan, the
+same tree bubblewrap builds), the cgroup join and the uid drop, then runs the runtime client it has
+already imported. lamina sees each environment as a `ForkedSandbox`: a status pipe that closes when the
+environment has ended (with its exit status in it), and the environment's cgroup to kill it by.
 
 One zygote per Python runtime id, started in the background on first use (that first environment is
-exec'd as before). A zygote that dies is started again on the next use, and each one retires after
-MAX_FORKS runtimes: forks share the zygote's string-hash seed (PYTHONHASHSEED randomisation), so the
-budget bounds how many environments share one.
+exec'd under bubblewrap as before). A zygote that dies is started again on the next use, and each one
+retires after MAX_FORKS runtimes: forks share the zygote's string-hash seed (PYTHONHASHSEED
+randomisation), so the budget bounds how many environments share one.
 """
 
 from __future__ import annotations
@@ -18,26 +17,69 @@ import array
 import json
 import logging
 import os
-import select
 import socket
+import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from lamina.runtimes.registry import Runtime
+from lamina.sandbox.base import Layout
 
 log = logging.getLogger("lamina.sandbox")
 
 ZYGOTE_PY = Path(__file__).resolve().parents[1] / "runtimes" / "python" / "zygote.py"
-#: The holder, its stdin a socket to lamina: says it is up, then exits as the runtime did (the status the
-#: zygote writes back on that socket; a negative one is the signal that ended the runtime).
-HOLDER = 'echo r >&0; read s; case "$s" in -*) kill -${s#-} $$ ;; esac; exit "${s:-125}"'
-READY_TIMEOUT_S = 10.0
 MAX_FORKS = 64
+SUCCESSOR_AT = 16  # forks left when the next zygote starts
+
+
+class ForkedSandbox:
+    """lamina's handle on an environment a zygote made (what a Popen is for an exec'd one)."""
+
+    def __init__(self, exit_fd: int, kill: Callable[[], None]) -> None:
+        #: Readable when init wrote the runtime's status, and at EOF once the environment has ended.
+        self.exit_fd = exit_fd
+        self.returncode: int | None = None
+        self._kill = kill
+        self._status = b""
+
+    def ended(self) -> bool:
+        """Read what is there without blocking; True once the environment has ended."""
+        while self.returncode is None:
+            try:
+                chunk = os.read(self.exit_fd, 64)
+            except BlockingIOError:
+                return False
+            if chunk:
+                self._status += chunk
+                continue
+            os.close(self.exit_fd)
+            try:
+                self.returncode = int(self._status.split(b"\n", 1)[0])
+            except ValueError:  # init was killed before it could say (lamina killed it, or the memory limit)
+                self.returncode = -signal.SIGKILL
+        return True
+
+    def poll(self) -> int | None:
+        self.ended()
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            os.set_blocking(self.exit_fd, True)
+            self.ended()
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        """Kill every process of the environment (its cgroup); the status pipe then closes."""
+        if self.returncode is None:
+            self._kill()
 
 
 class Zygote:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, lifeline: int, layout: Layout) -> None:
         self.runtime = runtime
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
@@ -47,8 +89,9 @@ class Zygote:
         self._retired = False
         try:
             self._proc = subprocess.Popen(
-                [str(runtime.interpreter), "-S", "-B", str(ZYGOTE_PY), str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True,
+                [str(runtime.interpreter), "-S", "-B", str(ZYGOTE_PY), str(theirs.fileno()), str(lifeline),
+                 layout.runtime_dir, layout.lang_dir or "", str(runtime.lang_root or "")],
+                pass_fds=(theirs.fileno(), lifeline), stdin=subprocess.DEVNULL, close_fds=True,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
         finally:
             theirs.close()
@@ -77,10 +120,21 @@ class Zygote:
         if done:
             self.close()
 
-    def fork_into(self, request: dict[str, object], fds: list[int]) -> None:
-        data = json.dumps(request).encode()
-        with self._lock:
-            self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    def fork(self, request: dict[str, object], output_fd: int, kill: Callable[[], None]) -> ForkedSandbox:
+        """Have the zygote make one environment; raises OSError when the zygote cannot be reached."""
+        exit_r, exit_w = os.pipe()
+        os.set_blocking(exit_r, False)
+        try:
+            data = json.dumps(request).encode()
+            with self._lock:
+                self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [output_fd, exit_w]))])
+        except BaseException:
+            os.close(exit_r)
+            raise
+        finally:
+            os.close(exit_w)
+            self.release()
+        return ForkedSandbox(exit_r, kill)
 
     def close(self) -> None:
         self._sock.close()  # the zygote stops at EOF; the runtimes it forked live on
@@ -94,11 +148,17 @@ class Zygote:
 class Zygotes:
     """One zygote per Python runtime id."""
 
-    def __init__(self) -> None:
+    def __init__(self, root_dir: Path, layout: Layout) -> None:
+        self.layout = layout
+        #: An empty directory each environment's root is built on (in its own mount namespace only).
+        self.root_dir = root_dir
+        root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._zygotes: dict[str, Zygote] = {}
         self._starting: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
+        #: Held open for as long as lamina lives: each environment's init exits when this closes.
+        self._lifeline_r, self._lifeline_w = os.pipe()
 
     def get(self, runtime: Runtime) -> Zygote | None:
         """The runtime's zygote when it is up; else None (and it is being started)."""
@@ -106,7 +166,10 @@ class Zygotes:
         with self._lock:
             zygote = self._zygotes.get(runtime.id)
             if zygote is not None and zygote.alive and zygote.forks < MAX_FORKS:
-                zygote.acquire()  # hand_over releases it
+                zygote.acquire()  # fork() releases it
+                if zygote.forks >= MAX_FORKS - SUCCESSOR_AT and not self._closed and runtime.id not in self._starting:
+                    self._starting.add(runtime.id)  # its successor, ready before it retires
+                    threading.Thread(target=self._start, args=(runtime,), daemon=True).start()
                 return zygote
             if zygote is not None:
                 retired = self._zygotes.pop(runtime.id)
@@ -121,7 +184,7 @@ class Zygotes:
 
     def _start(self, runtime: Runtime) -> None:
         try:
-            zygote = Zygote(runtime)
+            zygote = Zygote(runtime, self._lifeline_r, self.layout)
         except OSError as exc:
             log.warning("zygote_not_started runtime=%s error=%s", runtime.id, exc)
             zygote = None
@@ -142,41 +205,3 @@ class Zygotes:
             zygotes, self._zygotes = list(self._zygotes.values()), {}
         for zygote in zygotes:
             zygote.retire()
-
-
-def holder_pid(outer_pid: int, depth: int) -> int:
-    """The holder: `depth` generations below the process lamina spawned (bwrap, bwrap's pid 1, holder)."""
-    pid = outer_pid
-    for _ in range(depth):
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = f.read().split()
-        if not children:
-            raise OSError(f"process {pid} has no child yet")
-        pid = int(children[0])
-    return pid
-
-
-def hand_over(zygote: Zygote, proc: subprocess.Popen[bytes], depth: int, holder_fd: int, output_fd: int,
-              request: dict[str, object]) -> None:
-    """Thread body: wait for the holder, then have the zygote fork the runtime into its sandbox. On any
-    failure the sandbox is killed, so the environment fails to start (and says why in its log)."""
-    try:
-        poller = select.poll()  # not select(): a busy server has fds above 1024
-        poller.register(holder_fd, select.POLLIN)
-        if not poller.poll(READY_TIMEOUT_S * 1000) or not os.read(holder_fd, 8):
-            raise OSError("the sandbox's holder never became ready")
-        request["holder"] = holder_pid(proc.pid, depth)
-        zygote.fork_into(request, [output_fd, holder_fd])
-    except Exception as exc:
-        if proc.poll() is not None:  # the sandbox was stopped first (lamina stopping, or a standby dropped)
-            return
-        log.warning("zygote_hand_over_failed pid=%s error=%s", proc.pid, exc)
-        try:
-            os.write(output_fd, f"lamina: could not start the runtime from its zygote: {exc}\n".encode())
-            os.killpg(proc.pid, 9)
-        except OSError:
-            pass
-    finally:
-        zygote.release()
-        for fd in (holder_fd, output_fd):
-            os.close(fd)

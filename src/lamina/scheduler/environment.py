@@ -24,6 +24,7 @@ from lamina.errors import FunctionErrorType
 from lamina.model import FunctionConfig, Invocation
 from lamina.runtime_api.state import EnvEvent, EnvState, InvalidStateTransition, transition
 from lamina.sandbox.base import SandboxDriver, SandboxSpec
+from lamina.sandbox.zygote import ForkedSandbox
 
 LOG_TAIL_BYTES = 4096
 MAX_RESPONSE_BYTES = 6_291_556
@@ -95,10 +96,11 @@ class Environment:
         self._clock = clock
         self._sink = sink
         self._on_change = on_change
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | ForkedSandbox | None = None
         self._endpoint: Endpoint | None = None
         self._pipe_r = -1
         self._pidfd = -1
+        self._exit_fd = -1
         self._runtime_pid = 0
         self._status_fd = -1
         self._memory_read_at = -1e9
@@ -157,6 +159,10 @@ class Environment:
         finally:
             os.close(write_fd)
         loop.add_reader(read_fd, self._on_output)
+        if isinstance(self._process, ForkedSandbox):  # made by a zygote: its status pipe says when it ends
+            self._exit_fd = self._process.exit_fd
+            loop.add_reader(self._exit_fd, self._on_forked_status)
+            return
         try:
             self._pidfd = os.pidfd_open(self._process.pid)
             loop.add_reader(self._pidfd, self._on_exit)
@@ -164,6 +170,11 @@ class Environment:
             loop.run_in_executor(None, self._process.wait).add_done_callback(
                 lambda _: self._on_exit()
             )
+
+    def _on_forked_status(self) -> None:
+        assert isinstance(self._process, ForkedSandbox)
+        if self._process.ended():
+            self._on_exit()
 
     def _write_init_start(self, env: dict[str, str]) -> None:
         self._write_platform(
@@ -196,7 +207,9 @@ class Environment:
     def kill(self) -> None:
         """Stop the process tree now (idempotent)."""
         proc = self._process
-        if proc is not None and proc.returncode is None:
+        if isinstance(proc, ForkedSandbox):
+            proc.kill()
+        elif proc is not None and proc.returncode is None:
             for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), lambda: proc.kill()):
                 try:
                     kill()
@@ -405,6 +418,9 @@ class Environment:
             asyncio.get_running_loop().remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = -1
+        if self._exit_fd >= 0:  # closed by the ForkedSandbox itself
+            asyncio.get_running_loop().remove_reader(self._exit_fd)
+            self._exit_fd = -1
         status = proc.wait()
         self.exit_status = status
         self._drain()
@@ -465,7 +481,7 @@ class Environment:
 
     def _find_runtime_pid(self) -> int:
         """The runtime's own process: `depth` generations below the one the driver started."""
-        assert self._process is not None
+        assert isinstance(self._process, subprocess.Popen)  # a forked one always has a cgroup to read
         pid = self._process.pid
         for _ in range(self._driver.runtime_depth):
             try:

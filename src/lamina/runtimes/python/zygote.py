@@ -2,22 +2,27 @@
 Python version, and each environment's runtime is a fork of this process that moves into that
 environment's sandbox before it runs any function code.
 
-lamina starts it as ``<python> -S -B zygote.py FD`` (root, on the host; FD a SOCK_SEQPACKET socket to the
-server). Each request is one JSON message with two file descriptors (the environment's output pipe and
-the write end of its status pipe) and names the sandbox by the host pid of a process already inside it
-(the "holder", which bubblewrap started in place of the runtime). For each request:
+lamina starts it as ``<python> -S -B zygote.py FD LIFELINE RUNTIME_DIR LANG_DIR LANG_ROOT`` (root, on the
+host; FD a SOCK_SEQPACKET socket to the server; LIFELINE the read end of a pipe lamina holds open while it
+lives; then where the sandbox shows this directory and the interpreter's tree, and where the latter is
+on the host, or ""). Each request is one JSON
+message with two file descriptors (the environment's output pipe and the write end of its status pipe)
+that describes the sandbox: its cgroups, its network namespace (if private), the mount plan of its
+file-system view (lamina/sandbox/rootfs.py) and the runtime's uid, variables and paths. For each:
 
-  zygote ──fork──▶ middle: setns(ipc, uts, net, pid) into the sandbox's namespaces (pid applies to its children)
-                    ──fork──▶ runtime: setns(mnt) (root and cwd become the sandbox's), waits until the
-                                middle has put it into the environment's cgroups, drops to the
-                                environment's uid with no capabilities, an empty bounding set and
-                                no_new_privs, takes the environment's stdio and variables, then runs
-                                bootstrap.main() exactly as an exec'd runtime would
-                    middle: waits for the runtime and writes its exit status (negative: a signal) to
-                            the status pipe, which the holder turns into its own exit: the sandbox's
-                            process ends as the runtime did, and lamina sees it as before.
+  zygote ──clone(new mnt, ipc, uts, pid namespaces)──▶ init, pid 1 of its pid namespace:
+          setns(net) into a private network if there is one; joins the environment's cgroups; builds
+          the view with mount(2) and pivot_root (the host's tree detached, the root read-only); mounts
+          /proc
+            ──fork──▶ runtime: drops to the environment's uid with no capabilities, an empty bounding
+                      set and no_new_privs, takes the environment's stdio and variables, then runs
+                      bootstrap.main() exactly as an exec'd runtime would
+          init: reaps orphans; when the runtime ends, writes its exit status (negative: a signal) to
+                the status pipe and exits, which ends whatever is left in the namespace; lamina sees
+                the pipe close. If lamina goes away (the lifeline closes), init exits too.
 
-What the runtime saves: the interpreter start and the runtime client's imports (~25 ms of CPU each time).
+This is what bubblewrap + setpriv do for an exec'd runtime, without the execs: no interpreter start, no
+runtime-client imports (~25 ms of CPU), no bwrap/setpriv/shell/mount processes (~10 ms more).
 Nothing of a function is ever loaded here: the handler is imported in the forked runtime, in its init
 phase, as on Lambda. stdlib only; Python 3.9–3.13.
 """
@@ -25,25 +30,35 @@ phase, as on Lambda. stdlib only; Python 3.9–3.13.
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
+import select
 import signal
 import socket
 import sys
 import time
 
-import bootstrap  # the runtime client and everything it imports, paid for once
+gc.disable()  # no collections in the zygote: freed holes and gc headers written to would be copied on every fork
+import bootstrap  # noqa: E402  (the runtime client and everything it imports, paid for once)
 
+_SOURCED = ("bind", "dev", "symlink", "mount")  # operations whose second field is a source, not the path
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MNT_DETACH = 2
+SYS_PIVOT_ROOT, SYS_CLONE = {"x86_64": (155, 56), "aarch64": (41, 220)}[os.uname().machine]
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 LAST_CAP = 63
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_python = ctypes.PyDLL(None, use_errno=True)  # the GIL held across the call: clone must not race a thread
+_python.syscall.restype = ctypes.c_long
 
 
 def _check(result: int, what: str) -> None:
@@ -80,13 +95,16 @@ def _remap(path: str, host_root: str, sandbox_root: str) -> str:
     return path
 
 
-def _as_the_sandbox_shows_it(request: dict) -> None:
+def _as_the_sandbox_shows_it(runtime_dir: str, lang_dir: str, lang_root: str) -> None:
     """Paths this process learnt on the host, as the sandbox shows them: the interpreter's tree is bound at
     /var/lang there, and this directory (bootstrap.py) at /var/runtime. Packages already imported keep
-    importing their submodules lazily (encodings.idna, email.*), so their __path__ must follow."""
-    moves = [(os.path.dirname(os.path.abspath(bootstrap.__file__)), request["runtime_dir"])]
-    if request.get("lang_root"):
-        moves.append((request["lang_root"], request["lang_dir"]))
+    importing their submodules lazily (encodings.idna, email.*), so their __path__ must follow.
+
+    Done once, in the zygote, before it serves: every runtime inherits the result instead of rewriting
+    (and so copying) the pages of every module object. The zygote itself imports nothing afterwards."""
+    moves = [(os.path.dirname(os.path.abspath(bootstrap.__file__)), runtime_dir)]
+    if lang_root:
+        moves.append((lang_root, lang_dir))
 
     def remap(path: str) -> str:
         for host, sandbox in moves:
@@ -94,7 +112,7 @@ def _as_the_sandbox_shows_it(request: dict) -> None:
         return path
 
     sys.path[:] = [remap(p) for p in sys.path if p != moves[0][0]]
-    sys.path.insert(0, request["runtime_dir"])
+    sys.path.insert(0, runtime_dir)
     for name in ("prefix", "base_prefix", "exec_prefix", "base_exec_prefix", "executable", "_base_executable"):
         if isinstance(getattr(sys, name, None), str):
             setattr(sys, name, remap(getattr(sys, name)))
@@ -116,7 +134,6 @@ def _as_the_sandbox_shows_it(request: dict) -> None:
 
 
 def _become_runtime(request: dict, output_fd: int) -> None:
-    _as_the_sandbox_shows_it(request)  # first: anything below may import a module lazily
     os.setsid()
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -129,6 +146,7 @@ def _become_runtime(request: dict, output_fd: int) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     time.tzset()
+    gc.enable()
     code = 0
     try:
         bootstrap.main()
@@ -145,57 +163,150 @@ def _become_runtime(request: dict, output_fd: int) -> None:
         os._exit(code)
 
 
-def _middle(request: dict, output_fd: int, status_fd: int) -> None:
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    holder = request["holder"]
-    ns = {name: os.open("/proc/%d/ns/%s" % (holder, name), os.O_RDONLY) for name in ("ipc", "uts", "net", "pid", "mnt")}
-    _setns(ns["ipc"], CLONE_NEWIPC, "ipc")
-    _setns(ns["uts"], CLONE_NEWUTS, "uts")
-    _setns(ns["net"], CLONE_NEWNET, "net")
-    _setns(ns["pid"], CLONE_NEWPID, "pid")
-    go_r, go_w = os.pipe()
-    child = os.fork()
-    if child == 0:
+def _mount(source, target: str, fstype, flags: int, data) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)), "mount " + target)
+
+
+def _b(text):
+    return None if text is None else text.encode()
+
+
+def _make_point(path: str, like_dir: bool) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    if like_dir:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    elif not os.path.lexists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o444))
+
+
+def _build_root(root: str, ops: list) -> None:
+    """Execute a mount plan (lamina/sandbox/rootfs.py) under `root`, then make it this mount namespace's
+    root: pivot_root, the host's tree detached, the new root read-only."""
+    _mount("none", "/", None, MS_REC | MS_PRIVATE, None)  # nothing made here propagates to the host
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for op in ops:
+        kind = op[0]
+        path = root + (op[2] if kind in _SOURCED else op[1])
+        if kind == "bind":
+            _make_point(path, os.path.isdir(op[1]))
+            _mount(op[1], path, None, MS_BIND | MS_REC, None)
+            if op[3]:
+                _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+        elif kind == "dev":
+            _make_point(path, False)
+            _mount(op[1], path, None, MS_BIND, None)
+            _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_NOSUID, None)
+        elif kind == "tmpfs":
+            _make_point(path, True)
+            size = ",size=%d" % op[3] if op[3] else ""
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=%o%s" % (op[2], size))
+        elif kind == "symlink":
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            os.symlink(op[1], path)
+        elif kind == "dir":
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            os.chmod(path, op[2])
+        elif kind == "mount":
+            _make_point(path, True)
+            _mount(op[1], path, op[3], MS_NOSUID | MS_NODEV, op[4] or None)
+        elif kind == "devpts":
+            _make_point(path, True)
+            _mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+        elif kind == "readonly":
+            _mount("none", path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+        else:
+            raise OSError("unknown mount operation %r" % (kind,))
+    os.chdir(root)
+    _check(_libc.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "detach the host's tree")
+    os.chdir("/")
+    _mount("none", "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+def _clone_into_namespaces() -> int:
+    """fork(), with the child in new mount, ipc, uts and pid namespaces (it is pid 1 of its own): the
+    clone syscall with fork's semantics, wrapped in CPython's own before/after-fork hooks (the child
+    re-seeds `random`, resets its locks and threads, as after os.fork)."""
+    _python.PyOS_BeforeFork()
+    pid = _python.syscall(SYS_CLONE, CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | signal.SIGCHLD,
+                          0, 0, 0, 0)
+    if pid == 0:
+        _python.PyOS_AfterFork_Child()
+        return 0
+    errno = ctypes.get_errno()
+    _python.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(errno, "clone: %s" % os.strerror(errno))
+    return pid
+
+
+def _sandbox(request: dict, output_fd: int, status_fd: int, lifeline_fd: int) -> None:
+    """The environment's init, pid 1 of its pid namespace: makes its file-system view and joins its
+    cgroups, starts the runtime, reaps orphans, and when the runtime ends reports how and exits (which
+    ends every process left in the namespace). If lamina goes away (the lifeline closes), so does it."""
+    if request.get("netns"):
+        net = os.open(request["netns"], os.O_RDONLY)
+        _setns(net, CLONE_NEWNET, "net")
+        os.close(net)
+    for path in request["cgroup_procs"]:  # "0": the writer; whatever it forks from now on is inside too
+        with open(path, "w") as f:
+            f.write("0")
+    _build_root(request["root"], request["mounts"])
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    for name in ("sys", "sysrq-trigger", "irq", "bus"):  # the kernel's knobs read-only, as bubblewrap does
+        path = "/proc/" + name
+        if os.path.exists(path):
+            _mount(path, path, None, MS_BIND | MS_REC, None)
+            _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    runtime = os.fork()
+    if runtime == 0:
         try:
-            os.close(go_w)
             os.close(status_fd)
-            _setns(ns["mnt"], CLONE_NEWNS, "mnt")
-            for fd in ns.values():
-                os.close(fd)
-            if os.read(go_r, 1) != b"1":  # the middle could not put us into the cgroups
-                os._exit(126)
-            os.close(go_r)
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _become_runtime(request, output_fd)
         except BaseException as e:
             try:
                 os.write(output_fd, ("lamina zygote: cannot start the runtime: %s\n" % e).encode())
             finally:
                 os._exit(126)
-    os.close(go_r)
     os.close(output_fd)
-    for fd in ns.values():
-        os.close(fd)
-    ok = b"1"
-    try:
-        for procs in request["cgroup_procs"]:
-            with open(procs, "w") as f:
-                f.write(str(child))
-    except OSError:
-        ok = b"0"
-    os.write(go_w, ok)
-    os.close(go_w)
-    _, status = os.waitpid(child, 0)
-    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    os.write(status_fd, b"%d\n" % code)
-    os._exit(0)
+    poller = select.poll()
+    poller.register(wake_r, select.POLLIN)
+    poller.register(lifeline_fd, select.POLLIN)  # readable only at EOF: lamina is gone
+    while True:
+        while True:  # reap whatever has ended: the runtime, or orphans it left
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                os._exit(125)
+            if pid == 0:
+                break
+            if pid == runtime:
+                code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+                os.write(status_fd, b"%d\n" % code)
+                os._exit(0)
+        for fd, _ in poller.poll():
+            if fd == lifeline_fd:
+                os._exit(0)
+            try:
+                os.read(wake_r, 512)
+            except BlockingIOError:
+                pass
 
 
-def serve(sock: socket.socket) -> None:
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # middles are reaped by the kernel
+def serve(sock: socket.socket, lifeline_fd: int) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # environments' inits are reaped by the kernel
+    gc.freeze()  # what is loaded now stays out of every runtime's collections, so its pages stay shared
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
         if not message:
-            return  # lamina closed its end: stop
+            return  # lamina closed its end: stop (the environments forked so far live on)
         try:
             request = json.loads(message)
             output_fd, status_fd = fds
@@ -203,15 +314,20 @@ def serve(sock: socket.socket) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        pid = os.fork()
+        try:
+            pid = _clone_into_namespaces()
+        except OSError as e:
+            os.write(output_fd, ("lamina zygote: cannot make the sandbox: %s\n" % e).encode())
+            os.write(status_fd, b"126\n")
+            pid = -1
         if pid == 0:
             try:
                 sock.close()
-                _middle(request, output_fd, status_fd)
+                _sandbox(request, output_fd, status_fd, lifeline_fd)
             except BaseException as e:
                 try:
+                    os.write(output_fd, ("lamina zygote: cannot make the sandbox: %s\n" % e).encode())
                     os.write(status_fd, b"126\n")
-                    os.write(output_fd, ("lamina zygote: %s\n" % e).encode())
                 finally:
                     os._exit(126)
         os.close(output_fd)
@@ -219,4 +335,6 @@ def serve(sock: socket.socket) -> None:
 
 
 if __name__ == "__main__":
-    serve(socket.socket(fileno=int(sys.argv[1])))
+    __import__("array")  # socket.recv_fds imports it on first use: after the remap it could not
+    _as_the_sandbox_shows_it(*sys.argv[3:6])
+    serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
