@@ -7,8 +7,9 @@ For each target: wall time until all N invokes answered, how many failed (none m
 whole host spent meanwhile (every process and the kernel, the load generator included), how many
 environments were started (each concurrent request needs one; an environment that has finished its
 1-s invoke takes a waiting request, as on Lambda, so fewer than N are started) and at what rate, the
-CPU each request cost by process, and the peak memory of the whole process tree (RSS sum, sampled every
-50 ms); afterwards the PSS of the tree per idle environment, i.e. environments per GB. An environment
+CPU each request cost by process, and the peak memory (RSS sum of the server's process tree, sampled
+every 50 ms, plus for lamina the high-water mark of its environments' parent cgroup, which also counts
+their /tmp page cache); afterwards the PSS of everything per idle environment, i.e. environments per GB. An environment
 is counted by its runtime process (for lamina: the one running as the environment's own uid). The load
 is N boto3-free raw HTTP invokes over N connections.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import json
 import os
 import shutil
@@ -43,8 +45,48 @@ plugins: [serverless-offline]
 """
 
 
+def environment_pids() -> set[int]:
+    """Every process in a lamina environment's cgroup (v1 or v2). Environments forked by a zygote outlive
+    it (each retires after 64 forks), so they are not all in the server's process tree."""
+    pids: set[int] = set()
+    for procs in glob.glob("/sys/fs/cgroup/*/lamina-*/env-*/cgroup.procs") + glob.glob(
+            "/sys/fs/cgroup/lamina-*/env-*/cgroup.procs"):
+        try:
+            with open(procs) as f:
+                pids.update(int(pid) for pid in f.read().split())
+        except OSError:
+            continue
+    return pids
+
+
+def tree(root_pid: int) -> list[psutil.Process]:
+    """The server, its descendants, and every process of its environments."""
+    root = psutil.Process(root_pid)
+    procs = {p.pid: p for p in [root, *root.children(recursive=True)]}
+    for pid in environment_pids() - procs.keys():
+        try:
+            procs[pid] = psutil.Process(pid)
+        except psutil.Error:
+            continue
+    return list(procs.values())
+
+
+def environments_peak_mb() -> float:
+    """Peak memory of lamina's environments together: their parent cgroup's high-water mark (cheap to read,
+    unlike sampling hundreds of processes, which would load the host it measures)."""
+    total = 0
+    for parent, peak in (("/sys/fs/cgroup/memory", "memory.max_usage_in_bytes"), ("/sys/fs/cgroup", "memory.peak")):
+        for group in glob.glob(f"{parent}/lamina-*"):
+            live = any(Path(procs).read_text().strip() for procs in glob.glob(f"{group}/env-*/cgroup.procs"))
+            if live and os.path.exists(f"{group}/{peak}"):  # this server's (others' leftovers are empty)
+                total += int(Path(group, peak).read_text())
+    return total / 2**20
+
+
 class Sampler(threading.Thread):
-    """Peak RSS of a process tree, sampled every 50 ms."""
+    """Peak RSS of a process tree, sampled every 50 ms. The tree itself is listed again every 0.5 s only:
+    psutil finds children by reading every process on the host, which with a thousand environments up
+    would make the sampler a big part of the load it measures."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -53,16 +95,21 @@ class Sampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        procs: list[psutil.Process] = []
+        listed = 0.0
         while not self.stop.is_set():
+            if time.monotonic() - listed >= 0.5:
+                try:
+                    procs = [self.root, *self.root.children(recursive=True)]
+                except psutil.Error:
+                    pass
+                listed = time.monotonic()
             total = 0
-            try:
-                for proc in [self.root, *self.root.children(recursive=True)]:
-                    try:
-                        total += proc.memory_info().rss
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
-                pass
+            for proc in procs:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
             self.peak_mb = max(self.peak_mb, total / 2**20)
             time.sleep(0.05)
 
@@ -96,7 +143,7 @@ def pss_per_env_kb(root_pid: int, runtime_name: str, sandboxed: bool) -> tuple[i
     by its runtime process: for lamina the one running as an environment's own uid (not the zygotes,
     the inits or bubblewrap, which are root), for the peer every runtime process."""
     envs, total = 0, 0
-    for proc in psutil.Process(root_pid).children(recursive=True):
+    for proc in tree(root_pid)[1:]:
         try:
             with open(f"/proc/{proc.pid}/smaps_rollup") as f:
                 pss = next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
@@ -168,16 +215,19 @@ def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str, sand
     sampler.start()
     cpu_before = cpu_by_name(pid)
     busy_before = host_busy_s()
+    own_before = time.process_time()
     started = time.monotonic()
     ok, failed = asyncio.run(_burst(port, request, n, 600))
     wall = time.monotonic() - started
     busy = host_busy_s() - busy_before
+    own = time.process_time() - own_before
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_by_name(pid).items()}
     sampler.stop.set()
     sampler.join()
     envs, pss_kb = pss_per_env_kb(pid, runtime_name, sandboxed)
-    return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2), "host_cpu_s": round(busy, 1),
-            "envs_per_s": round(envs / max(wall - 1.0, 0.001), 1), "peak_rss_mb": round(sampler.peak_mb),
+    peak_mb = sampler.peak_mb + (environments_peak_mb() if sandboxed else 0.0)
+    return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2), "host_cpu_s": round(busy, 1), "load_generator_cpu_s": round(own, 1),
+            "envs_per_s": round(envs / max(wall - 1.0, 0.001), 1), "peak_rss_mb": round(peak_mb),
             "idle_envs": envs, "pss_per_env_mb": round(pss_kb / 1024, 2),
             "envs_per_gb": round(1024 * 1024 / pss_kb) if pss_kb else None,
             "cpu_ms_per_request": {k: round(v * 1000 / n, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
@@ -198,14 +248,15 @@ def main() -> None:
         results["serverless-offline"] = run_serverless_offline(args.peers_dir, args.n)
     print(json.dumps(results, indent=1))
     print("| target | N | answered | failed | wall s | host CPU s | environments | envs / (wall − 1 s) "
-          "| peak RSS MB (tree) | PSS per idle env MB | envs per GB |")
+          "| peak memory MB | PSS per idle env MB | envs per GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['n']} | {r['ok']} | {r['failed']} | {r['wall_s']} | {r['host_cpu_s']} | {r['idle_envs']} "
               f"| {r['envs_per_s']} | {r['peak_rss_mb']} | {r['pss_per_env_mb']} | {r['envs_per_gb']} |")
     print("\nCPU ms per request, by process (the whole tree, exited children in their parent):")
     for name, r in results.items():
-        print(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_request"].items()))
+        print(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_request"].items())
+              + f"; the load generator (this process): {r['load_generator_cpu_s']} s in all")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ runtime is as confined as an exec'd one, sees only sandbox paths, and ends the w
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -28,6 +29,10 @@ def probe(event, context):
             "init": open("/proc/1/cmdline").read(), "mounts": open("/proc/self/mountinfo").read(),
             "cgroup": open("/proc/self/cgroup").read(), "random": random.random(), "cwd": os.getcwd(),
             "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"]}
+
+def nap(event, context):
+    import time
+    time.sleep(120)
 
 def crash(event, context):
     os._exit(3)
@@ -87,3 +92,96 @@ def test_zygote_off_execs_every_runtime(tmp_path_factory):
         lam.create_function(FunctionName="z", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
                             Code={"ZipFile": make_zip({"app.py": APP})})
         assert all(_fresh(lam, "z", run)["ppid"] != 0 for run in range(3))
+
+
+def test_environments_end_when_lamina_is_killed(tmp_path_factory):
+    """kill -9 of the server: an environment forked from a zygote goes with it (the lifeline), even one busy
+    in a long invocation that is not talking to the Runtime API; a new start cleans up after it."""
+    import threading
+    from tests.integration.conftest import start_server, stop_server
+    base = tmp_path_factory.mktemp("lifeline")
+    server = start_server(base / "data", base / "server.log", {"LAMINA_PREWARM": "0"})
+    try:
+        if "sandbox: bwrap" not in server.output():
+            pytest.skip("the zygote needs the isolated sandbox (root, bubblewrap, cgroups)")
+        lam = server.client()
+        lam.create_function(FunctionName="z", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=300,
+                            Code={"ZipFile": make_zip({"app.py": APP})})
+        seen = [_fresh(lam, "z", run) for run in range(4)]  # the zygote starts on first use
+        uids = {body["uid"] for body in seen}
+        lam.update_function_configuration(FunctionName="z", Handler="app.nap")
+        time.sleep(0.2)
+        threading.Thread(target=lambda: _ignore(lambda: lam.invoke(FunctionName="z", Payload=b"{}")), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (napping := _napping(uids)):
+            time.sleep(0.05)
+        assert napping, "the long invocation did not start"
+        with open(f"/proc/{_parent(napping[0])}/cmdline") as f:
+            assert "zygote.py" in f.read(), "the napping environment should come from the zygote"
+    finally:
+        server.process.kill()
+        server.process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{napping[0]}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{napping[0]}"), "an environment outlived a killed lamina"
+    again = start_server(base / "data", base / "server.log", {"LAMINA_PREWARM": "0"})
+    assert stop_server(again) == 0
+
+
+def _ignore(call) -> None:
+    try:
+        call()
+    except Exception:
+        pass
+
+
+def _napping(known_uids: set[int]) -> list[int]:
+    """Runtimes of a new environment (a uid not seen before) asleep in the handler."""
+    found = []
+    for pid, uid in _processes():
+        if uid >= 990000 and uid not in known_uids:
+            try:
+                with open(f"/proc/{pid}/wchan") as f:
+                    if "nanosleep" in f.read():
+                        found.append(pid)
+            except OSError:
+                continue
+    return found
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+
+
+def _processes() -> list[tuple[int, int]]:
+    """(pid, real uid) of every process on the host."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+            except (OSError, StopIteration):
+                continue
+            found.append((int(pid), uid))
+    return found
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.10", "3.11", "3.12", "3.13"])
+def test_every_python_version_gets_its_environments_from_a_zygote(forked, version):
+    """A zygote that cannot run on some version would only show as exec'd environments: check each."""
+    name = "v" + version.replace(".", "")
+    try:
+        forked.create_function(FunctionName=name, Runtime=f"python{version}", Handler="app.probe", Role=ROLE,
+                               Timeout=10, Code={"ZipFile": make_zip({"app.py": APP})})
+    except forked.exceptions.InvalidParameterValueException as err:
+        pytest.skip(str(err))
+    bodies = []
+    for run in range(8):
+        bodies.append(_fresh(forked, name, run))
+        if "zygote.py" in bodies[-1]["init"]:
+            break
+    assert "zygote.py" in bodies[-1]["init"], bodies[-1]
+    assert bodies[-1]["executable"].startswith(f"/var/lang/bin/python{version}")

@@ -161,7 +161,8 @@ class BwrapDriver:
         request = {"uid": spec.uid, "env": environment_for(spec, LAYOUT), "cwd": LAYOUT.task_root,
                    "cgroup_procs": [str(p) for p in group.procs_files()],
                    "netns": str(path) if path is not None else "", "root": str(self._zygotes.root_dir),
-                   "mounts": self._host_tree + rootfs.environment_tree(spec, LAYOUT, tmp_device)}
+                   "template": self._host_tree + rootfs.runtime_tree(spec.runtime, LAYOUT),
+                   "mounts": rootfs.environment_tree(spec, LAYOUT, tmp_device)}
         return zygote.fork(request, output_fd, lambda: _kill_quietly(group))
 
     def _popen(self, spec: SandboxSpec, argv: list[str], output_fd: int) -> subprocess.Popen[bytes]:

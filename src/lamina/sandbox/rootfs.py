@@ -14,6 +14,9 @@ show the same tree:
     /dev                    a tmpfs with null, zero, full, random, urandom, tty and a private devpts
     /proc                   mounted by the environment's init, in its own pid namespace
 
+The plan comes in two parts: what all environments of a runtime share (`host_tree` + `runtime_tree`:
+the zygote builds it once, in a template mount namespace that each environment copies), and what each
+environment brings (`environment_tree`: its code, layers, /tmp, devpts), added to its copy.
 Everything is nosuid; the root itself is a tmpfs remounted read-only once the tree is built.
 Operations (each a JSON list; paths are as the sandbox sees them):
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lamina.runtimes.registry import Runtime
 from lamina.sandbox.base import Layout, SandboxSpec
 
 ETC_FILES = (
@@ -62,24 +66,27 @@ def host_tree(host_root: Path = Path("/")) -> list[Op]:
     ops += [["tmpfs", "/dev", 0o755, 0]]
     ops += [["dev", f"/dev/{name}", f"/dev/{name}"] for name in DEVICES if (host_root / "dev" / name).exists()]
     ops += [["symlink", target, f"/dev/{name}"] for target, name in DEV_LINKS]
-    ops += [["dir", "/dev/shm", 0o755], ["dir", "/dev/pts", 0o755], ["devpts", "/dev/pts"]]
-    ops += [["dir", "/proc", 0o555]]
+    ops += [["dir", "/dev/shm", 0o755], ["dir", "/dev/pts", 0o755], ["dir", "/proc", 0o555]]
     return ops
 
 
-def environment_tree(spec: SandboxSpec, layout: Layout, tmp_device: str | None) -> list[Op]:
-    """The environment's own part: its code, runtime, interpreter, layers and /tmp."""
-    runtime = spec.runtime
-    ops: list[Op] = [["bind", str(spec.code_dir), layout.task_root, True],
-                     ["tmpfs", layout.runtime_dir, 0o755, 0]]
+def runtime_tree(runtime: Runtime, layout: Layout) -> list[Op]:
+    """What every environment of one runtime shares: its client's files, its interpreter's tree, and the
+    (empty, read-only) mount points of what each environment brings."""
+    ops: list[Op] = [["tmpfs", layout.runtime_dir, 0o755, 0]]
     ops += [["bind", str(host), f"{layout.runtime_dir}/{name}", True] for host, name in runtime.runtime_files]
     ops.append(["readonly", layout.runtime_dir])
     if runtime.lang_root is not None and layout.lang_dir:
         ops.append(["bind", str(runtime.lang_root), layout.lang_dir, True])
+    ops += [["dir", path, 0o755] for path in (layout.task_root, layout.opt_dir, layout.tmp_dir)]
+    return ops
+
+
+def environment_tree(spec: SandboxSpec, layout: Layout, tmp_device: str | None) -> list[Op]:
+    """The environment's own part: its code, its layers, its /tmp and its terminals."""
+    ops: list[Op] = [["bind", str(spec.code_dir), layout.task_root, True], ["devpts", "/dev/pts"]]
     if spec.opt_dir is not None:
         ops.append(["bind", str(spec.opt_dir), layout.opt_dir, True])
-    else:
-        ops.append(["dir", layout.opt_dir, 0o755])
     if tmp_device is not None:
         ops.append(["mount", tmp_device, layout.tmp_dir, "ext4", ""])
     else:

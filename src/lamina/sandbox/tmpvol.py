@@ -10,8 +10,9 @@ mkfs.ext4 (≈12 ms, ≈3 ms of CPU) runs once per size: each image is a sparse 
 of that size (≈0.3 ms: only the ~400 KB of metadata blocks are copied; the template's root is already
 1777 with no lost+found).
 
-Each image is mounted in a mount namespace of the environment's own (`mount_argv`: unshare, mount, then
-exec the sandbox), never in the host's: bubblewrap reads the whole mount table for every bind it makes,
+Each image is mounted in a mount namespace of the environment's own, never in the host's: a forked Python
+environment mounts its loop device (`device`) itself, with fsopen/fsmount (runtimes/python/zygote.py);
+an exec'd one goes through `mount_argv` (unshare, mount, then exec the sandbox). bubblewrap reads the whole mount table for every bind it makes,
 so host-visible volumes made each new sandbox slower the more environments were running (with 1,000
 environments, a fifth of a burst's CPU went to bwrap parsing /proc/self/mountinfo). The mount goes away
 with the environment's last process; nothing is left to unmount.
@@ -174,21 +175,19 @@ class TmpVolumes:
     def image(self, env_id: str) -> Path:
         return self.root / f"{env_id}.img"
 
-    def create(self, env_id: str, size_mb: int) -> Path:
-        """Make the environment's image (a copy of the formatted template), attach it to a loop device
-        and make its mount point."""
-        target = self.mountpoint(env_id)
+    def create(self, env_id: str, size_mb: int) -> str:
+        """Make the environment's image (a copy of the formatted template) and attach it to a loop device;
+        returns the device."""
         size = int(size_mb * OVERHEAD) + EXTRA_MB
         try:
             sparse_copy(self._template(size), self.image(env_id))
-            target.mkdir(mode=0o700)
             fd, device = attach_loop(self.image(env_id))
             with self._loops_lock:
                 self._loops[env_id] = (fd, device)
         except (OSError, SandboxError) as exc:
             self.remove(env_id)
             raise SandboxError(f"cannot make /tmp for {env_id}: {exc}") from exc
-        return target
+        return device
 
     def device(self, env_id: str) -> str:
         """The loop device the environment's image is attached to."""
@@ -198,6 +197,7 @@ class TmpVolumes:
     def mount_argv(self, env_id: str) -> list[str]:
         """A prefix for the sandbox's argv: a new mount namespace in which the image is mounted."""
         device = self.device(env_id)
+        self.mountpoint(env_id).mkdir(mode=0o700, exist_ok=True)  # only bubblewrap binds it from here
         return [UNSHARE, "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_SCRIPT, "lamina-tmp",
                 device, str(self.mountpoint(env_id))]
 

@@ -38,7 +38,7 @@ class ForkedSandbox:
     """lamina's handle on an environment a zygote made (what a Popen is for an exec'd one)."""
 
     def __init__(self, exit_fd: int, kill: Callable[[], None]) -> None:
-        #: Readable when init wrote the runtime's status, and at EOF once the environment has ended.
+        #: "+" once the zygote has made the environment, then init's "<status>\n"; EOF once it has ended.
         self.exit_fd = exit_fd
         self.returncode: int | None = None
         self._kill = kill
@@ -55,10 +55,15 @@ class ForkedSandbox:
                 self._status += chunk
                 continue
             os.close(self.exit_fd)
+            made, status = self._status.startswith(b"+"), self._status.lstrip(b"+")
             try:
-                self.returncode = int(self._status.split(b"\n", 1)[0])
-            except ValueError:  # init was killed before it could say (lamina killed it, or the memory limit)
-                self.returncode = -signal.SIGKILL
+                self.returncode = int(status.split(b"\n", 1)[0])
+            except ValueError:
+                if made:  # init was killed before it could say (lamina killed it, or the memory limit)
+                    self.returncode = -signal.SIGKILL
+                else:  # the zygote went away with the request unserved
+                    log.warning("zygote_lost_request")
+                    self.returncode = 126
         return True
 
     def poll(self) -> int | None:

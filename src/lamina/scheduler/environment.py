@@ -465,6 +465,8 @@ class Environment:
         peak = self._driver.peak_memory_mb(self.spec)  # the whole environment's peak, from its cgroup
         if peak is not None:
             return peak
+        if not isinstance(self._process, subprocess.Popen):  # forked, its cgroup already gone: nothing to read
+            return 0
         if self._status_fd < 0:
             try:
                 self._status_fd = os.open(f"/proc/{self._find_runtime_pid()}/status", os.O_RDONLY)
@@ -481,7 +483,7 @@ class Environment:
 
     def _find_runtime_pid(self) -> int:
         """The runtime's own process: `depth` generations below the one the driver started."""
-        assert isinstance(self._process, subprocess.Popen)  # a forked one always has a cgroup to read
+        assert isinstance(self._process, subprocess.Popen)
         pid = self._process.pid
         for _ in range(self._driver.runtime_depth):
             try:

@@ -52,6 +52,11 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 MNT_DETACH = 2
 SYS_PIVOT_ROOT, SYS_CLONE = {"x86_64": (155, 56), "aarch64": (41, 220)}[os.uname().machine]
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT, SYS_MOUNT_SETATTR = 428, 429, 430, 431, 432, 442
+AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
+OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 0o2000000, 4
+FSOPEN_CLOEXEC, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE, FSMOUNT_CLOEXEC = 1, 1, 6, 1
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 1, 2, 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 LAST_CAP = 63
@@ -59,6 +64,7 @@ LAST_CAP = 63
 _libc = ctypes.CDLL(None, use_errno=True)
 _python = ctypes.PyDLL(None, use_errno=True)  # the GIL held across the call: clone must not race a thread
 _python.syscall.restype = ctypes.c_long
+_libc.syscall.restype = ctypes.c_long
 
 
 def _check(result: int, what: str) -> None:
@@ -128,9 +134,7 @@ def _as_the_sandbox_shows_it(runtime_dir: str, lang_dir: str, lang_root: str) ->
                 spec.origin = remap(spec.origin)
             if isinstance(spec.submodule_search_locations, list):
                 spec.submodule_search_locations[:] = [remap(p) for p in spec.submodule_search_locations]
-    sys.path_importer_cache.clear()
-    import importlib
-    importlib.invalidate_caches()
+    sys.path_importer_cache.clear()  # finders for the host's paths go; the sandbox's are made on first import
 
 
 def _become_runtime(request: dict, output_fd: int) -> None:
@@ -179,43 +183,49 @@ def _make_point(path: str, like_dir: bool) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o444))
 
 
+def _apply(op: list, root: str) -> None:
+    """One operation of a mount plan (lamina/sandbox/rootfs.py), its path taken under `root`."""
+    kind = op[0]
+    path = root + (op[2] if kind in _SOURCED else op[1])
+    if kind == "bind":
+        _make_point(path, os.path.isdir(op[1]))
+        _mount(op[1], path, None, MS_BIND | MS_REC, None)
+        if op[3]:
+            _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+    elif kind == "dev":
+        _make_point(path, False)
+        _mount(op[1], path, None, MS_BIND, None)
+        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_NOSUID, None)
+    elif kind == "tmpfs":
+        _make_point(path, True)
+        size = ",size=%d" % op[3] if op[3] else ""
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=%o%s" % (op[2], size))
+    elif kind == "symlink":
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        os.symlink(op[1], path)
+    elif kind == "dir":
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        os.chmod(path, op[2])
+    elif kind == "mount":
+        _make_point(path, True)
+        _mount(op[1], path, op[3], MS_NOSUID | MS_NODEV, op[4] or None)
+    elif kind == "devpts":
+        _make_point(path, True)
+        _mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+    elif kind == "readonly":
+        _mount("none", path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+    else:
+        raise OSError("unknown mount operation %r" % (kind,))
+
+
 def _build_root(root: str, ops: list) -> None:
-    """Execute a mount plan (lamina/sandbox/rootfs.py) under `root`, then make it this mount namespace's
-    root: pivot_root, the host's tree detached, the new root read-only."""
+    """In a new mount namespace: execute a mount plan under `root`, then make it the namespace's root:
+    pivot_root, the host's tree detached, the new root read-only."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mnt")
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)  # nothing made here propagates to the host
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     for op in ops:
-        kind = op[0]
-        path = root + (op[2] if kind in _SOURCED else op[1])
-        if kind == "bind":
-            _make_point(path, os.path.isdir(op[1]))
-            _mount(op[1], path, None, MS_BIND | MS_REC, None)
-            if op[3]:
-                _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-        elif kind == "dev":
-            _make_point(path, False)
-            _mount(op[1], path, None, MS_BIND, None)
-            _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_NOSUID, None)
-        elif kind == "tmpfs":
-            _make_point(path, True)
-            size = ",size=%d" % op[3] if op[3] else ""
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=%o%s" % (op[2], size))
-        elif kind == "symlink":
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            os.symlink(op[1], path)
-        elif kind == "dir":
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            os.chmod(path, op[2])
-        elif kind == "mount":
-            _make_point(path, True)
-            _mount(op[1], path, op[3], MS_NOSUID | MS_NODEV, op[4] or None)
-        elif kind == "devpts":
-            _make_point(path, True)
-            _mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
-        elif kind == "readonly":
-            _mount("none", path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-        else:
-            raise OSError("unknown mount operation %r" % (kind,))
+        _apply(op, root)
     os.chdir(root)
     _check(_libc.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
     _check(_libc.umount2(b".", MNT_DETACH), "detach the host's tree")
@@ -223,13 +233,118 @@ def _build_root(root: str, ops: list) -> None:
     _mount("none", "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _syscall(number: int, what: str, *args) -> int:
+    result = _libc.syscall(number, *args)
+    if result < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, "%s: %s" % (what, os.strerror(errno)))
+    return result
+
+
+def _detached(op: list) -> int:
+    """A host-sourced mount of the environment's own (its code, its layers, its /tmp volume), made on the
+    host but attached to nothing yet: an fd that move_mount puts in place inside the sandbox."""
+    if op[0] == "bind":
+        fd = _syscall(SYS_OPEN_TREE, "open_tree " + op[1], AT_FDCWD, op[1].encode(),
+                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+        attrs = _MountAttr(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (MOUNT_ATTR_RDONLY if op[3] else 0), 0, 0, 0)
+        _syscall(SYS_MOUNT_SETATTR, "mount_setattr", fd, b"", AT_EMPTY_PATH | AT_RECURSIVE,
+                 ctypes.byref(attrs), ctypes.sizeof(attrs))
+        return fd
+    context = _syscall(SYS_FSOPEN, "fsopen " + op[3], op[3].encode(), FSOPEN_CLOEXEC)
+    try:
+        _syscall(SYS_FSCONFIG, "fsconfig source", context, FSCONFIG_SET_STRING, b"source", op[1].encode(), 0)
+        _syscall(SYS_FSCONFIG, "mount " + op[1], context, FSCONFIG_CMD_CREATE, None, None, 0)
+        return _syscall(SYS_FSMOUNT, "fsmount", context, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+    finally:
+        os.close(context)
+
+
+def _enter_template(template_fd: int, ops: list) -> None:
+    """Take a private copy of the runtime's template mount namespace (everything environments share,
+    built once by a keeper process) and add this environment's own mounts to it."""
+    moves = [(_detached(op), op[2]) for op in ops if op[0] == "bind" or op[0] == "mount"]
+    _setns(template_fd, CLONE_NEWNS, "mnt")  # root and cwd become the template's
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mnt")
+    for fd, path in moves:
+        _syscall(SYS_MOVE_MOUNT, "move_mount " + path, fd, b"", AT_FDCWD, path.encode(), MOVE_MOUNT_F_EMPTY_PATH)
+        os.close(fd)
+    for op in ops:
+        if op[0] != "bind" and op[0] != "mount":
+            _apply(op, "")
+    os.chdir("/")
+
+
+def _new_mount_api() -> bool:
+    """Does this kernel have fsopen/open_tree/move_mount/mount_setattr (5.12+)?"""
+    try:
+        os.close(_syscall(SYS_FSOPEN, "fsopen", b"tmpfs", FSOPEN_CLOEXEC))
+        attrs = _MountAttr(0, 0, 0, 0)
+        _syscall(SYS_MOUNT_SETATTR, "mount_setattr", -1, b"", AT_EMPTY_PATH, ctypes.byref(attrs), ctypes.sizeof(attrs))
+    except OSError as e:
+        return e.errno == 9  # EBADF: the call exists (and refused the bad fd)
+    return True
+
+
+def _close_all_but(keep: tuple) -> None:
+    for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Templates:
+    """Template mount namespaces, one per distinct shared plan (in practice one per zygote), each held by
+    a keeper process that built it and then waits for the zygote to end."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.usable = _new_mount_api()
+        self._fds: dict[str, int] = {}
+        self._alive_r, self._alive_w = os.pipe()  # keepers exit when the zygote does (EOF)
+
+    def fd(self, ops: list) -> int:
+        key = json.dumps(ops)
+        if key not in self._fds:
+            self._fds[key] = self._build(ops)
+        return self._fds[key]
+
+    def _build(self, ops: list) -> int:
+        ready_r, ready_w = os.pipe()
+        keeper = os.fork()
+        if keeper == 0:
+            code = 0
+            try:
+                _close_all_but((ready_w, self._alive_r))  # not the fds of the request being served
+                _build_root(self.root, ops)
+                os.write(ready_w, b"1")
+                os.close(ready_w)
+                os.read(self._alive_r, 1)
+            except BaseException as e:
+                os.write(2, ("lamina zygote: cannot build the template: %s\n" % e).encode())
+                code = 1
+            os._exit(code)
+        os.close(ready_w)
+        ok = os.read(ready_r, 1) == b"1"
+        os.close(ready_r)
+        if not ok:
+            raise OSError("the template mount namespace could not be built")
+        return os.open("/proc/%d/ns/mnt" % keeper, os.O_RDONLY)
+
+
 def _clone_into_namespaces() -> int:
-    """fork(), with the child in new mount, ipc, uts and pid namespaces (it is pid 1 of its own): the
+    """fork(), with the child in new ipc, uts and pid namespaces (it is pid 1 of its own): the
     clone syscall with fork's semantics, wrapped in CPython's own before/after-fork hooks (the child
     re-seeds `random`, resets its locks and threads, as after os.fork)."""
     _python.PyOS_BeforeFork()
-    pid = _python.syscall(SYS_CLONE, CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | signal.SIGCHLD,
-                          0, 0, 0, 0)
+    pid = _python.syscall(SYS_CLONE, CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | signal.SIGCHLD, 0, 0, 0, 0)
     if pid == 0:
         _python.PyOS_AfterFork_Child()
         return 0
@@ -240,18 +355,26 @@ def _clone_into_namespaces() -> int:
     return pid
 
 
-def _sandbox(request: dict, output_fd: int, status_fd: int, lifeline_fd: int) -> None:
+def _sandbox(request: dict, output_fd: int, status_fd: int, lifeline_fd: int, template_fd: int) -> None:
     """The environment's init, pid 1 of its pid namespace: makes its file-system view and joins its
     cgroups, starts the runtime, reaps orphans, and when the runtime ends reports how and exits (which
     ends every process left in the namespace). If lamina goes away (the lifeline closes), so does it."""
+    _close_all_but((output_fd, status_fd, lifeline_fd, template_fd))  # the zygote's others: its socket, templates
     if request.get("netns"):
         net = os.open(request["netns"], os.O_RDONLY)
         _setns(net, CLONE_NEWNET, "net")
         os.close(net)
     for path in request["cgroup_procs"]:  # "0": the writer; whatever it forks from now on is inside too
-        with open(path, "w") as f:
-            f.write("0")
-    _build_root(request["root"], request["mounts"])
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    if template_fd >= 0:
+        _enter_template(template_fd, request["mounts"])
+        os.close(template_fd)
+    else:
+        _build_root(request["root"], request["template"] + request["mounts"])
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     for name in ("sys", "sysrq-trigger", "irq", "bus"):  # the kernel's knobs read-only, as bubblewrap does
         path = "/proc/" + name
@@ -303,6 +426,7 @@ def _sandbox(request: dict, output_fd: int, status_fd: int, lifeline_fd: int) ->
 def serve(sock: socket.socket, lifeline_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # environments' inits are reaped by the kernel
     gc.freeze()  # what is loaded now stays out of every runtime's collections, so its pages stay shared
+    templates = None
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
         if not message:
@@ -314,6 +438,15 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
             for fd in fds:
                 os.close(fd)
             continue
+        if templates is None:
+            templates = Templates(request["root"])
+        template_fd = -1
+        if templates.usable:
+            try:
+                template_fd = templates.fd(request["template"])
+            except OSError as e:  # each environment builds its whole view instead
+                os.write(output_fd, ("lamina zygote: no template mount namespace: %s\n" % e).encode())
+                templates.usable = False
         try:
             pid = _clone_into_namespaces()
         except OSError as e:
@@ -323,18 +456,22 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
         if pid == 0:
             try:
                 sock.close()
-                _sandbox(request, output_fd, status_fd, lifeline_fd)
+                _sandbox(request, output_fd, status_fd, lifeline_fd, template_fd)
             except BaseException as e:
                 try:
                     os.write(output_fd, ("lamina zygote: cannot make the sandbox: %s\n" % e).encode())
                     os.write(status_fd, b"126\n")
                 finally:
                     os._exit(126)
+        if pid > 0:
+            os.write(status_fd, b"+")  # made: from now on the environment's own end is what lamina will hear
         os.close(output_fd)
         os.close(status_fd)
 
 
 if __name__ == "__main__":
     __import__("array")  # socket.recv_fds imports it on first use: after the remap it could not
+    for codec in ("ascii", "latin-1", "utf-8"):  # nor could open() or str.encode find these on the host
+        __import__("codecs").lookup(codec)
     _as_the_sandbox_shows_it(*sys.argv[3:6])
     serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
