@@ -11,16 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import logging
+import subprocess
 import threading
 from pathlib import Path
 
 from lamina.errors import SandboxError
-from lamina.sandbox import netns
+from lamina.sandbox import netns, rootfs
 from lamina.sandbox.cgroups import Cgroup, CgroupManager, Limits
 from lamina.sandbox.tmpvol import TmpVolumes
-from lamina.sandbox import rootfs
 from lamina.sandbox.rootfs import ETC_FILES, ROOT_LINKS
 from lamina.sandbox.zygote import ForkedSandbox, Zygote, Zygotes
 from lamina.sandbox.base import Layout, Protection, SandboxSpec, command_for, environment_for
@@ -249,13 +248,15 @@ class BwrapDriver:
     def protections(self) -> list[Protection]:
         cg = self._cgroups
         volumes = self._volumes is not None
+        maker = "bubblewrap" + (" (Python: the zygote, same view)" if self._zygotes is not None and cg else "")
         return [
-            Protection("unprivileged uid per environment", True, "setpriv drops to a uid of its own"),
-            Protection("mount namespace, read-only /var/task", True, "bubblewrap"),
+            Protection("unprivileged uid per environment", True, "setpriv drops to a uid of its own"
+                       + (" (Python: the zygote's fork does)" if self._zygotes is not None and cg else "")),
+            Protection("mount namespace, read-only /var/task", True, maker),
             Protection("private /tmp limited to EphemeralStorage", True,
                        "ext4 image per environment" if volumes else
                        f"tmpfs --size (counts against memory: {self._volumes_why})"),
-            Protection("pid, ipc, uts namespaces", True, "bubblewrap"),
+            Protection("pid, ipc, uts namespaces", True, maker),
             Protection("data directory hidden", True, "not mounted in the sandbox"),
             Protection("memory limit = MemorySize (cgroups)", cg is not None,
                        f"cgroup v{cg.version}" if cg else self._cgroups_why),
