@@ -196,6 +196,14 @@ class _Headers(dict):
         return dict.get(self, name.lower(), default)
 
 
+def _is_ipv4(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
 class RuntimeClient:
     """Keep-alive HTTP/1.1 client for the Runtime API at ``host:port``, on a plain socket.
 
@@ -213,7 +221,15 @@ class RuntimeClient:
 
     def _connect(self):
         # No timeout: /next is a long poll, and user code may change socket's default timeout.
-        sock = socket.create_connection(self._address, timeout=None)
+        if _is_ipv4(self._address[0]):  # Lambda's address is a literal: no resolver, and getaddrinfo's idna
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # codec (with re, unicodedata: ~2.5 ms)
+            try:
+                sock.connect(self._address)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(self._address, timeout=None)
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock, self._buf = sock, b""
