@@ -74,6 +74,7 @@ class BwrapDriver:
         self._netns_dir = netns_dir
         self._sockets: dict[str, socket.socket] = {}
         self._memory: dict[str, int] = {}  # sizes asked for before the cgroup existed
+        self._sizes: dict[str, int] = {}  # the memory size each cgroup was given
         self._lock = threading.Lock()
         #: Python runtimes forked from a per-version zygote (LAMINA_ZYGOTE; needs cgroups).
         self._zygotes = zygotes
@@ -133,6 +134,7 @@ class BwrapDriver:
                 memory_mb = self._memory.pop(spec.env_id, spec.memory_mb)
                 group = self._cgroups.create(f"env-{spec.env_id}", Limits.for_memory(memory_mb))
                 self._groups[spec.env_id] = group
+                self._sizes[spec.env_id] = memory_mb
             self._cgroups.set_cpu(group, None)  # the init phase runs at full speed, as on Lambda
 
     def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
@@ -189,6 +191,9 @@ class BwrapDriver:
             if group is None:  # prepare() has not made it yet: it will use this size
                 self._memory[spec.env_id] = memory_mb
                 return
+            if self._sizes.get(spec.env_id) == memory_mb:  # a standby's size already (and still at full CPU)
+                return
+            self._sizes[spec.env_id] = memory_mb
         self._cgroups.update(group, Limits.for_memory(memory_mb))
         self._cgroups.set_cpu(group, None)
 
@@ -219,6 +224,7 @@ class BwrapDriver:
         with self._lock:
             group = self._groups.pop(spec.env_id, None)
             self._memory.pop(spec.env_id, None)
+            self._sizes.pop(spec.env_id, None)
         if group is not None:
             group.remove()
         if self._volumes is not None:

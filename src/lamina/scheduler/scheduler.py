@@ -91,7 +91,7 @@ class Pool:
     def counts(self) -> PoolCounts:
         starting = sum(1 for e in self.envs if e.state is EnvState.INIT)
         finishing = sum(1 for e in self.envs if e.state is EnvState.RESPONDED)
-        waiting = sum(1 for w in self.waiters if not w.done())
+        waiting = len(self.waiters)  # answered ones are popped, abandoned ones removed (_wait_for_env)
         return PoolCounts(len(self.idle), starting, finishing, waiting)
 
 
@@ -262,6 +262,8 @@ class Scheduler:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and isinstance(waiter.result(), Environment):
                 self._became_idle(pool, waiter.result())
+            elif waiter in pool.waiters:
+                pool.waiters.remove(waiter)  # the caller gave up: it no longer counts as waiting
             raise
 
     def _init_failure_outcome(self, failure: InitFailure, invocation: Invocation) -> Outcome:
