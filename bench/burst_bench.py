@@ -226,7 +226,8 @@ def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str, sand
     sampler.join()
     envs, pss_kb = pss_per_env_kb(pid, runtime_name, sandboxed)
     peak_mb = sampler.peak_mb + (environments_peak_mb() if sandboxed else 0.0)
-    return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2), "host_cpu_s": round(busy, 1), "load_generator_cpu_s": round(own, 1),
+    return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2), "host_cpu_s": round(busy, 1),
+            "load_generator_cpu_s": round(own, 1),
             "envs_per_s": round(envs / max(wall - 1.0, 0.001), 1), "peak_rss_mb": round(peak_mb),
             "idle_envs": envs, "pss_per_env_mb": round(pss_kb / 1024, 2),
             "envs_per_gb": round(1024 * 1024 / pss_kb) if pss_kb else None,

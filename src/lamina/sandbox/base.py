@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import subprocess
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from lamina.runtimes.registry import Runtime
-
-if TYPE_CHECKING:
-    from lamina.sandbox.zygote import ForkedSandbox
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,10 +51,78 @@ class Protection:
     why: str
 
 
+class SandboxProcess(Protocol):
+    """An environment's running process tree, whichever way it was made (exec'd, or forked by a zygote)."""
+
+    #: Readable once the tree has ended (an event loop watches it); closed by wait().
+    exit_fd: int
+    returncode: int | None
+
+    def ended(self) -> bool:
+        """Without blocking: has the tree ended?"""
+
+    def wait(self) -> int:
+        """The exit status (negative: the signal that ended it); releases exit_fd."""
+
+    def kill(self) -> None:
+        """Kill the whole tree now (idempotent)."""
+
+    def runtime_pid(self) -> int | None:
+        """The runtime's own host pid, for reading its memory where there is no cgroup; None if unknown."""
+
+
+class ExecProcess:
+    """A SandboxProcess lamina exec'd (bubblewrap's chain, or the runtime itself): a Popen, watched by a
+    pidfd (or, where there is none, by a thread that closes a pipe when the process ends)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], runtime_depth: int) -> None:
+        self.popen = popen
+        #: Generations between the process lamina started and the runtime (bwrap, its pid 1, the runtime).
+        self._depth = runtime_depth
+        try:
+            self.exit_fd = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):
+            self.exit_fd, done = os.pipe()
+            threading.Thread(target=lambda: (popen.wait(), os.close(done)), daemon=True).start()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    def ended(self) -> bool:
+        return self.popen.poll() is not None
+
+    def wait(self) -> int:
+        code = self.popen.wait()
+        if self.exit_fd >= 0:
+            os.close(self.exit_fd)
+            self.exit_fd = -1
+        return code
+
+    def kill(self) -> None:
+        if self.popen.returncode is None:
+            for kill in (lambda: os.killpg(self.popen.pid, signal.SIGKILL), self.popen.kill):
+                try:
+                    kill()
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def runtime_pid(self) -> int | None:
+        pid = self.popen.pid
+        for _ in range(self._depth):
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    children = f.read().split()
+            except OSError:
+                break
+            if not children:
+                break
+            pid = int(children[0])
+        return pid
+
+
 class SandboxDriver(Protocol):
     name: str
-    #: Generations between the process spawn() returns and the runtime process itself.
-    runtime_depth: int
 
     def prepare(self, spec: SandboxSpec) -> None:
         """Blocking set-up before spawn (cgroup, /tmp volume); raises SandboxError. Run off the loop."""
@@ -63,7 +130,7 @@ class SandboxDriver(Protocol):
     def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
         """The Runtime API listener made by prepare() (private network), or None: use host loopback."""
 
-    def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes] | ForkedSandbox:
+    def spawn(self, spec: SandboxSpec, output_fd: int) -> SandboxProcess:
         """Start the environment's process tree; raises SandboxError when it cannot."""
 
     def resize(self, spec: SandboxSpec, memory_mb: int) -> None:

@@ -22,7 +22,8 @@ from lamina.sandbox.cgroups import Cgroup, CgroupManager, Limits
 from lamina.sandbox.tmpvol import TmpVolumes
 from lamina.sandbox.rootfs import ETC_FILES, ROOT_LINKS
 from lamina.sandbox.zygote import ForkedSandbox, Zygote, Zygotes
-from lamina.sandbox.base import Layout, Protection, SandboxSpec, command_for, environment_for
+from lamina.sandbox.base import (ExecProcess, Layout, Protection, SandboxProcess, SandboxSpec, command_for,
+                                 environment_for)
 
 log = logging.getLogger("lamina.sandbox")
 LAYOUT = Layout("/var/task", "/var/runtime", "/var/lang", "/opt", "/tmp")
@@ -56,7 +57,6 @@ def _kill_quietly(group: Cgroup) -> None:
 
 class BwrapDriver:
     name = "bwrap"
-    runtime_depth = 2  # bwrap -> bwrap (pid 1 of the namespace) -> setpriv exec'd into the runtime
 
     def __init__(self, cgroups: CgroupManager | None = None, cgroups_why: str = "",
                  volumes: TmpVolumes | None = None, volumes_why: str = "",
@@ -78,7 +78,8 @@ class BwrapDriver:
         self._lock = threading.Lock()
         #: Python runtimes forked from a per-version zygote (LAMINA_ZYGOTE; needs cgroups).
         self._zygotes = zygotes
-        self._host_tree: list[rootfs.Op] | None = None  # the zygote's mount plan for what every sandbox shares
+        #: runtime id -> the mount plan of what all its forked environments share (the zygote's template)
+        self._templates: dict[str, list[rootfs.Op]] = {}
 
     @staticmethod
     def _fixed_args() -> list[str]:
@@ -140,7 +141,7 @@ class BwrapDriver:
     def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
         return self._sockets.pop(spec.env_id, None)
 
-    def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes] | ForkedSandbox:
+    def spawn(self, spec: SandboxSpec, output_fd: int) -> SandboxProcess:
         group = self._groups.get(spec.env_id)
         zygote = (self._zygotes.get(spec.runtime) if self._zygotes is not None and group is not None
                   and spec.runtime.family == "python" else None)
@@ -150,19 +151,22 @@ class BwrapDriver:
                 return self._fork(spec, output_fd, zygote, group)
             except OSError as exc:  # the zygote died since it was handed out: exec this one
                 log.warning("zygote_unreachable runtime=%s error=%s", spec.runtime.id, exc)
-        return self._popen(spec, self.argv(spec), output_fd)
+        # bwrap -> bwrap (pid 1 of the namespace) -> setpriv exec'd into the runtime
+        return ExecProcess(self._popen(spec, self.argv(spec), output_fd), runtime_depth=2)
 
     def _fork(self, spec: SandboxSpec, output_fd: int, zygote: Zygote, group: Cgroup) -> ForkedSandbox:
         """The environment made by the zygote itself: same namespaces, view, cgroups and uid as bwrap's."""
         tmp_device = self._volumes.device(spec.env_id) if self._volumes is not None else None
-        if self._host_tree is None:
-            self._host_tree = rootfs.host_tree()
+        template = self._templates.get(spec.runtime.id)
+        if template is None:
+            template = rootfs.host_tree() + rootfs.runtime_tree(spec.runtime, LAYOUT)
+            self._templates[spec.runtime.id] = template
         path = self._netns(spec)
         assert self._zygotes is not None
         request = {"uid": spec.uid, "env": environment_for(spec, LAYOUT), "cwd": LAYOUT.task_root,
                    "cgroup_procs": [str(p) for p in group.procs_files()],
                    "netns": str(path) if path is not None else "", "root": str(self._zygotes.root_dir),
-                   "template": self._host_tree + rootfs.runtime_tree(spec.runtime, LAYOUT),
+                   "template": template,
                    "mounts": rootfs.environment_tree(spec, LAYOUT, tmp_device)}
         return zygote.fork(request, output_fd, lambda: _kill_quietly(group))
 

@@ -15,12 +15,11 @@ from pathlib import Path
 
 from lamina.errors import SandboxError
 from lamina.runtimes.registry import Runtime
-from lamina.sandbox.base import Layout, Protection, SandboxSpec, command_for, environment_for
+from lamina.sandbox.base import ExecProcess, Layout, Protection, SandboxSpec, command_for, environment_for
 
 
 class ProcessDriver:
     name = "process"
-    runtime_depth = 0
 
     def __init__(self, work_dir: Path) -> None:
         self._work = work_dir
@@ -46,14 +45,14 @@ class ProcessDriver:
         opt = str(spec.opt_dir) if spec.opt_dir is not None else "/opt"
         return Layout(str(spec.code_dir), str(self._runtime_dir(spec.runtime)), None, opt, str(tmp))
 
-    def spawn(self, spec: SandboxSpec, output_fd: int) -> subprocess.Popen[bytes]:
+    def spawn(self, spec: SandboxSpec, output_fd: int) -> ExecProcess:
         layout = self.layout(spec)
         try:
-            return subprocess.Popen(
+            return ExecProcess(subprocess.Popen(
                 command_for(spec.runtime, layout, spec), env=environment_for(spec, layout),
                 cwd=layout.task_root, stdin=subprocess.DEVNULL, stdout=output_fd, stderr=output_fd,
                 start_new_session=True, close_fds=True,
-            )
+            ), runtime_depth=0)
         except OSError as exc:
             raise SandboxError(f"cannot start runtime: {exc}") from exc
 

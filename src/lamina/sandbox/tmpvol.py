@@ -11,11 +11,12 @@ of that size (≈0.3 ms: only the ~400 KB of metadata blocks are copied; the tem
 1777 with no lost+found).
 
 Each image is mounted in a mount namespace of the environment's own, never in the host's: a forked Python
-environment mounts its loop device (`device`) itself, with fsopen/fsmount (runtimes/python/zygote.py);
-an exec'd one goes through `mount_argv` (unshare, mount, then exec the sandbox). bubblewrap reads the whole mount table for every bind it makes,
-so host-visible volumes made each new sandbox slower the more environments were running (with 1,000
-environments, a fifth of a burst's CPU went to bwrap parsing /proc/self/mountinfo). The mount goes away
-with the environment's last process; nothing is left to unmount.
+environment mounts its loop device (`device`) itself, with fsopen/fsmount (runtimes/python/zygote.py); an
+exec'd one goes through `mount_argv` (unshare, mount, then exec the sandbox). bubblewrap reads the whole
+mount table for every bind it makes, so host-visible volumes made each new sandbox slower the more
+environments were running (with 1,000 environments, a fifth of a burst's CPU went to bwrap parsing
+/proc/self/mountinfo). The mount goes away with the environment's last process; nothing is left to
+unmount.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ SUCCESSOR_AT = 16  # forks left when the next zygote starts
 
 
 class ForkedSandbox:
-    """lamina's handle on an environment a zygote made (what a Popen is for an exec'd one)."""
+    """A SandboxProcess a zygote made: its status pipe, and its cgroup to kill it by."""
 
     def __init__(self, exit_fd: int, kill: Callable[[], None]) -> None:
         #: "+" once the zygote has made the environment, then init's "<status>\n"; EOF once it has ended.
@@ -45,7 +45,6 @@ class ForkedSandbox:
         self._status = b""
 
     def ended(self) -> bool:
-        """Read what is there without blocking; True once the environment has ended."""
         while self.returncode is None:
             try:
                 chunk = os.read(self.exit_fd, 64)
@@ -54,7 +53,6 @@ class ForkedSandbox:
             if chunk:
                 self._status += chunk
                 continue
-            os.close(self.exit_fd)
             made, status = self._status.startswith(b"+"), self._status.lstrip(b"+")
             try:
                 self.returncode = int(status.split(b"\n", 1)[0])
@@ -66,14 +64,13 @@ class ForkedSandbox:
                     self.returncode = 126
         return True
 
-    def poll(self) -> int | None:
-        self.ended()
-        return self.returncode
-
     def wait(self) -> int:
         if self.returncode is None:
             os.set_blocking(self.exit_fd, True)
             self.ended()
+        if self.exit_fd >= 0:
+            os.close(self.exit_fd)
+            self.exit_fd = -1
         assert self.returncode is not None
         return self.returncode
 
@@ -81,6 +78,9 @@ class ForkedSandbox:
         """Kill every process of the environment (its cgroup); the status pipe then closes."""
         if self.returncode is None:
             self._kill()
+
+    def runtime_pid(self) -> int | None:
+        return None  # always in a cgroup, which says how much memory it used
 
 
 class Zygote:
@@ -132,7 +132,8 @@ class Zygote:
         try:
             data = json.dumps(request).encode()
             with self._lock:
-                self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [output_fd, exit_w]))])
+                fds = array.array("i", [output_fd, exit_w])
+                self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         except BaseException:
             os.close(exit_r)
             raise

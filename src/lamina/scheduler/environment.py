@@ -15,7 +15,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -23,8 +22,7 @@ from lamina.clock import Clock
 from lamina.errors import FunctionErrorType
 from lamina.model import FunctionConfig, Invocation
 from lamina.runtime_api.state import EnvEvent, EnvState, InvalidStateTransition, transition
-from lamina.sandbox.base import SandboxDriver, SandboxSpec
-from lamina.sandbox.zygote import ForkedSandbox
+from lamina.sandbox.base import SandboxDriver, SandboxProcess, SandboxSpec
 
 LOG_TAIL_BYTES = 4096
 MAX_RESPONSE_BYTES = 6_291_556
@@ -96,12 +94,10 @@ class Environment:
         self._clock = clock
         self._sink = sink
         self._on_change = on_change
-        self._process: subprocess.Popen[bytes] | ForkedSandbox | None = None
+        self._process: SandboxProcess | None = None
         self._endpoint: Endpoint | None = None
         self._pipe_r = -1
-        self._pidfd = -1
         self._exit_fd = -1
-        self._runtime_pid = 0
         self._status_fd = -1
         self._memory_read_at = -1e9
         self._memory_mb = 0
@@ -159,20 +155,11 @@ class Environment:
         finally:
             os.close(write_fd)
         loop.add_reader(read_fd, self._on_output)
-        if isinstance(self._process, ForkedSandbox):  # made by a zygote: its status pipe says when it ends
-            self._exit_fd = self._process.exit_fd
-            loop.add_reader(self._exit_fd, self._on_forked_status)
-            return
-        try:
-            self._pidfd = os.pidfd_open(self._process.pid)
-            loop.add_reader(self._pidfd, self._on_exit)
-        except (AttributeError, OSError):
-            loop.run_in_executor(None, self._process.wait).add_done_callback(
-                lambda _: self._on_exit()
-            )
+        self._exit_fd = self._process.exit_fd
+        loop.add_reader(self._exit_fd, self._on_process_event)
 
-    def _on_forked_status(self) -> None:
-        assert isinstance(self._process, ForkedSandbox)
+    def _on_process_event(self) -> None:
+        assert self._process is not None
         if self._process.ended():
             self._on_exit()
 
@@ -206,15 +193,8 @@ class Environment:
 
     def kill(self) -> None:
         """Stop the process tree now (idempotent)."""
-        proc = self._process
-        if isinstance(proc, ForkedSandbox):
-            proc.kill()
-        elif proc is not None and proc.returncode is None:
-            for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), lambda: proc.kill()):
-                try:
-                    kill()
-                except (ProcessLookupError, PermissionError):
-                    pass
+        if self._process is not None:
+            self._process.kill()
 
     @property
     def memory_charge_mb(self) -> int:
@@ -414,11 +394,7 @@ class Environment:
         if self._status_fd >= 0:
             os.close(self._status_fd)
             self._status_fd = -1
-        if self._pidfd >= 0:
-            asyncio.get_running_loop().remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = -1
-        if self._exit_fd >= 0:  # closed by the ForkedSandbox itself
+        if self._exit_fd >= 0:  # before wait(), which closes it
             asyncio.get_running_loop().remove_reader(self._exit_fd)
             self._exit_fd = -1
         status = proc.wait()
@@ -465,11 +441,12 @@ class Environment:
         peak = self._driver.peak_memory_mb(self.spec)  # the whole environment's peak, from its cgroup
         if peak is not None:
             return peak
-        if not isinstance(self._process, subprocess.Popen):  # forked, its cgroup already gone: nothing to read
-            return 0
         if self._status_fd < 0:
+            pid = self._process.runtime_pid() if self._process is not None else None
+            if pid is None:
+                return 0
             try:
-                self._status_fd = os.open(f"/proc/{self._find_runtime_pid()}/status", os.O_RDONLY)
+                self._status_fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
             except OSError:
                 return 0
         try:
@@ -480,22 +457,6 @@ class Environment:
         if at < 0:
             return 0
         return max(1, math.ceil(int(text[at + 6:text.index(b"kB", at)]) / 1024))
-
-    def _find_runtime_pid(self) -> int:
-        """The runtime's own process: `depth` generations below the one the driver started."""
-        assert isinstance(self._process, subprocess.Popen)
-        pid = self._process.pid
-        for _ in range(self._driver.runtime_depth):
-            try:
-                with open(f"/proc/{pid}/task/{pid}/children") as f:
-                    children = f.read().split()
-            except OSError:
-                break
-            if not children:
-                break
-            pid = int(children[0])
-        self._runtime_pid = pid
-        return pid
 
 
 def exit_text(status: int) -> str:

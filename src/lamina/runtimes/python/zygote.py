@@ -300,21 +300,20 @@ def _close_all_but(keep: tuple) -> None:
                 pass
 
 
-class Templates:
-    """Template mount namespaces, one per distinct shared plan (in practice one per zygote), each held by
-    a keeper process that built it and then waits for the zygote to end."""
+class Template:
+    """The template mount namespace of this zygote's runtime (the plan is the same for all its
+    environments), built on first use by a keeper process that then waits for the zygote to end."""
 
     def __init__(self, root: str) -> None:
         self.root = root
         self.usable = _new_mount_api()
-        self._fds: dict[str, int] = {}
-        self._alive_r, self._alive_w = os.pipe()  # keepers exit when the zygote does (EOF)
+        self._fd = -1
+        self._alive_r, self._alive_w = os.pipe()  # the keeper exits when the zygote does (EOF)
 
     def fd(self, ops: list) -> int:
-        key = json.dumps(ops)
-        if key not in self._fds:
-            self._fds[key] = self._build(ops)
-        return self._fds[key]
+        if self._fd < 0:
+            self._fd = self._build(ops)
+        return self._fd
 
     def _build(self, ops: list) -> int:
         ready_r, ready_w = os.pipe()
@@ -359,7 +358,7 @@ def _sandbox(request: dict, output_fd: int, status_fd: int, lifeline_fd: int, te
     """The environment's init, pid 1 of its pid namespace: makes its file-system view and joins its
     cgroups, starts the runtime, reaps orphans, and when the runtime ends reports how and exits (which
     ends every process left in the namespace). If lamina goes away (the lifeline closes), so does it."""
-    _close_all_but((output_fd, status_fd, lifeline_fd, template_fd))  # the zygote's others: its socket, templates
+    _close_all_but((output_fd, status_fd, lifeline_fd, template_fd))  # not the zygote's socket or keeper pipe
     if request.get("netns"):
         net = os.open(request["netns"], os.O_RDONLY)
         _setns(net, CLONE_NEWNET, "net")
@@ -426,7 +425,7 @@ def _sandbox(request: dict, output_fd: int, status_fd: int, lifeline_fd: int, te
 def serve(sock: socket.socket, lifeline_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # environments' inits are reaped by the kernel
     gc.freeze()  # what is loaded now stays out of every runtime's collections, so its pages stay shared
-    templates = None
+    template = None
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
         if not message:
@@ -438,15 +437,15 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
             for fd in fds:
                 os.close(fd)
             continue
-        if templates is None:
-            templates = Templates(request["root"])
+        if template is None:
+            template = Template(request["root"])
         template_fd = -1
-        if templates.usable:
+        if template.usable:
             try:
-                template_fd = templates.fd(request["template"])
+                template_fd = template.fd(request["template"])
             except OSError as e:  # each environment builds its whole view instead
                 os.write(output_fd, ("lamina zygote: no template mount namespace: %s\n" % e).encode())
-                templates.usable = False
+                template.usable = False
         try:
             pid = _clone_into_namespaces()
         except OSError as e:
