@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from tests.conftest import free_port
+from tests.conftest import free_port, make_zip
 from tests.integration.recorder import Recorder
 
 ACCESS_KEY = "LKIATESTKEY000000001"
@@ -95,6 +95,21 @@ def serving(tmp_path_factory, name: str, extra_env: dict[str, str] | None = None
         yield srv
     finally:
         assert stop_server(srv) == 0, srv.output()
+
+
+@contextmanager
+def mapped_function(lam, prefix: str, handler_module: str, recorder: Recorder) -> Iterator[str]:
+    """A Python function (app.handler from `handler_module`) that can reach the recorder (CB); after the
+    test, its event source mappings and the function itself are deleted."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler",
+                        Role="arn:aws:iam::000000000000:role/x", Timeout=30,
+                        Code={"ZipFile": make_zip({"app.py": handler_module})},
+                        Environment={"Variables": {"CB": recorder.url}})
+    yield name
+    for m in lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
+        lam.delete_event_source_mapping(UUID=m["UUID"])
+    lam.delete_function(FunctionName=name)
 
 
 @pytest.fixture(scope="module")

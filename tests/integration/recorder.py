@@ -13,6 +13,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+#: The start of an event-source-mapping handler module: `record_batch(event)` posts {"key": the function's
+#: name, "records": the batch} to the recorder (CB); each test module's own `handler` goes on from here.
+RECORD_BATCH = '''
+import base64, json, os, time, urllib.request
+
+def record_batch(event):
+    request = urllib.request.Request(os.environ["CB"], data=json.dumps(
+        {"key": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "records": event["Records"]}).encode())
+    urllib.request.urlopen(request, timeout=10).read()
+'''
+
+
+def seen(recorder: Recorder, fn: str) -> list[dict]:
+    """Every record the function `fn` posted with record_batch, in arrival order."""
+    return [r for b in recorder.where(lambda b: b.get("key") == fn) for r in b["records"]]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 #: Handlers for a test function package (all in app.py; pick one with Handler=app.<name>). CB is the
 #: recorder's URL, given to each function as an environment variable.
 FUNCTIONS = '''

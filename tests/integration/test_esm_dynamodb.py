@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import pytest
@@ -13,17 +12,14 @@ import pytest
 from lamina.esm.sources.dynamodb_streams import DynamoDBStreamsSource
 from tests.conftest import make_zip
 from tests.integration.conftest import serving
+from tests.integration.recorder import RECORD_BATCH, wait_until
 from tests.integration.moto_server import REGION, moto  # noqa: F401  (the fixture)
 
 
 ROLE = "arn:aws:iam::000000000000:role/x"
-HANDLER = '''
-import json, os, urllib.request
-
+HANDLER = RECORD_BATCH + '''
 def handler(event, context):
-    request = urllib.request.Request(os.environ["CB"], data=json.dumps(
-        {"key": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "records": event["Records"]}).encode())
-    urllib.request.urlopen(request, timeout=10).read()
+    record_batch(event)
 '''
 
 
@@ -82,14 +78,6 @@ def srv(tmp_path_factory, moto):  # noqa: F811
     with serving(tmp_path_factory, "esm-ddb", moto.env()) as server:
         yield server
 
-
-def wait_until(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_table_updates_reach_the_function_in_order(srv, recorder, ddb):

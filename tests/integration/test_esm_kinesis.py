@@ -9,23 +9,18 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from lamina.esm.sources.kinesis import KinesisSource
-from tests.conftest import make_zip
-from tests.integration.conftest import serving
+from tests.integration.conftest import mapped_function, serving
 from tests.integration.moto_server import ACCOUNT, REGION, moto  # noqa: F401  (the fixture)
-from tests.integration.recorder import Recorder
+from tests.integration.recorder import RECORD_BATCH, seen, wait_until
 
-ROLE = "arn:aws:iam::000000000000:role/x"
-HANDLER = '''
-import base64, json, os, urllib.request
-
+HANDLER = RECORD_BATCH + '''
 def handler(event, context):
-    request = urllib.request.Request(os.environ["CB"], data=json.dumps(
-        {"key": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "records": event["Records"]}).encode())
-    urllib.request.urlopen(request, timeout=10).read()
+    record_batch(event)
     if any(base64.b64decode(r["kinesis"]["data"]) == b"poison" for r in event["Records"]):
         raise RuntimeError("poison in the batch")
     return None
@@ -113,33 +108,15 @@ def srv(tmp_path_factory, moto):  # noqa: F811
 
 
 @pytest.fixture
-def fn(srv, recorder) -> str:
-    lam = srv.client()
-    name = f"kin-{uuid.uuid4().hex[:8]}"
-    lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler", Role=ROLE, Timeout=30,
-                        Code={"ZipFile": make_zip({"app.py": HANDLER})},
-                        Environment={"Variables": {"CB": recorder.url}})
-    yield name
-    for m in lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
-        lam.delete_event_source_mapping(UUID=m["UUID"])
-    lam.delete_function(FunctionName=name)
+def fn(srv, recorder) -> Iterator[str]:
+    with mapped_function(srv.client(), "kin", HANDLER, recorder) as name:
+        yield name
 
-
-def seen(recorder: Recorder, fn: str) -> list[dict]:
-    return [r for b in recorder.where(lambda b: b.get("key") == fn) for r in b["records"]]
 
 
 def data(records: list[dict]) -> list[str]:
     return [base64.b64decode(r["kinesis"]["data"]).decode() for r in records]
 
-
-def wait_until(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_mapping_delivers_a_stream_in_order(srv, fn, recorder, kinesis):

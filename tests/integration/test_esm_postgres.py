@@ -20,16 +20,12 @@ from tests.conftest import make_zip
 from tests.integration.conftest import start_server, stop_server
 from tests.integration.moto_server import moto  # noqa: F401  (the fixture)
 from tests.integration.postgres_cluster import postgres  # noqa: F401  (the fixture)
-from tests.integration.recorder import Recorder
+from tests.integration.recorder import RECORD_BATCH, Recorder, wait_until
 
 ROLE = "arn:aws:iam::000000000000:role/x"
-HANDLER = '''
-import json, os, time, urllib.request
-
+HANDLER = RECORD_BATCH + '''
 def handler(event, context):
-    request = urllib.request.Request(os.environ["CB"], data=json.dumps(
-        {"key": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "records": event["Records"]}).encode())
-    urllib.request.urlopen(request, timeout=10).read()
+    record_batch(event)
     time.sleep(float(os.environ.get("SLEEP", "0")))
 '''
 
@@ -48,15 +44,6 @@ def make_table(cluster) -> str:
 def slot_exists(cluster, name: str) -> bool:
     with cluster.connect() as conn:
         return bool(conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchall())
-
-
-def wait_until(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 class Harness:

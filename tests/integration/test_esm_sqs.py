@@ -7,23 +7,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import make_zip
-from tests.integration.conftest import start_server, stop_server, serving
+from tests.integration.conftest import mapped_function, serving, start_server, stop_server
 from tests.integration.moto_server import moto  # noqa: F401  (the fixture)
-from tests.integration.recorder import Recorder
+from tests.integration.recorder import RECORD_BATCH, seen, wait_until
 
 ROLE = "arn:aws:iam::000000000000:role/x"
-HANDLER = '''
-import json, os, time, urllib.request
-
+HANDLER = RECORD_BATCH + '''
 def handler(event, context):
     time.sleep(float(os.environ.get("SLEEP", "0")))
-    request = urllib.request.Request(os.environ["CB"], data=json.dumps(
-        {"key": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "records": event["Records"]}).encode())
-    urllib.request.urlopen(request, timeout=10).read()
+    record_batch(event)
     bodies = [r["body"] for r in event["Records"]]
     if "poison" in bodies:
         raise RuntimeError("poison in the batch")
@@ -44,15 +41,9 @@ def lam(srv):
 
 
 @pytest.fixture
-def fn(lam, recorder) -> str:
-    name = f"sqs-{uuid.uuid4().hex[:8]}"
-    lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler", Role=ROLE, Timeout=30,
-                        Code={"ZipFile": make_zip({"app.py": HANDLER})},
-                        Environment={"Variables": {"CB": recorder.url}})
-    yield name
-    for m in lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]:
-        lam.delete_event_source_mapping(UUID=m["UUID"])
-    lam.delete_function(FunctionName=name)
+def fn(lam, recorder) -> Iterator[str]:
+    with mapped_function(lam, "sqs", HANDLER, recorder) as name:
+        yield name
 
 
 @pytest.fixture
@@ -65,17 +56,6 @@ def make_queue(sqs, name: str | None = None, **attributes: str) -> tuple[str, st
     return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
-def seen(recorder: Recorder, fn: str) -> list[dict]:
-    return [r for b in recorder.where(lambda b: b.get("key") == fn) for r in b["records"]]
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def queue_empty(sqs, url: str) -> bool:

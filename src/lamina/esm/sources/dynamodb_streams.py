@@ -7,16 +7,14 @@ attribute values base64 text.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import json
 import logging
 from typing import Any
 
-from lamina.esm.clients import Clients, arn_region
-from lamina.esm.contracts import ReadResult, StreamRecord
-from lamina.esm.sources.shards import IteratorShards, ShardInfo
+from lamina.esm.contracts import StreamRecord
+from lamina.esm.sources.shards import IteratorStreamSource, ShardInfo
 
 log = logging.getLogger("lamina.esm.dynamodb_streams")
 
@@ -54,26 +52,14 @@ def dynamodb_event(raw: dict[str, Any], *, arn: str, region: str) -> dict[str, A
     return event
 
 
-class DynamoDBStreamsSource:
+class DynamoDBStreamsSource(IteratorStreamSource):
+    service = "dynamodbstreams"
+    max_limit = MAX_LIMIT
     batch_info_key = "DDBStreamBatchInfo"
     idle_poll_s = 1.0  # Lambda polls each shard about four times a second; once is plenty here
     discover_s = 10.0
 
-    def __init__(self, arn: str, *, clients: Clients | None = None) -> None:
-        self.arn = arn
-        self.region = arn_region(arn)
-        self._own_clients = clients is None
-        self._clients = clients or Clients()
-        self._shards = IteratorShards()
-
-    @property
-    def _client(self) -> Any:
-        return self._clients.get("dynamodbstreams", self.region)
-
-    async def shards(self) -> list[str]:
-        return self._shards.update(await asyncio.to_thread(self._describe))
-
-    def _describe(self) -> list[ShardInfo]:
+    def _list_shards(self) -> list[ShardInfo]:
         out: list[ShardInfo] = []
         kwargs: dict[str, Any] = {"StreamArn": self.arn}
         while True:
@@ -87,58 +73,29 @@ class DynamoDBStreamsSource:
                 return out
             kwargs = {"StreamArn": self.arn, "ExclusiveStartShardId": last}
 
-    async def read(self, shard: str, *, after: str | None, starting_position: str,
-                   starting_timestamp: float | None, limit: int) -> ReadResult:
-        if not self._shards.ready(shard):
-            return ReadResult((), None)
-        return await asyncio.to_thread(self._read, shard, after, starting_position, limit)
-
-    def _new_iterator(self, shard: str, after: str | None, position: str) -> str:
+    def _iterator_request(self, shard: str, after: str | None, position: str,
+                          timestamp: float | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"StreamArn": self.arn, "ShardId": shard}
         if after is not None:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=after)
         else:
             kwargs.update(ShardIteratorType="LATEST" if position == "LATEST" else "TRIM_HORIZON")
-        return str(self._client.get_shard_iterator(**kwargs)["ShardIterator"])
+        return kwargs
 
-    def _fetch(self, shard: str, after: str | None, position: str, limit: int) -> dict[str, Any]:
-        iterator = self._shards.iterator(shard, after) or self._new_iterator(shard, after, position)
+    def _page(self, shard: str, after: str | None, position: str, timestamp: float | None,
+              limit: int) -> dict[str, Any]:
         try:
-            return dict(self._client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, MAX_LIMIT))))
-        except self._client.exceptions.ExpiredIteratorException:
-            self._shards.forget(shard)
-            return dict(self._client.get_records(ShardIterator=self._new_iterator(shard, after, position),
-                                                 Limit=max(1, min(limit, MAX_LIMIT))))
-
-    def _read(self, shard: str, after: str | None, position: str, limit: int) -> ReadResult:
-        try:
-            page = self._fetch(shard, after, position, limit)
+            return self._fetch(shard, after, position, timestamp, limit)
         except self._client.exceptions.TrimmedDataAccessException:
             # The checkpoint is older than the stream keeps (24 h): go on from the oldest record there is.
             log.warning("esm_stream_trimmed source=%s shard=%s after=%s", self.arn, shard, after)
             self._shards.forget(shard)
-            page = self._fetch(shard, None, "TRIM_HORIZON", limit)
-        except self._client.exceptions.ResourceNotFoundException:
-            if self._shards.gone(shard):
-                return ReadResult((), None, closed=True)
-            raise
-        records = []
-        for raw in page.get("Records", []):
-            event = dynamodb_event(raw, arn=self.arn, region=self.region)
-            keys = event["dynamodb"].get("Keys") or {}
-            records.append(StreamRecord(
-                sequence=event["dynamodb"]["SequenceNumber"],
-                arrival=float(event["dynamodb"].get("ApproximateCreationDateTime") or 0),
-                event=event, partition_key=json.dumps(keys, sort_keys=True), size=len(json.dumps(event))))
-        next_iterator = page.get("NextShardIterator")
-        resume = records[-1].sequence if records else after
-        self._shards.advance(shard, resume, next_iterator)
-        closed = self._shards.is_closed(shard, after, bool(records), next_iterator)
-        return ReadResult(records, None, closed=closed)
+            return self._fetch(shard, None, "TRIM_HORIZON", None, limit)
 
-    async def acknowledge(self, shard: str, sequence: str) -> None:
-        return None  # DynamoDB Streams keep no consumer position; the mapping's checkpoint is the position
-
-    async def aclose(self) -> None:
-        if self._own_clients:
-            self._clients.close()
+    def _record(self, raw: dict[str, Any], shard: str) -> StreamRecord:
+        event = dynamodb_event(raw, arn=self.arn, region=self.region)
+        keys = event["dynamodb"].get("Keys") or {}
+        return StreamRecord(
+            sequence=event["dynamodb"]["SequenceNumber"],
+            arrival=float(event["dynamodb"].get("ApproximateCreationDateTime") or 0),
+            event=event, partition_key=json.dumps(keys, sort_keys=True), size=len(json.dumps(event)))

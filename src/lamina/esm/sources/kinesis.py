@@ -6,15 +6,14 @@ as Lambda delivers them (lambda-spec §8.4).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import json
 from typing import Any
 
-from lamina.esm.clients import Clients, arn_account, arn_region, arn_resource
-from lamina.esm.contracts import ReadResult, StreamRecord
-from lamina.esm.sources.shards import IteratorShards, ShardInfo
+from lamina.esm.clients import Clients, arn_account, arn_resource
+from lamina.esm.contracts import StreamRecord
+from lamina.esm.sources.shards import IteratorStreamSource, ShardInfo
 
 MAX_LIMIT = 10000  # GetRecords' Limit
 
@@ -53,7 +52,9 @@ def filter_view(event: dict[str, Any]) -> dict[str, Any]:
     return {**outer, **event.get("kinesis", {})}
 
 
-class KinesisSource:
+class KinesisSource(IteratorStreamSource):
+    service = "kinesis"
+    max_limit = MAX_LIMIT
     batch_info_key = "KinesisBatchInfo"
     idle_poll_s = 1.0  # Lambda polls each shard about once a second
     discover_s = 10.0
@@ -61,21 +62,10 @@ class KinesisSource:
     filter_view = staticmethod(filter_view)
 
     def __init__(self, arn: str, *, clients: Clients | None = None) -> None:
-        self.arn = arn
-        self.region = arn_region(arn)
+        super().__init__(arn, clients=clients)
         self.stream = arn_resource(arn).split("/")[1]
         #: Lambda puts the function's execution role here; lamina has none, so it names one per account.
         self.role_arn = f"arn:aws:iam::{arn_account(arn)}:role/lamina-event-source-mapping"
-        self._own_clients = clients is None
-        self._clients = clients or Clients()
-        self._shards = IteratorShards()
-
-    @property
-    def _client(self) -> Any:
-        return self._clients.get("kinesis", self.region)
-
-    async def shards(self) -> list[str]:
-        return self._shards.update(await asyncio.to_thread(self._list_shards))
 
     def _list_shards(self) -> list[ShardInfo]:
         out: list[ShardInfo] = []
@@ -91,13 +81,8 @@ class KinesisSource:
                 return out
             kwargs = {"NextToken": token}
 
-    async def read(self, shard: str, *, after: str | None, starting_position: str,
-                   starting_timestamp: float | None, limit: int) -> ReadResult:
-        if not self._shards.ready(shard):
-            return ReadResult((), None)
-        return await asyncio.to_thread(self._read, shard, after, starting_position, starting_timestamp, limit)
-
-    def _new_iterator(self, shard: str, after: str | None, position: str, timestamp: float | None) -> str:
+    def _iterator_request(self, shard: str, after: str | None, position: str,
+                          timestamp: float | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"StreamName": self.stream, "ShardId": shard}
         if after is not None:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
@@ -106,42 +91,9 @@ class KinesisSource:
                           Timestamp=datetime.datetime.fromtimestamp(timestamp or 0, datetime.timezone.utc))
         else:
             kwargs.update(ShardIteratorType=position)
-        return str(self._client.get_shard_iterator(**kwargs)["ShardIterator"])
+        return kwargs
 
-    def _fetch(self, shard: str, after: str | None, position: str, timestamp: float | None,
-               limit: int) -> dict[str, Any]:
-        iterator = self._shards.iterator(shard, after) or self._new_iterator(shard, after, position, timestamp)
-        try:
-            return dict(self._client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, MAX_LIMIT))))
-        except self._client.exceptions.ExpiredIteratorException:
-            self._shards.forget(shard)
-            return dict(self._client.get_records(
-                ShardIterator=self._new_iterator(shard, after, position, timestamp),
-                Limit=max(1, min(limit, MAX_LIMIT))))
-
-    def _read(self, shard: str, after: str | None, position: str, timestamp: float | None,
-              limit: int) -> ReadResult:
-        try:
-            page = self._fetch(shard, after, position, timestamp, limit)
-        except self._client.exceptions.ResourceNotFoundException:
-            if self._shards.gone(shard):  # expired with the stream's retention
-                return ReadResult((), None, closed=True)
-            raise
-        records = []
-        for raw in page.get("Records", []):
-            event = kinesis_event(raw, shard=shard, arn=self.arn, region=self.region, role_arn=self.role_arn)
-            records.append(StreamRecord(
-                sequence=raw["SequenceNumber"], arrival=event["kinesis"]["approximateArrivalTimestamp"],
-                event=event, partition_key=raw["PartitionKey"], size=len(json.dumps(event))))
-        next_iterator = page.get("NextShardIterator")
-        resume = records[-1].sequence if records else after
-        self._shards.advance(shard, resume, next_iterator)
-        closed = self._shards.is_closed(shard, after, bool(records), next_iterator)
-        return ReadResult(records, None, closed=closed)
-
-    async def acknowledge(self, shard: str, sequence: str) -> None:
-        return None  # Kinesis keeps no consumer position; the mapping's checkpoint is the position
-
-    async def aclose(self) -> None:
-        if self._own_clients:
-            self._clients.close()
+    def _record(self, raw: dict[str, Any], shard: str) -> StreamRecord:
+        event = kinesis_event(raw, shard=shard, arn=self.arn, region=self.region, role_arn=self.role_arn)
+        return StreamRecord(sequence=raw["SequenceNumber"], arrival=event["kinesis"]["approximateArrivalTimestamp"],
+                            event=event, partition_key=raw["PartitionKey"], size=len(json.dumps(event)))

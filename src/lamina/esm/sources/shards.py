@@ -1,4 +1,5 @@
-"""What Kinesis and DynamoDB Streams share: shard iterators kept between reads, and children after parents.
+"""What Kinesis and DynamoDB Streams share: shard iterators kept between reads, children after parents, and
+the reading itself (`IteratorStreamSource`).
 
 Both services read a shard through an iterator (GetShardIterator, then GetRecords returning the next one).
 `IteratorShards` keeps the latest iterator of each shard together with the sequence number it resumes
@@ -9,7 +10,12 @@ merge is not read until its parents have been read to their end (`ready`).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from typing import Any
+
+from lamina.esm.clients import Clients, arn_region
+from lamina.esm.contracts import ReadResult, StreamRecord
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,3 +87,85 @@ class IteratorShards:
         if closed and not got_records:
             self.finished.add(shard)
         return closed
+
+
+class IteratorStreamSource:
+    """A stream source read through shard iterators (Kinesis, DynamoDB Streams): shards found by listing
+    (`_list_shards`), records through GetRecords with the iterator renewed when it expires, each raw record
+    made a StreamRecord by `_record`. Neither service keeps a consumer position: the mapping's checkpoint
+    is the position. boto3 calls run in a thread."""
+
+    service: str  #: botocore's client name
+    max_limit: int  #: GetRecords' Limit
+
+    def __init__(self, arn: str, *, clients: Clients | None = None) -> None:
+        self.arn = arn
+        self.region = arn_region(arn)
+        self._own_clients = clients is None
+        self._clients = clients or Clients()
+        self._shards = IteratorShards()
+
+    @property
+    def _client(self) -> Any:
+        return self._clients.get(self.service, self.region)
+
+    async def shards(self) -> list[str]:
+        return self._shards.update(await asyncio.to_thread(self._list_shards))
+
+    def _list_shards(self) -> list[ShardInfo]:
+        raise NotImplementedError
+
+    def _iterator_request(self, shard: str, after: str | None, position: str,
+                          timestamp: float | None) -> dict[str, Any]:
+        """GetShardIterator's arguments: after `after`, else from the mapping's starting position."""
+        raise NotImplementedError
+
+    def _record(self, raw: dict[str, Any], shard: str) -> StreamRecord:
+        raise NotImplementedError
+
+    async def read(self, shard: str, *, after: str | None, starting_position: str,
+                   starting_timestamp: float | None, limit: int) -> ReadResult:
+        if not self._shards.ready(shard):
+            return ReadResult((), None)
+        return await asyncio.to_thread(self._read, shard, after, starting_position, starting_timestamp, limit)
+
+    def _new_iterator(self, shard: str, after: str | None, position: str, timestamp: float | None) -> str:
+        request = self._iterator_request(shard, after, position, timestamp)
+        return str(self._client.get_shard_iterator(**request)["ShardIterator"])
+
+    def _fetch(self, shard: str, after: str | None, position: str, timestamp: float | None,
+               limit: int) -> dict[str, Any]:
+        iterator = self._shards.iterator(shard, after) or self._new_iterator(shard, after, position, timestamp)
+        limit = max(1, min(limit, self.max_limit))
+        try:
+            return dict(self._client.get_records(ShardIterator=iterator, Limit=limit))
+        except self._client.exceptions.ExpiredIteratorException:
+            self._shards.forget(shard)
+            fresh = self._new_iterator(shard, after, position, timestamp)
+            return dict(self._client.get_records(ShardIterator=fresh, Limit=limit))
+
+    def _page(self, shard: str, after: str | None, position: str, timestamp: float | None,
+              limit: int) -> dict[str, Any]:
+        return self._fetch(shard, after, position, timestamp, limit)
+
+    def _read(self, shard: str, after: str | None, position: str, timestamp: float | None,
+              limit: int) -> ReadResult:
+        try:
+            page = self._page(shard, after, position, timestamp, limit)
+        except self._client.exceptions.ResourceNotFoundException:
+            if self._shards.gone(shard):  # expired with the stream's retention
+                return ReadResult((), None, closed=True)
+            raise
+        records = [self._record(raw, shard) for raw in page.get("Records", [])]
+        next_iterator = page.get("NextShardIterator")
+        resume = records[-1].sequence if records else after
+        self._shards.advance(shard, resume, next_iterator)
+        closed = self._shards.is_closed(shard, after, bool(records), next_iterator)
+        return ReadResult(records, None, closed=closed)
+
+    async def acknowledge(self, shard: str, sequence: str) -> None:
+        return None  # the service keeps no consumer position; the mapping's checkpoint is the position
+
+    async def aclose(self) -> None:
+        if self._own_clients:
+            self._clients.close()
