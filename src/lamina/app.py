@@ -137,6 +137,8 @@ class Lamina:
         self.config = config
         self.clock = clock or SystemClock()
         self._tasks: list[asyncio.Task[None]] = []
+        #: writes log events and metering records into SQLite beside the event loop (one thread: in order)
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lamina-writer")
         self._stopped = asyncio.Event()
 
     async def __aenter__(self) -> Lamina:
@@ -272,6 +274,14 @@ class Lamina:
         self.sink.flush()
         self.metering.flush()
 
+    def _write_records(self, ticks: int) -> None:
+        """Buffered log events and metering records into SQLite, and log retention: on a worker thread,
+        beside the event loop (inserts, deletes and the commits' fsyncs would otherwise stall it)."""
+        self.sink.flush_store()
+        self.metering.flush()
+        if self.config.log_retention_days and ticks % 60 == 0:
+            self.log_store.expire(int((self.clock.time() - self.config.log_retention_days * 86400) * 1000))
+
     def _meter(self, config: FunctionConfig, request_id: str, outcome: Outcome, cold: bool) -> None:
         self.metering.record(Record(
             ts_ms=int(self.clock.time() * 1000), function=config.name, version=config.version,
@@ -292,16 +302,15 @@ class Lamina:
             await asyncio.sleep(1.0)
             ticks += 1
             try:
-                self._housekeeping_round(ticks)
+                await asyncio.get_running_loop().run_in_executor(self._writer, self._write_records, ticks)
+                self._housekeeping_round()
             except Exception:
                 log.exception("housekeeping round failed; retrying in a second")
 
-    def _housekeeping_round(self, ticks: int) -> None:
-        self._flush_records()
+    def _housekeeping_round(self) -> None:
+        self.sink.flush_files()
         self.dashboard.sample()
         self.scheduler.reap()
-        if self.config.log_retention_days and ticks % 60 == 0:
-            self.log_store.expire(int((self.clock.time() - self.config.log_retention_days * 86400) * 1000))
 
     async def wait_closed(self) -> None:
         await self._stopped.wait()
@@ -321,6 +330,7 @@ class Lamina:
         await self.scheduler.aclose()
         await self.runtime_api.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.driver.close)
+        self._writer.shutdown(wait=True)  # a round still writing finishes before the stores close
         self.sink.close()
         self.log_store.close()
         self.metering.close()

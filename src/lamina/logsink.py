@@ -50,10 +50,6 @@ class NullLogSink:
     def write(self, function: str, stream: str, text: str) -> None:
         return None
 
-
-
-
-
 class StoreLogSink:
     """Lines into the log store (queryable through the CloudWatch Logs API), and a file sink too."""
 
@@ -68,7 +64,15 @@ class StoreLogSink:
             self._files.write(function, stream, text)
 
     def flush(self) -> None:
+        """Everything written so far into the store and the files (readers of the store call this)."""
+        self.flush_store()
+        self.flush_files()
+
+    def flush_store(self) -> None:
+        """The store's part, which may run on a worker thread beside `write` (the files' may not)."""
         self._store.flush(int(self._clock.time() * 1000))
+
+    def flush_files(self) -> None:
         if self._files is not None:
             self._files.flush()
 

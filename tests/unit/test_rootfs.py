@@ -51,7 +51,7 @@ def test_the_runtime_part_is_shared_and_the_environment_brings_its_code_layers_a
     assert {op[1] for op in shared if op[0] == "dir"} == {"/var/task", "/opt", "/tmp"}  # mount points only
     own = environment_tree(spec, LAYOUT, "/dev/loop7")
     assert own == [["bind", str(tmp_path / "code"), "/var/task", True], ["devpts", "/dev/pts"],
-                   ["bind", str(tmp_path / "layers"), "/opt", True], ["mount", "/dev/loop7", "/tmp", "ext4", ""]]
+                   ["bind", str(tmp_path / "layers"), "/opt", True], ["mount", "/dev/loop7", "/tmp", "ext4", "nobarrier,noinit_itable"]]
 
 
 def test_without_a_volume_tmp_is_a_tmpfs_of_the_ephemeral_storage_size(tmp_path):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from lamina.runtimes.registry import Runtime
 from lamina.sandbox.base import Layout, SandboxSpec
+from lamina.sandbox.tmpvol import MOUNT_OPTIONS
 
 ETC_FILES = (
     "hosts", "resolv.conf", "nsswitch.conf", "host.conf", "gai.conf", "localtime", "mime.types",
@@ -88,7 +89,7 @@ def environment_tree(spec: SandboxSpec, layout: Layout, tmp_device: str | None) 
     if spec.opt_dir is not None:
         ops.append(["bind", str(spec.opt_dir), layout.opt_dir, True])
     if tmp_device is not None:
-        ops.append(["mount", tmp_device, layout.tmp_dir, "ext4", ""])
+        ops.append(["mount", tmp_device, layout.tmp_dir, "ext4", MOUNT_OPTIONS])
     else:
         ops.append(["tmpfs", layout.tmp_dir, 0o1777, spec.tmp_mb * 1024 * 1024])
     return ops

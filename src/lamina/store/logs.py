@@ -11,7 +11,7 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from lamina.store.db import connect
+from lamina.store.db import WriteBehind, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_events (
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS log_events (
 );
 CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (grp, stream, id);
 CREATE INDEX IF NOT EXISTS log_events_time ON log_events (grp, ts);
-CREATE INDEX IF NOT EXISTS log_events_age ON log_events (ts);
+DROP INDEX IF EXISTS log_events_age;
 """
 
 
@@ -49,9 +49,11 @@ class StreamInfo:
 
 class LogStore:
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA)
-        self._pending: list[tuple[str, str, int, str]] = []
+        self._db = connect(path, SCHEMA, synchronous_normal=True)
         self._lock = threading.Lock()
+        self._writes: WriteBehind[tuple[str, str, int, str]] = WriteBehind(
+            self._db, self._lock, "log_events", ("grp", "stream", "ts", "ingested", "message"),
+            lambda events, now_ms: [(g, s, ts, now_ms or ts, m) for g, s, ts, m in events])
 
     def close(self) -> None:
         self.flush(0)
@@ -59,36 +61,37 @@ class LogStore:
 
     def append(self, group: str, stream: str, timestamp_ms: int, text: str) -> None:
         """Buffer the lines of `text` as events (no I/O)."""
+        add = self._writes.add
         for line in text.splitlines():
             if line.strip():
-                self._pending.append((group, stream, timestamp_ms, line))
+                add((group, stream, timestamp_ms, line))
 
     def flush(self, now_ms: int) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO log_events (grp, stream, ts, ingested, message) VALUES (?, ?, ?, ?, ?)",
-                [(g, s, ts, now_ms or ts, m) for g, s, ts, m in pending])
-            self._db.execute("COMMIT")
+        """Write the buffered events, ingested at `now_ms` (0: at their own timestamps)."""
+        self._writes.flush(now_ms)
 
     def expire(self, before_ms: int) -> None:
-        """Retention: drop events older than `before_ms`."""
+        """Retention: drop events older than `before_ms` (group by group, along the (grp, ts) index)."""
         with self._lock:
-            self._db.execute("DELETE FROM log_events WHERE ts < ?", (before_ms,))
+            group = ""
+            while True:  # one index seek per group, not a scan of every event
+                group = self._db.execute("SELECT MIN(grp) FROM log_events WHERE grp > ?", (group,)).fetchone()[0]
+                if group is None:
+                    return
+                self._db.execute("DELETE FROM log_events WHERE grp = ? AND ts < ?", (group, before_ms))
 
     def groups(self, prefix: str = "") -> list[tuple[str, int, int]]:
         """(group, first event ms, bytes) for groups starting with `prefix`."""
-        return self._db.execute(
-            "SELECT grp, MIN(ts), SUM(LENGTH(message)) FROM log_events WHERE grp >= ? AND grp < ? "
-            "GROUP BY grp ORDER BY grp", (prefix, prefix + "\uffff")).fetchall()
+        with self._lock:
+            return self._db.execute(
+                "SELECT grp, MIN(ts), SUM(LENGTH(message)) FROM log_events WHERE grp >= ? AND grp < ? "
+                "GROUP BY grp ORDER BY grp", (prefix, prefix + "\uffff")).fetchall()
 
     def streams(self, group: str, prefix: str = "") -> list[StreamInfo]:
-        rows = self._db.execute(
-            "SELECT stream, MIN(ts), MAX(ts), SUM(LENGTH(message)) FROM log_events WHERE grp = ? "
-            "AND stream >= ? AND stream < ? GROUP BY stream", (group, prefix, prefix + "\uffff")).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT stream, MIN(ts), MAX(ts), SUM(LENGTH(message)) FROM log_events WHERE grp = ? "
+                "AND stream >= ? AND stream < ? GROUP BY stream", (group, prefix, prefix + "\uffff")).fetchall()
         return [StreamInfo(group, s, first, last, size) for s, first, last, size in rows]
 
     def events(self, group: str, streams: list[str] | None, start_ms: int | None, end_ms: int | None,
@@ -110,5 +113,6 @@ class LogStore:
         else:
             sql.append("AND id > ? ORDER BY id LIMIT ?")
             args += [after_id, limit]
-        rows = self._db.execute(" ".join(sql), args).fetchall()
+        with self._lock:
+            rows = self._db.execute(" ".join(sql), args).fetchall()
         return [LogEvent(*row) for row in rows]

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from lamina.store.db import connect
+from lamina.store.db import WriteBehind, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS invocations (
@@ -62,36 +62,33 @@ class UsageRow:
 
 class MeteringStore:
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA)
-        self._pending: list[Record] = []
+        self._db = connect(path, SCHEMA, synchronous_normal=True)
         self._lock = threading.Lock()
+        self._writes: WriteBehind[Record] = WriteBehind(
+            self._db, self._lock, "invocations", ("ts", "function", "version", "request_id", "duration_ms",
+                                                  "billed_ms", "memory_mb", "gb_s", "init_ms", "cold", "outcome"),
+            lambda records: [(r.ts_ms, r.function, r.version, r.request_id, r.duration_ms, r.billed_ms, r.memory_mb,
+                              r.gb_s, r.init_ms, int(r.cold), r.outcome) for r in records])
 
     def record(self, record: Record) -> None:
-        self._pending.append(record)
+        self._writes.add(record)
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO invocations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.ts_ms, r.function, r.version, r.request_id, r.duration_ms, r.billed_ms, r.memory_mb, r.gb_s,
-                  r.init_ms, int(r.cold), r.outcome) for r in pending])
-            self._db.execute("COMMIT")
+        self._writes.flush()
 
     def usage(self, since_ms: int, by: str) -> list[UsageRow]:
         """Totals since `since_ms`, grouped by function or by UTC day."""
         key = "function" if by == "function" else "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')"
-        rows = self._db.execute(
-            f"SELECT {key}, COUNT(*), SUM(outcome != 'success'), SUM(cold), SUM(gb_s), SUM(billed_ms) "
-            f"FROM invocations WHERE ts >= ? GROUP BY 1 ORDER BY 1", (since_ms,)).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {key}, COUNT(*), SUM(outcome != 'success'), SUM(cold), SUM(gb_s), SUM(billed_ms) "
+                f"FROM invocations WHERE ts >= ? GROUP BY 1 ORDER BY 1", (since_ms,)).fetchall()
         return [UsageRow(k, n, e or 0, c or 0, g or 0.0, b or 0) for k, n, e, c, g, b in rows]
 
     def per_minute(self, since_ms: int) -> list[MinuteRow]:
         """Per function and minute since `since_ms`: the dashboard's charts."""
-        return _minutes(self._db, since_ms)
+        with self._lock:
+            return _minutes(self._db, since_ms)
 
     def between(self, start_ms: int, end_ms: int, function: str | None = None) -> list[tuple[str, str, int, float, str]]:
         """(function, version, end ms, duration ms, outcome) of invocations that ended in [start, end)."""

@@ -55,7 +55,7 @@ SYS_PIVOT_ROOT, SYS_CLONE = {"x86_64": (155, 56), "aarch64": (41, 220)}[os.uname
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT, SYS_MOUNT_SETATTR = 428, 429, 430, 431, 432, 442
 AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
 OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC, MOVE_MOUNT_F_EMPTY_PATH = 1, 0o2000000, 4
-FSOPEN_CLOEXEC, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE, FSMOUNT_CLOEXEC = 1, 1, 6, 1
+FSOPEN_CLOEXEC, FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE, FSMOUNT_CLOEXEC = 1, 0, 1, 6, 1
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 1, 2, 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -259,6 +259,10 @@ def _detached(op: list) -> int:
     context = _syscall(SYS_FSOPEN, "fsopen " + op[3], op[3].encode(), FSOPEN_CLOEXEC)
     try:
         _syscall(SYS_FSCONFIG, "fsconfig source", context, FSCONFIG_SET_STRING, b"source", op[1].encode(), 0)
+        for option in filter(None, op[4].split(",")):  # "flag" or "key=value", as mount -o takes them
+            key, eq, value = option.partition("=")
+            _syscall(SYS_FSCONFIG, "fsconfig " + option, context, FSCONFIG_SET_STRING if eq else FSCONFIG_SET_FLAG,
+                     key.encode(), value.encode() if eq else None, 0)
         _syscall(SYS_FSCONFIG, "mount " + op[1], context, FSCONFIG_CMD_CREATE, None, None, 0)
         return _syscall(SYS_FSMOUNT, "fsmount", context, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
     finally:
