@@ -77,16 +77,27 @@ def _setns(fd: int, kind: int, what: str) -> None:
     _check(_libc.setns(fd, kind), "setns " + what)
 
 
+def _empty_bounding_set() -> None:
+    """No capability can ever be gained back through exec. Done once, in the zygote (it never execs;
+    the mounts and namespaces it and its children make need capabilities they hold, not ones exec
+    would grant), so every process forked from it inherits the empty set."""
+    for cap in range(LAST_CAP + 1):  # needs CAP_SETPCAP; without it (not root) _drop_privileges refuses
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            return
+
+
 def _drop_privileges(uid: int) -> None:
+    """The runtime's identity: the environment's uid and gid, no groups, no capabilities (the bounding
+    set is already empty: the zygote's), no new privileges; then checked from the kernel's own account."""
     os.setgroups([])
     os.setresgid(uid, uid, uid)
-    for cap in range(LAST_CAP + 1):  # an empty bounding set (needs CAP_SETPCAP: before the uid changes)
-        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 22:  # EINVAL: no such cap
-            _check(-1, "PR_CAPBSET_DROP")
     os.setresuid(uid, uid, uid)  # from root to another uid: permitted, effective and ambient sets cleared
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
-    with open("/proc/self/status", "rb") as f:
-        status = f.read().decode("latin-1")
+    fd = os.open("/proc/self/status", os.O_RDONLY)
+    try:
+        status = os.read(fd, 1 << 16).decode("latin-1")
+    finally:
+        os.close(fd)
     for field in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         at = status.find(field + ":")
         if at >= 0 and int(status[at + len(field) + 1:status.index("\n", at)].strip(), 16) != 0:
@@ -477,4 +488,5 @@ if __name__ == "__main__":
     for codec in ("ascii", "latin-1", "utf-8"):  # nor could open() or str.encode find these on the host
         __import__("codecs").lookup(codec)
     _as_the_sandbox_shows_it(*sys.argv[3:6])
+    _empty_bounding_set()
     serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
