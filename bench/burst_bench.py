@@ -4,8 +4,9 @@
     .venv/bin/python bench/burst_bench.py [-n 200] [--peers-dir /tmp/lamina-peers] [--only lamina|peer]
 
 For each target: wall time until all N invokes answered, how many failed (none may be lost), the CPU the
-whole host spent meanwhile (every process and the kernel, the load generator included), how many
-environments were started (each concurrent request needs one; an environment that has finished its
+whole host spent meanwhile (every process and the kernel, the load generator included; the time the
+hypervisor stole from this VM's CPUs is shown apart, as steal, since on a shared host it varies run to
+run), how many environments were started (each concurrent request needs one; an environment that has finished its
 1-s invoke takes a waiting request, as on Lambda, so fewer than N are started) and at what rate, the
 CPU each request cost by process, and the peak memory (RSS sum of the server's process tree, sampled
 every 50 ms, plus for lamina the high-water mark of its environments' parent cgroup, which also counts
@@ -203,23 +204,26 @@ def cpu_by_name(root_pid: int) -> dict[str, float]:
     return out
 
 
-def host_busy_s() -> float:
-    """CPU seconds the whole host spent not idle so far (every process, the kernel, the load generator)."""
+def host_cpu_s() -> tuple[float, float]:
+    """(CPU seconds the whole host spent busy so far — every process, the kernel, the load generator —,
+    seconds the hypervisor took from this VM's CPUs meanwhile: steal, counted apart, not as busy)."""
     with open("/proc/stat") as f:
         ticks = [int(v) for v in f.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks[:8]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / hz, steal / hz
 
 
 def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str, sandboxed: bool) -> dict[str, object]:
     sampler = Sampler(pid)
     sampler.start()
     cpu_before = cpu_by_name(pid)
-    busy_before = host_busy_s()
+    busy_before, steal_before = host_cpu_s()
     own_before = time.process_time()
     started = time.monotonic()
     ok, failed = asyncio.run(_burst(port, request, n, 600))
     wall = time.monotonic() - started
-    busy = host_busy_s() - busy_before
+    busy, steal = (after - before for after, before in zip(host_cpu_s(), (busy_before, steal_before)))
     own = time.process_time() - own_before
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_by_name(pid).items()}
     sampler.stop.set()
@@ -227,6 +231,7 @@ def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str, sand
     envs, pss_kb = pss_per_env_kb(pid, runtime_name, sandboxed)
     peak_mb = sampler.peak_mb + (environments_peak_mb() if sandboxed else 0.0)
     return {"n": n, "ok": ok, "failed": failed, "wall_s": round(wall, 2), "host_cpu_s": round(busy, 1),
+            "steal_s": round(steal, 1),
             "load_generator_cpu_s": round(own, 1),
             "envs_per_s": round(envs / max(wall - 1.0, 0.001), 1), "peak_rss_mb": round(peak_mb),
             "idle_envs": envs, "pss_per_env_mb": round(pss_kb / 1024, 2),
@@ -248,11 +253,12 @@ def main() -> None:
     if args.only != "lamina" and (args.peers_dir / "serverless-offline" / "node_modules").exists():
         results["serverless-offline"] = run_serverless_offline(args.peers_dir, args.n)
     print(json.dumps(results, indent=1))
-    print("| target | N | answered | failed | wall s | host CPU s | environments | envs / (wall − 1 s) "
+    print("| target | N | answered | failed | wall s | host CPU s | steal s | environments | envs / (wall − 1 s) "
           "| peak memory MB | PSS per idle env MB | envs per GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['n']} | {r['ok']} | {r['failed']} | {r['wall_s']} | {r['host_cpu_s']} | {r['idle_envs']} "
+        print(f"| {name} | {r['n']} | {r['ok']} | {r['failed']} | {r['wall_s']} | {r['host_cpu_s']} | {r['steal_s']} "
+              f"| {r['idle_envs']} "
               f"| {r['envs_per_s']} | {r['peak_rss_mb']} | {r['pss_per_env_mb']} | {r['envs_per_gb']} |")
     print("\nCPU ms per request, by process (the whole tree, exited children in their parent):")
     for name, r in results.items():

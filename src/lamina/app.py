@@ -170,6 +170,7 @@ class Lamina:
         arn_prefix = f"arn:aws:lambda:{config.region}:{config.account_id}:function:"
         self.functions = FunctionService(self.store, self.blobs, self.registry, self.clock, arn_prefix)
         self.functions.on_change.append(self.scheduler.retire)
+        self.functions.on_deploy.append(self.scheduler.warm_runtime)
         self.invoker = InvokeService(self.functions, self.scheduler, config.region, self.clock)
         link_key = self.store.get_meta("code_link_key")
         if link_key is None:

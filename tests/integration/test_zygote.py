@@ -94,6 +94,35 @@ def test_zygote_off_execs_every_runtime(tmp_path_factory):
         assert all(_fresh(lam, "z", run)["ppid"] != 0 for run in range(3))
 
 
+def test_deploying_a_function_warms_its_runtime(tmp_path_factory):
+    """CreateFunction starts the runtime's standby sandboxes and its zygote before any invocation, so a burst
+    right after a deploy does not wait for either; the first invocation is served by a standby."""
+    import urllib.request
+
+    import psutil
+
+    with serving(tmp_path_factory, "warm") as server:
+        if "sandbox: bwrap" not in server.output():
+            pytest.skip("standby sandboxes need the isolated sandbox (root, bubblewrap, cgroups)")
+        lam = server.client()
+        lam.create_function(FunctionName="w", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
+                            Code={"ZipFile": make_zip({"app.py": APP})})
+        deadline, metrics, zygotes = time.monotonic() + 30, "", []
+        while time.monotonic() < deadline:
+            metrics = urllib.request.urlopen(server.url + "/metrics").read().decode()
+            zygotes = [p for p in psutil.Process(server.process.pid).children(recursive=True)
+                       if "zygote.py" in " ".join(p.cmdline())]
+            if 'lamina_environments{function="",state="standby"} 2' in metrics and zygotes:
+                break
+            time.sleep(0.1)
+        assert 'lamina_environments{function="",state="standby"} 2' in metrics, metrics
+        assert zygotes, "no zygote started at deploy"
+        assert "lamina_invocations_total" not in metrics or 'function="w"' not in metrics.split(
+            "lamina_invocations_total")[1].split("\n# ")[0], "nothing was invoked yet"
+        out = lam.invoke(FunctionName="w", Payload=b"{}")
+        assert "FunctionError" not in out and json.loads(out["Payload"].read())["name"] == "w"
+
+
 def test_environments_end_when_lamina_is_killed(tmp_path_factory):
     """kill -9 of the server: an environment forked from a zygote goes with it (the lifeline), even one busy
     in a long invocation that is not talking to the Runtime API; a new start cleans up after it."""

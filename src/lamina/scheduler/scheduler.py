@@ -383,6 +383,16 @@ class Scheduler:
                 return environment
         return None
 
+    def warm_runtime(self, runtime: Runtime) -> None:
+        """A function of this runtime was just deployed: start its standby sandboxes now (for Python,
+        this also starts the runtime's zygote), so that the first invocations, a burst of them
+        included, do not wait for either. Off the event loop it does nothing (the first invoke will)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._refill_standby(runtime)
+
     def _refill_standby(self, runtime: Runtime) -> None:
         if self._slots is None or runtime.family not in STANDBY_FAMILIES:
             return

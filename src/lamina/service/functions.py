@@ -61,6 +61,8 @@ class FunctionService:
         self._deployed: dict[tuple[str, str], Deployed] = {}
         #: Called with (function name, version or None for every version) when a function changes.
         self.on_change: list[Callable[[str, str | None], None]] = []
+        #: Called with the runtime of a function just created or given a new runtime: invocations will follow.
+        self.on_deploy: list[Callable[[Runtime], None]] = []
         self.versions = VersionService(store, self.arns, self._version_deleted)
         self.aliases = AliasService(store, self.arns, rng or random.Random())
         self.layers = LayerService(store, blobs, clock, self.arns)
@@ -155,6 +157,7 @@ class FunctionService:
         ).replace(**given)
         self._store.create_function(config, tags)
         self._prepare_layers(config)
+        self._deployed_runtime(runtime)
         if publish:
             return self.versions.publish(name, PublishVersion())
         return config
@@ -163,15 +166,19 @@ class FunctionService:
         current = self.get(name)
         self._check_revision(current, changes.revision_id)
         given = changes.given()
-        if "runtime" in given:
-            given["runtime"] = self._runtime(given["runtime"]).id
+        new_runtime = self._runtime(given["runtime"]) if "runtime" in given else None
+        if new_runtime is not None:
+            given["runtime"] = new_runtime.id
         if changes.layers is not None:
             given["layers"] = self.layers.resolve(changes.layers)
             self._check_unzipped(self._blobs.unzipped_size(current.code_sha256), given["layers"])
         updated = current.replace(**given, revision_id=str(uuid.uuid4()), last_modified=self._clock.time(),
                                   last_update_status="Successful", content_id=str(uuid.uuid4()))
         self._prepare_layers(updated)
-        return self._save(current, updated)
+        saved = self._save(current, updated)
+        if new_runtime is not None and new_runtime.id != current.runtime:
+            self._deployed_runtime(new_runtime)
+        return saved
 
     def update_code(self, name: str, zip_bytes: bytes, revision_id: str | None, *, publish: bool = False,
                     dry_run: bool = False) -> FunctionConfig:
@@ -232,6 +239,10 @@ class FunctionService:
         for callback in self.on_change:
             callback(name, version)
         remove_unused_packages(self._store, self._blobs)
+
+    def _deployed_runtime(self, runtime: Runtime) -> None:
+        for callback in self.on_deploy:
+            callback(runtime)
 
     def _prepare_layers(self, config: FunctionConfig) -> None:
         """Build the merged /opt tree now, so the first invoke does not have to."""
