@@ -7,7 +7,6 @@ connection; WAL lets readers run beside the one writer, and the timeout makes a 
 from __future__ import annotations
 
 import collections
-import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -33,25 +32,34 @@ def connect(path: Path, schema: str, *, synchronous_full: bool = False,
     return db
 
 
+#: Bound parameters one statement may have (SQLite's limit: 32766 since 3.32, 999 before).
+MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+
+
 class WriteBehind(Generic[T]):
     """Items buffered in memory by the invoke path (no I/O there) and inserted in one transaction by
     `flush()`, from any thread: the server's housekeeping calls it every second from its writer thread,
-    so SQLite's inserts and commits run beside the event loop, not on it. The whole batch goes in as one
-    JSON array through `json_each`: one statement, so the writer thread releases the GIL once per batch
-    (executemany takes it back for every row, and would fight the event loop for it). `lock` also
+    so SQLite's inserts and commits run beside the event loop, not on it. Rows go in as multi-row
+    INSERTs of up to MAX_VARIABLES values each: the writer thread releases the GIL once per statement,
+    where executemany takes it back for every row (and would fight the event loop for it). `lock` also
     serialises the store's other uses of the connection."""
 
     def __init__(self, db: sqlite3.Connection, lock: threading.Lock, table: str, columns: tuple[str, ...],
                  rows: Callable[..., list[tuple[Any, ...]]]) -> None:
         self._db = db
         self._lock = lock
-        picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
-        self._insert = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {picks} FROM json_each(?)"
+        self._head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+        self._row = "(" + ", ".join("?" * len(columns)) + ")"
+        self._chunk = max(1, MAX_VARIABLES // len(columns))
         self._rows = rows
         self._pending: collections.deque[T] = collections.deque()  # append and popleft are atomic
 
     def add(self, item: T) -> None:
         self._pending.append(item)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        sql = self._head + ", ".join([self._row] * len(rows))
+        self._db.execute(sql, [value for row in rows for value in row])
 
     def flush(self, *context: Any) -> None:
         """Insert everything buffered so far; `rows(items, *context)` makes the rows."""
@@ -60,9 +68,11 @@ class WriteBehind(Generic[T]):
             batch = [pending.popleft() for _ in range(len(pending))]
             if not batch:
                 return
+            rows = self._rows(batch, *context)
             self._db.execute("BEGIN")
             try:
-                self._db.execute(self._insert, (json.dumps(self._rows(batch, *context)),))
+                for at in range(0, len(rows), self._chunk):
+                    self._insert(rows[at:at + self._chunk])
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
