@@ -276,10 +276,9 @@ class Lamina:
         self.metering.flush()
 
     def _write_records(self, ticks: int) -> None:
-        """Buffered log events and metering records into SQLite, and log retention: on a worker thread,
-        beside the event loop (inserts, deletes and the commits' fsyncs would otherwise stall it)."""
-        self.sink.flush_store()
-        self.metering.flush()
+        """Buffered log events and metering records into SQLite and the log files, and log retention: on
+        the writer thread, beside the event loop (inserts, file writes, deletes would otherwise stall it)."""
+        self._flush_records()
         if self.config.log_retention_days and ticks % 60 == 0:
             self.log_store.expire(int((self.clock.time() - self.config.log_retention_days * 86400) * 1000))
 
@@ -309,7 +308,6 @@ class Lamina:
                 log.exception("housekeeping round failed; retrying in a second")
 
     def _housekeeping_round(self) -> None:
-        self.sink.flush_files()
         self.dashboard.sample()
         self.scheduler.reap()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from lamina.logsink import FileLogSink
 from lamina.store import db as store_db
 from lamina.store.logs import LogStore
 from lamina.store.metering import MeteringStore, Record
@@ -75,3 +76,35 @@ def test_retention_drops_old_events_of_every_group(tmp_path):
     store.expire(500)
     for group in ("/aws/lambda/a", "/aws/lambda/b", "/aws/lambda/c"):
         assert _messages(store, group) == ["new"]
+
+
+def test_log_files_are_written_by_the_flusher_only(tmp_path):
+    files = FileLogSink(tmp_path / "logs", max_open=2)
+    files.write("f", "2026/11/27/[$LATEST]a", "one\n")
+    path = files.path("f", "2026/11/27/[$LATEST]a")
+    assert not path.exists()  # write() does no I/O: the invoke path stays off the disk
+    for i in range(5):  # more streams than open files: each is reopened and appended to
+        for stream in ("2026/11/27/[$LATEST]a", "2026/11/27/[$LATEST]b", "2026/11/27/[1]c"):
+            files.write("f", stream, f"{stream[-1]}{i}\n")
+        files.flush()
+    files.close()
+    assert path.read_text() == "one\n" + "".join(f"a{i}\n" for i in range(5))
+    assert files.path("f", "2026/11/27/[1]c").read_text() == "".join(f"c{i}\n" for i in range(5))
+
+
+def test_log_files_keep_order_with_a_flusher_thread(tmp_path):
+    files = FileLogSink(tmp_path / "logs")
+    stop = threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            files.flush()
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    for i in range(20_000):
+        files.write("f", "s", f"{i}\n")
+    stop.set()
+    thread.join()
+    files.close()
+    assert files.path("f", "s").read_text() == "".join(f"{i}\n" for i in range(20_000))
