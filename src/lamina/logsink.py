@@ -1,8 +1,10 @@
-"""Where function and platform log lines go: one file per log stream under the data directory.
+"""Where function and platform log lines go: the log store (store/logs.py, read through the CloudWatch
+Logs API) and one file per log stream under the data directory:
 
     logs/<function name>/<YYYY-MM-DD>-[<version>]<environment id>.log
 
-(A queryable log store with the CloudWatch Logs API is a separate piece of work.)
+Both are written behind: the invoke path only queues lines; the server's writer thread writes them
+every second (and a reader of the store flushes first).
 """
 
 from __future__ import annotations
