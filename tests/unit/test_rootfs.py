@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from lamina.runtimes.registry import Runtime
 from lamina.sandbox.base import Layout, SandboxSpec
 from lamina.sandbox.rootfs import environment_tree, host_tree, runtime_tree
@@ -58,3 +60,19 @@ def test_without_a_volume_tmp_is_a_tmpfs_of_the_ephemeral_storage_size(tmp_path)
     own = environment_tree(_spec(tmp_path, opt=False), LAYOUT, None)
     assert own[-1] == ["tmpfs", "/tmp", 0o1777, 512 * 1024 * 1024]
     assert not [op for op in own if op[-2:] == ["/opt", True]]  # no layers: /opt stays the empty mount point
+
+
+def test_bubblewraps_argv_is_made_of_the_same_plan(tmp_path):
+    from lamina.sandbox.bwrap import bwrap_args
+
+    spec = _spec(tmp_path, opt=False)
+    args = bwrap_args(host_tree(_host(tmp_path)) + runtime_tree(spec.runtime, LAYOUT))
+    assert ["--ro-bind", "/usr", "/usr"] == args[:3]
+    assert "--symlink usr/bin /bin" in " ".join(args) and "--ro-bind /etc/hosts /etc/hosts" in " ".join(args)
+    assert not [a for a in args if a.startswith(("/dev", "/proc"))]  # bubblewrap's --dev and --proc make those
+    assert f"--tmpfs /var/runtime --ro-bind {tmp_path}/bootstrap.py /var/runtime/bootstrap.py " \
+           f"--remount-ro /var/runtime --ro-bind {tmp_path}/py /var/lang" in " ".join(args)
+    assert bwrap_args([["tmpfs", "/tmp", 0o1777, 1024], ["dir", "/x", 0o700], ["bind", "/a", "/b", False]]) == [
+        "--perms", "1777", "--size", "1024", "--tmpfs", "/tmp", "--perms", "700", "--dir", "/x", "--bind", "/a", "/b"]
+    with pytest.raises(ValueError):  # a file-system mount has no bubblewrap argument
+        bwrap_args([["mount", "/dev/loop7", "/tmp", "ext4", ""]])

@@ -17,10 +17,10 @@ import threading
 from pathlib import Path
 
 from lamina.errors import SandboxError
+from lamina.runtimes.registry import Runtime
 from lamina.sandbox import netns, rootfs
 from lamina.sandbox.cgroups import Cgroup, CgroupManager, Limits
 from lamina.sandbox.tmpvol import TmpVolumes
-from lamina.sandbox.rootfs import ETC_FILES, ROOT_LINKS
 from lamina.sandbox.zygote import ForkedSandbox, Zygote, Zygotes
 from lamina.sandbox.base import (ExecProcess, Layout, Protection, SandboxProcess, SandboxSpec, command_for,
                                  environment_for)
@@ -48,6 +48,34 @@ def available() -> tuple[bool, str]:
     return True, f"bubblewrap at {bwrap}"
 
 
+#: bubblewrap makes these trees itself: --dev (a tmpfs with the devices, their links and a devpts), --proc.
+_BWRAP_MADE = ("/dev", "/proc")
+
+
+def bwrap_args(ops: list[rootfs.Op]) -> list[str]:
+    """bubblewrap's arguments for a mount plan of rootfs.py: the same tree, but for /dev and /proc."""
+    args: list[str] = []
+    for op in ops:
+        kind, path = op[0], rootfs.target(op)
+        if any(path == top or path.startswith(top + "/") for top in _BWRAP_MADE):
+            continue
+        if kind == "bind":
+            args += ["--ro-bind" if op[3] else "--bind", op[1], path]
+        elif kind == "symlink":
+            args += ["--symlink", op[1], path]
+        elif kind in ("dir", "tmpfs"):
+            if op[2] != 0o755:  # bubblewrap's default mode
+                args += ["--perms", f"{op[2]:o}"]
+            if kind == "tmpfs" and op[3]:
+                args += ["--size", str(op[3])]
+            args += ["--dir" if kind == "dir" else "--tmpfs", path]
+        elif kind == "readonly":
+            args += ["--remount-ro", path]
+        else:
+            raise ValueError(f"bubblewrap's argv cannot make {op!r}")
+    return args
+
+
 def _kill_quietly(group: Cgroup) -> None:
     try:
         group.kill(timeout=0)
@@ -64,7 +92,6 @@ class BwrapDriver:
         self._bwrap = shutil.which("bwrap") or "bwrap"
         self._setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
-        self._fixed = self._fixed_args()
         self._cgroups = cgroups
         self._cgroups_why = cgroups_why
         self._volumes = volumes
@@ -78,37 +105,20 @@ class BwrapDriver:
         self._lock = threading.Lock()
         #: Python runtimes forked from a per-version zygote (LAMINA_ZYGOTE; needs cgroups).
         self._zygotes = zygotes
-        #: runtime id -> the mount plan of what all its forked environments share (the zygote's template)
-        self._templates: dict[str, list[rootfs.Op]] = {}
+        #: The view's plan (rootfs.py): the host's part, and each runtime's, made once; bubblewrap's argv
+        #: is made from it, and the zygote builds the same tree from it (its template).
+        self._host_tree = rootfs.host_tree()
+        self._runtime_trees: dict[str, list[rootfs.Op]] = {}
+        self._fixed = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+                       "--new-session", "--cap-add", "CAP_SETUID,CAP_SETGID,CAP_SETPCAP",
+                       *bwrap_args(self._host_tree), "--proc", "/proc", "--dev", "/dev"]
 
-    @staticmethod
-    def _fixed_args() -> list[str]:
-        args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-                "--new-session", "--cap-add", "CAP_SETUID,CAP_SETGID,CAP_SETPCAP",
-                "--ro-bind", "/usr", "/usr"]
-        for name in ROOT_LINKS:
-            host = Path("/") / name
-            if host.is_symlink():
-                args += ["--symlink", os.readlink(host), f"/{name}"]
-            elif host.is_dir():
-                args += ["--ro-bind", str(host), f"/{name}"]
-        args += ["--dir", "/etc", "--dir", "/var"]  # bwrap would create them 0700 on the way to a bind
-        for name in ETC_FILES:
-            if os.path.exists(f"/etc/{name}"):
-                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--dir", "/opt", "--dir", "/var/task"]
-        return args
-
-    def argv(self, spec: SandboxSpec, command: list[str] | None = None) -> list[str]:
-        """bwrap's argv for `spec`, running the runtime (or `command`, e.g. the zygote's holder)."""
+    def argv(self, spec: SandboxSpec) -> list[str]:
+        """bwrap's argv for `spec`: the view of rootfs.py's plan (the environment's own part here), then
+        setpriv dropping to its uid, then the runtime."""
         runtime = spec.runtime
-        args = [self._bwrap, *self._fixed, "--ro-bind", str(spec.code_dir), LAYOUT.task_root]
-        args += ["--tmpfs", LAYOUT.runtime_dir]
-        for host, name in runtime.runtime_files:
-            args += ["--ro-bind", str(host), f"{LAYOUT.runtime_dir}/{name}"]
-        args += ["--remount-ro", LAYOUT.runtime_dir]
-        if runtime.lang_root is not None:
-            args += ["--ro-bind", str(runtime.lang_root), "/var/lang"]
+        args = [self._bwrap, *self._fixed, *bwrap_args(self._runtime_tree(runtime))]
+        args += ["--ro-bind", str(spec.code_dir), LAYOUT.task_root]
         if spec.opt_dir is not None:
             args += ["--ro-bind", str(spec.opt_dir), LAYOUT.opt_dir]
         if self._volumes is not None:
@@ -118,7 +128,13 @@ class BwrapDriver:
         args += ["--chdir", LAYOUT.task_root, "--", self._setpriv,
                  f"--reuid={spec.uid}", f"--regid={spec.uid}", "--clear-groups",
                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-        return args + (command if command is not None else command_for(runtime, LAYOUT, spec))
+        return args + command_for(runtime, LAYOUT, spec)
+
+    def _runtime_tree(self, runtime: Runtime) -> list[rootfs.Op]:
+        tree = self._runtime_trees.get(runtime.id)
+        if tree is None:
+            tree = self._runtime_trees[runtime.id] = rootfs.runtime_tree(runtime, LAYOUT)
+        return tree
 
     def _netns(self, spec: SandboxSpec) -> Path | None:
         return self._netns_dir / spec.env_id if self._netns_dir is not None else None
@@ -157,16 +173,12 @@ class BwrapDriver:
     def _fork(self, spec: SandboxSpec, output_fd: int, zygote: Zygote, group: Cgroup) -> ForkedSandbox:
         """The environment made by the zygote itself: same namespaces, view, cgroups and uid as bwrap's."""
         tmp_device = self._volumes.device(spec.env_id) if self._volumes is not None else None
-        template = self._templates.get(spec.runtime.id)
-        if template is None:
-            template = rootfs.host_tree() + rootfs.runtime_tree(spec.runtime, LAYOUT)
-            self._templates[spec.runtime.id] = template
         path = self._netns(spec)
         assert self._zygotes is not None
         request = {"uid": spec.uid, "env": environment_for(spec, LAYOUT), "cwd": LAYOUT.task_root,
                    "cgroup_procs": [str(p) for p in group.procs_files()],
                    "netns": str(path) if path is not None else "", "root": str(self._zygotes.root_dir),
-                   "template": template,
+                   "template": self._host_tree + self._runtime_tree(spec.runtime),
                    "mounts": rootfs.environment_tree(spec, LAYOUT, tmp_device)}
         return zygote.fork(request, output_fd, lambda: _kill_quietly(group))
 

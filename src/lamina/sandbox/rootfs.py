@@ -1,8 +1,8 @@
 """The file-system view of an isolated environment, as a plan of mount operations.
 
-bubblewrap builds this view from its argv (bwrap.py); environments forked from a zygote build it with
-mount(2) calls of their own (runtimes/python/zygote.py executes the plan, which is plain JSON). Both
-show the same tree:
+bubblewrap builds this view from an argv made of the plan (bwrap.py's `bwrap_args`; its own --dev and
+--proc make /dev and /proc); environments forked from a zygote build it with mount(2) calls of their own
+(runtimes/python/zygote.py executes the plan, which is plain JSON). Both show the same tree:
 
     /usr, /bin → usr/bin …  read-only binds of the host's (symlinks where the host has symlinks)
     /etc/<a few files>      read-only binds (name resolution, TLS roots, time zones, the loader cache)
@@ -50,6 +50,11 @@ DEV_LINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self
              ("/proc/self/fd/2", "stderr"), ("/proc/kcore", "core"), ("pts/ptmx", "ptmx"))
 
 Op = list  # one JSON-able operation, see the module docstring
+
+
+def target(op: Op) -> str:
+    """The path (in the sandbox) an operation makes."""
+    return op[2] if op[0] in ("bind", "dev", "symlink", "mount") else op[1]
 
 
 def host_tree(host_root: Path = Path("/")) -> list[Op]:

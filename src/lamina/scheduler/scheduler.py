@@ -89,8 +89,13 @@ class Pool:
     provisioned_envs: set[Environment] = dataclasses.field(default_factory=set)
 
     def counts(self) -> PoolCounts:
-        starting = sum(1 for e in self.envs if e.state is EnvState.INIT)
-        finishing = sum(1 for e in self.envs if e.state is EnvState.RESPONDED)
+        starting = finishing = 0
+        for environment in self.envs:  # one pass: a burst asks this for every invocation that waits
+            state = environment.state
+            if state is EnvState.INIT:
+                starting += 1
+            elif state is EnvState.RESPONDED:
+                finishing += 1
         waiting = len(self.waiters)  # answered ones are popped, abandoned ones removed (_wait_for_env)
         return PoolCounts(len(self.idle), starting, finishing, waiting)
 

@@ -10,13 +10,15 @@ message with two file descriptors (the environment's output pipe and the write e
 that describes the sandbox: its cgroups, its network namespace (if private), the mount plan of its
 file-system view (lamina/sandbox/rootfs.py) and the runtime's uid, variables and paths. For each:
 
-  zygote ──clone(new mnt, ipc, uts, pid namespaces)──▶ init, pid 1 of its pid namespace:
-          setns(net) into a private network if there is one; joins the environment's cgroups; builds
-          the view with mount(2) and pivot_root (the host's tree detached, the root read-only); mounts
-          /proc
-            ──fork──▶ runtime: drops to the environment's uid with no capabilities, an empty bounding
-                      set and no_new_privs, takes the environment's stdio and variables, then runs
-                      bootstrap.main() exactly as an exec'd runtime would
+  zygote ──clone(new ipc, uts, pid namespaces)──▶ init, pid 1 of its pid namespace:
+          setns(net) into a private network if there is one; joins the environment's cgroups; takes a
+          private copy of the runtime's template mount namespace (the shared part of the view, built
+          once by a keeper process) and moves its own code, layers and /tmp volume in (open_tree,
+          fsmount, move_mount; kernels without them: the whole view with mount(2) and pivot_root);
+          mounts /proc
+            ──fork──▶ runtime: drops to the environment's uid with no capabilities (the zygote emptied
+                      the bounding set once, at start) and no_new_privs, takes the environment's stdio
+                      and variables, then runs bootstrap.main() exactly as an exec'd runtime would
           init: reaps orphans; when the runtime ends, writes its exit status (negative: a signal) to
                 the status pipe and exits, which ends whatever is left in the namespace; lamina sees
                 the pipe close. If lamina goes away (the lifeline closes), init exits too.
@@ -67,10 +69,15 @@ _python.syscall.restype = ctypes.c_long
 _libc.syscall.restype = ctypes.c_long
 
 
+def _failed(what: str) -> OSError:
+    """The error of the libc call that just failed (its errno), saying what it was doing."""
+    errno = ctypes.get_errno()
+    return OSError(errno, "%s: %s" % (what, os.strerror(errno)))
+
+
 def _check(result: int, what: str) -> None:
     if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, "%s: %s" % (what, os.strerror(errno)))
+        raise _failed(what)
 
 
 def _setns(fd: int, kind: int, what: str) -> None:
@@ -252,8 +259,7 @@ class _MountAttr(ctypes.Structure):
 def _syscall(number: int, what: str, *args) -> int:
     result = _libc.syscall(number, *args)
     if result < 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, "%s: %s" % (what, os.strerror(errno)))
+        raise _failed(what)
     return result
 
 
@@ -362,10 +368,10 @@ def _clone_into_namespaces() -> int:
     if pid == 0:
         _python.PyOS_AfterFork_Child()
         return 0
-    errno = ctypes.get_errno()
+    error = _failed("clone") if pid < 0 else None  # its errno, before the hooks run more calls
     _python.PyOS_AfterFork_Parent()
-    if pid < 0:
-        raise OSError(errno, "clone: %s" % os.strerror(errno))
+    if error is not None:
+        raise error
     return pid
 
 
