@@ -16,6 +16,19 @@ ROLE = "arn:aws:iam::000000000000:role/x"
 APP = '''
 import os, random, sys
 
+def _sockets():
+    import socket
+    found = []
+    for fd in sorted(int(n) for n in os.listdir("/proc/self/fd")):
+        try:
+            if os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
+                sock = socket.socket(fileno=os.dup(fd))
+                found.append([fd, int(sock.family), os.get_inheritable(fd)])
+                sock.close()
+        except OSError:
+            pass
+    return found
+
 def probe(event, context):
     status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
     import email.utils, encodings.idna  # lazy stdlib imports resolve inside the sandbox
@@ -28,7 +41,8 @@ def probe(event, context):
             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
             "init": open("/proc/1/cmdline").read(), "mounts": open("/proc/self/mountinfo").read(),
             "cgroup": open("/proc/self/cgroup").read(), "random": random.random(), "cwd": os.getcwd(),
-            "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"]}
+            "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+            "sockets": _sockets(), "channel_env": [k for k in os.environ if "LAMINA" in k]}
 
 def nap(event, context):
     import time
@@ -73,6 +87,8 @@ def test_forked_runtimes_are_confined_like_exec_ones(forked):
         assert body["pids"] == [1, 2] and body["ppid"] == 1  # the environment's init, the runtime
         assert "env-" in body["cgroup"] and body["cwd"] == "/var/task" and body["name"] == "z"
         assert body["fds"][:3] == [0, 1, 2] and len(body["fds"]) <= 6, body["fds"]
+        # the Runtime API over the socket pair lamina passed (fd 3), kept from the handler's children
+        assert body["sockets"] == [[3, 1, False]] and body["channel_env"] == [], body
     assert len({b["random"] for b in bodies}) == len(bodies), "each environment has its own random state"
 
 
@@ -91,7 +107,11 @@ def test_zygote_off_execs_every_runtime(tmp_path_factory):
         lam = server.client()
         lam.create_function(FunctionName="z", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
                             Code={"ZipFile": make_zip({"app.py": APP})})
-        assert all(_fresh(lam, "z", run)["ppid"] != 0 for run in range(3))
+        bodies = [_fresh(lam, "z", run) for run in range(3)]
+        assert all(body["ppid"] != 0 for body in bodies)
+        for body in bodies:  # bubblewrap passes the socket pair on too (under lamina's number for it)
+            assert [family for _, family, _ in body["sockets"]] == [1] and body["channel_env"] == [], body
+            assert not body["sockets"][0][2]
 
 
 def test_deploying_a_function_warms_its_runtime(tmp_path_factory):

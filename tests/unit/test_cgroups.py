@@ -318,6 +318,8 @@ def test_v1_readings(kernel):
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
     (cg.dirs["cpuacct"] / "cpuacct.usage").write_text("1234567\n")
     assert cg.peak_memory_bytes() == 64 << 20
+    (mem / "memory.max_usage_in_bytes").write_text("134217728\n")  # the file stays open: read again
+    assert cg.peak_memory_bytes() == 128 << 20
     assert cg.oom_kills() == 3
     assert cg.cpu_usage_usec() == 1234
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n")  # kernels before 4.13
@@ -325,7 +327,8 @@ def test_v1_readings(kernel):
 
 
 def test_v2_readings(kernel):
-    cg = manager(kernel(2)).create("e", Limits.for_memory(128))
+    fake = kernel(2)
+    cg = manager(fake).create("e", Limits.for_memory(128))
     d = cg.dirs["memory"]
     (d / "memory.peak").write_text("5000\n")
     (d / "memory.current").write_text("4000\n")
@@ -334,8 +337,11 @@ def test_v2_readings(kernel):
     assert cg.peak_memory_bytes() == 5000
     assert cg.oom_kills() == 1
     assert cg.cpu_usage_usec() == 777
+    older = manager(fake).create("f", Limits.for_memory(128))
+    d = older.dirs["memory"]
     (d / "memory.peak").unlink()  # kernels before 5.19
-    assert cg.peak_memory_bytes() == 4000
+    (d / "memory.current").write_text("4000\n")
+    assert older.peak_memory_bytes() == 4000
 
 
 def test_v1_without_cpuacct_has_no_usage(kernel):

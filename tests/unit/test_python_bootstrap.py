@@ -544,3 +544,50 @@ def test_the_runtime_api_connection_needs_no_resolver():
         assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
     finally:
         listener.close()
+
+
+def test_the_inherited_channel_is_used_first_then_the_address():
+    """lamina hands its own runtimes a connected Unix socket (_LAMINA_RUNTIME_FD): the first connection is
+    that socket, not inheritable by the handler's children; once it closes, the client reconnects to
+    AWS_LAMBDA_RUNTIME_API like any other."""
+    import importlib.util
+    import socket as _socket
+    spec = importlib.util.spec_from_file_location("lamina_bootstrap_under_test", BOOTSTRAP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ours, theirs = _socket.socketpair()
+    listener = _socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nLambda-Runtime-Aws-Request-Id: %s\r\n\r\n%s"
+    seen = []
+
+    def answer(sock, request_id):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        seen.append((sock.family, data.split(b" ")[1].decode()))
+        sock.sendall(reply % (2, request_id, b"{}"))
+
+    def server():
+        answer(ours, b"via-channel")
+        ours.close()  # lamina's end goes away: the client must fall back to the address
+        conn, _ = listener.accept()
+        with conn:
+            answer(conn, b"via-tcp")
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    try:
+        client = module.RuntimeClient("127.0.0.1:%d" % listener.getsockname()[1], theirs.detach())
+        headers, _ = client.next_invocation()
+        assert headers.get("lambda-runtime-aws-request-id") == "via-channel"
+        assert client._sock.family == _socket.AF_UNIX and not client._sock.get_inheritable()
+        headers, _ = client.next_invocation()
+        assert headers.get("lambda-runtime-aws-request-id") == "via-tcp"
+        thread.join(5)
+        assert [family for family, _ in seen] == [_socket.AF_UNIX, _socket.AF_INET]
+        assert all(path == "/2018-06-01/runtime/invocation/next" for _, path in seen)
+        client.close()
+    finally:
+        listener.close()

@@ -199,7 +199,7 @@ def _verify(
     for payload_hash in payload_hashes(header_map, claim.presigned):
         canonical = f"{prefix}\n{payload_hash}".encode("utf-8", "surrogateescape")
         string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{hashlib.sha256(canonical).hexdigest()}"
-        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest().encode()
+        expected = hmac.digest(key, string_to_sign.encode(), "sha256").hex().encode()
         if hmac.compare_digest(expected, provided):
             principal = Principal(access_key_id=access_key_id, region=region, service=scope_service, date=date)
             return principal, claim.signature, timestamp, scope, key

@@ -40,6 +40,10 @@ class _Listener:
         self._http = http
         self._owner = owner
 
+    async def attach(self, sock: socket.socket) -> None:
+        """Serve one more connection, already made: the environment's end of a socket pair."""
+        await asyncio.get_running_loop().connect_accepted_socket(self._http, sock)
+
     def close(self) -> None:
         self._owner._servers.discard(self._http)
         self._server.close()

@@ -52,6 +52,13 @@ class Runtime:
     runtime_files: tuple[tuple[Path, str], ...] = ()
 
     @property
+    def takes_channel(self) -> bool:
+        """lamina's own runtime clients (Python) can talk to the Runtime API over an inherited socket
+        (``_LAMINA_RUNTIME_FD``): a Unix stream pair instead of loopback TCP, about half the kernel's work
+        per message. They fall back to ``AWS_LAMBDA_RUNTIME_API`` when it is missing."""
+        return self.family == "python"
+
+    @property
     def execution_env(self) -> str | None:
         return None if self.family == "provided" else f"AWS_Lambda_{self.id}"
 

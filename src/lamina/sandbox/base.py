@@ -130,8 +130,9 @@ class SandboxDriver(Protocol):
     def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
         """The Runtime API listener made by prepare() (private network), or None: use host loopback."""
 
-    def spawn(self, spec: SandboxSpec, output_fd: int) -> SandboxProcess:
-        """Start the environment's process tree; raises SandboxError when it cannot."""
+    def spawn(self, spec: SandboxSpec, output_fd: int, channel_fd: int | None = None) -> SandboxProcess:
+        """Start the environment's process tree; raises SandboxError when it cannot. `channel_fd`, when
+        given, is inherited by the runtime under the number ``spec.env`` names (CHANNEL_ENV)."""
 
     def resize(self, spec: SandboxSpec, memory_mb: int) -> None:
         """A standby environment was assigned a function of this memory size."""

@@ -157,20 +157,21 @@ class BwrapDriver:
     def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:
         return self._sockets.pop(spec.env_id, None)
 
-    def spawn(self, spec: SandboxSpec, output_fd: int) -> SandboxProcess:
+    def spawn(self, spec: SandboxSpec, output_fd: int, channel_fd: int | None = None) -> SandboxProcess:
         group = self._groups.get(spec.env_id)
         zygote = (self._zygotes.get(spec.runtime) if self._zygotes is not None and group is not None
                   and spec.runtime.family == "python" else None)
         if zygote is not None:
             assert group is not None
             try:
-                return self._fork(spec, output_fd, zygote, group)
+                return self._fork(spec, output_fd, channel_fd, zygote, group)
             except OSError as exc:  # the zygote died since it was handed out: exec this one
                 log.warning("zygote_unreachable runtime=%s error=%s", spec.runtime.id, exc)
         # bwrap -> bwrap (pid 1 of the namespace) -> setpriv exec'd into the runtime
-        return ExecProcess(self._popen(spec, self.argv(spec), output_fd), runtime_depth=2)
+        return ExecProcess(self._popen(spec, self.argv(spec), output_fd, channel_fd), runtime_depth=2)
 
-    def _fork(self, spec: SandboxSpec, output_fd: int, zygote: Zygote, group: Cgroup) -> ForkedSandbox:
+    def _fork(self, spec: SandboxSpec, output_fd: int, channel_fd: int | None, zygote: Zygote,
+              group: Cgroup) -> ForkedSandbox:
         """The environment made by the zygote itself: same namespaces, view, cgroups and uid as bwrap's."""
         tmp_device = self._volumes.device(spec.env_id) if self._volumes is not None else None
         path = self._netns(spec)
@@ -180,9 +181,10 @@ class BwrapDriver:
                    "netns": str(path) if path is not None else "", "root": str(self._zygotes.root_dir),
                    "template": self._host_tree + self._runtime_tree(spec.runtime),
                    "mounts": rootfs.environment_tree(spec, LAYOUT, tmp_device)}
-        return zygote.fork(request, output_fd, lambda: _kill_quietly(group))
+        return zygote.fork(request, output_fd, channel_fd, lambda: _kill_quietly(group))
 
-    def _popen(self, spec: SandboxSpec, argv: list[str], output_fd: int) -> subprocess.Popen[bytes]:
+    def _popen(self, spec: SandboxSpec, argv: list[str], output_fd: int,
+               channel_fd: int | None = None) -> subprocess.Popen[bytes]:
         if self._volumes is not None:
             argv = self._volumes.mount_argv(spec.env_id) + argv  # /tmp mounted in a namespace of its own
         path = self._netns(spec)
@@ -195,6 +197,7 @@ class BwrapDriver:
             return subprocess.Popen(
                 argv, env=environment_for(spec, LAYOUT), stdin=subprocess.DEVNULL,
                 stdout=output_fd, stderr=output_fd, start_new_session=True, close_fds=True,
+                pass_fds=() if channel_fd is None else (channel_fd,),
             )
         except OSError as exc:
             raise SandboxError(f"cannot start bwrap: {exc}") from exc

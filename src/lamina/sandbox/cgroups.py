@@ -44,6 +44,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,9 @@ class Cgroup:
         #: controller ("memory", "cpu", "pids", maybe "cpuacct") -> its directory; v2: all the same.
         self.dirs = dirs
         self._unique = list(dict.fromkeys(dirs.values()))
+        #: The peak-memory file, kept open: read after invocations, a pread instead of open/read/close.
+        self._peak_fd = -1
+        self._peak_lock = threading.Lock()  # remove() (a worker thread) closes what the loop reads
 
     def __repr__(self) -> str:
         return f"Cgroup({self.name!r}, v{self.version}, {[str(d) for d in self._unique]})"
@@ -155,11 +159,27 @@ class Cgroup:
             raise SandboxError(f"cannot read {path}: {exc.strerror}") from exc
 
     def peak_memory_bytes(self) -> int:
-        if self.version == 1:
-            return int(self._read("memory", "memory.max_usage_in_bytes"))
-        if (self.dirs["memory"] / "memory.peak").exists():
-            return int(self._read("memory", "memory.peak"))
-        return int(self._read("memory", "memory.current"))
+        with self._peak_lock:
+            if self._peak_fd < 0:
+                memory = self.dirs["memory"]
+                if self.version == 1:
+                    path = memory / "memory.max_usage_in_bytes"
+                else:
+                    path = memory / "memory.peak" if (memory / "memory.peak").exists() else memory / "memory.current"
+                try:
+                    self._peak_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise SandboxError(f"cannot read {path}: {exc.strerror}") from exc
+            try:
+                return int(os.pread(self._peak_fd, 32, 0))
+            except OSError as exc:
+                raise SandboxError(f"cannot read the peak memory of {self!r}: {exc.strerror}") from exc
+
+    def _close_peak(self) -> None:
+        with self._peak_lock:
+            if self._peak_fd >= 0:
+                os.close(self._peak_fd)
+                self._peak_fd = -1
 
     def oom_kills(self) -> int:
         name = "memory.oom_control" if self.version == 1 else "memory.events"
@@ -209,6 +229,7 @@ class Cgroup:
 
     def remove(self, timeout: float = 2.0) -> None:
         """Remove the cgroup (idempotent), killing what is still inside and waiting for the reaper."""
+        self._close_peak()
         deadline = time.monotonic() + timeout
         for top in self._unique:
             delay = 0.0005

@@ -45,13 +45,13 @@ class ProcessDriver:
         opt = str(spec.opt_dir) if spec.opt_dir is not None else "/opt"
         return Layout(str(spec.code_dir), str(self._runtime_dir(spec.runtime)), None, opt, str(tmp))
 
-    def spawn(self, spec: SandboxSpec, output_fd: int) -> ExecProcess:
+    def spawn(self, spec: SandboxSpec, output_fd: int, channel_fd: int | None = None) -> ExecProcess:
         layout = self.layout(spec)
         try:
             return ExecProcess(subprocess.Popen(
                 command_for(spec.runtime, layout, spec), env=environment_for(spec, layout),
                 cwd=layout.task_root, stdin=subprocess.DEVNULL, stdout=output_fd, stderr=output_fd,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, pass_fds=() if channel_fd is None else (channel_fd,),
             ), runtime_depth=0)
         except OSError as exc:
             raise SandboxError(f"cannot start runtime: {exc}") from exc

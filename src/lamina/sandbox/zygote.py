@@ -125,14 +125,15 @@ class Zygote:
         if done:
             self.close()
 
-    def fork(self, request: dict[str, object], output_fd: int, kill: Callable[[], None]) -> ForkedSandbox:
+    def fork(self, request: dict[str, object], output_fd: int, channel_fd: int | None,
+             kill: Callable[[], None]) -> ForkedSandbox:
         """Have the zygote make one environment; raises OSError when the zygote cannot be reached."""
         exit_r, exit_w = os.pipe()
         os.set_blocking(exit_r, False)
         try:
             data = json.dumps(request).encode()
             with self._lock:
-                fds = array.array("i", [output_fd, exit_w])
+                fds = array.array("i", [output_fd, exit_w] + ([] if channel_fd is None else [channel_fd]))
                 self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         except BaseException:
             os.close(exit_r)

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -27,6 +28,8 @@ from lamina.sandbox.base import SandboxDriver, SandboxProcess, SandboxSpec
 LOG_TAIL_BYTES = 4096
 MAX_RESPONSE_BYTES = 6_291_556
 MEMORY_READ_EVERY_S = 0.1
+#: Names the inherited Runtime API socket's descriptor for runtimes that take one (Runtime.takes_channel).
+CHANNEL_ENV = "_LAMINA_RUNTIME_FD"
 
 
 @dataclasses.dataclass(slots=True)
@@ -49,6 +52,8 @@ class LogSink(Protocol):
 
 class Endpoint(Protocol):
     port: int
+
+    async def attach(self, sock: socket.socket) -> None: ...
 
     def close(self) -> None: ...
 
@@ -138,6 +143,11 @@ class Environment:
         self.port = self._endpoint.port
         env = dict(self.spec.env)
         env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.port}"
+        channel = None
+        if self.spec.runtime.takes_channel:  # the same Runtime API over a socket the runtime inherits
+            ours, channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            await self._endpoint.attach(ours)
+            env[CHANNEL_ENV] = str(channel.fileno())
         if self._assignment is not None:
             env["LAMINA_STANDBY"] = "1"
         else:
@@ -151,9 +161,11 @@ class Environment:
         if not self._started:  # an environment assigned before it started counts its start-up as init
             self._started = self._clock.monotonic()
         try:
-            self._process = self._driver.spawn(spec, write_fd)
+            self._process = self._driver.spawn(spec, write_fd, channel.fileno() if channel is not None else None)
         finally:
             os.close(write_fd)
+            if channel is not None:
+                channel.close()
         loop.add_reader(read_fd, self._on_output)
         self._exit_fd = self._process.exit_fd
         loop.add_reader(self._exit_fd, self._on_process_event)
@@ -221,12 +233,16 @@ class Environment:
         if waiter is not None and not waiter.done():
             waiter.set_result(invocation)
             self._current_written = True
+        outcome = self._outcome
+        deadline = loop.call_later(self.config.timeout_s, self._expire, outcome, invocation)
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                outcome = await self._outcome  # on timeout it is cancelled; _settle then ignores it
-        except TimeoutError:
-            outcome = self._timed_out(invocation)
-        return outcome
+            return await outcome  # a result that comes after the deadline finds it done: _settle ignores it
+        finally:
+            deadline.cancel()
+
+    def _expire(self, outcome: asyncio.Future[Outcome], invocation: Invocation) -> None:
+        if not outcome.done():
+            outcome.set_result(self._timed_out(invocation))
 
     def _timed_out(self, invocation: Invocation) -> Outcome:
         self.kill()

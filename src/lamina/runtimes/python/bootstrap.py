@@ -211,16 +211,25 @@ class RuntimeClient:
     Runtime API needs one request shape and Content-Length bodies only, so this does just that.
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, channel_fd=None) -> None:
         host, _, port = address.rpartition(":")
         self._address = (host or "127.0.0.1", int(port))
         self._prefix = "Host: %s\r\nUser-Agent: %s\r\n" % (address, USER_AGENT)
         self._sock = None
         self._buf = b""
         self._post_headers = {ctype: {"Content-Type": ctype} for ctype in ("application/json", "application/unknown")}
+        #: lamina's socket pair (same HTTP, a Unix socket instead of loopback TCP): used for the first
+        #: connection only; should it close, the client reconnects to ``address`` like any other.
+        self._channel = channel_fd
 
     def _connect(self):
         # No timeout: /next is a long poll, and user code may change socket's default timeout.
+        if self._channel is not None:
+            fd, self._channel = self._channel, None
+            sock = socket.socket(fileno=fd)
+            sock.set_inheritable(False)  # the handler's subprocesses get no Runtime API connection
+            self._sock, self._buf = sock, b""
+            return sock
         if _is_ipv4(self._address[0]):  # Lambda's address is a literal: no resolver, and getaddrinfo's idna
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # codec (with re, unicodedata: ~2.5 ms)
             try:
@@ -459,7 +468,8 @@ def await_assignment(client: RuntimeClient) -> None:
 def main() -> None:
     setup_stdio()
     env = os.environ
-    client = RuntimeClient(env["AWS_LAMBDA_RUNTIME_API"])
+    channel = env.pop("_LAMINA_RUNTIME_FD", "")
+    client = RuntimeClient(env["AWS_LAMBDA_RUNTIME_API"], int(channel) if channel.isdigit() else None)
     if env.get("LAMINA_STANDBY"):
         try:
             await_assignment(client)

@@ -45,6 +45,8 @@ gc.disable()  # no collections in the zygote: freed holes and gc headers written
 import bootstrap  # noqa: E402  (the runtime client and everything it imports, paid for once)
 
 _SOURCED = ("bind", "dev", "symlink", "mount")  # operations whose second field is a source, not the path
+CHANNEL_ENV = "_LAMINA_RUNTIME_FD"  # lamina's Runtime API socket pair, when it sends one (scheduler/environment.py)
+CHANNEL_FD = 3
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -155,18 +157,24 @@ def _as_the_sandbox_shows_it(runtime_dir: str, lang_dir: str, lang_root: str) ->
     sys.path_importer_cache.clear()  # finders for the host's paths go; the sandbox's are made on first import
 
 
-def _become_runtime(request: dict, output_fd: int) -> None:
+def _become_runtime(request: dict, output_fd: int, channel_fd: int) -> None:
     os.setsid()
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
-    os.closerange(3, 65536)
+    if channel_fd >= 0:  # the Runtime API's socket pair: fd 3, as the environment says
+        os.dup2(channel_fd, CHANNEL_FD)
+    os.closerange(CHANNEL_FD if channel_fd < 0 else CHANNEL_FD + 1, 65536)
     _drop_privileges(request["uid"])
     os.chdir(request["cwd"])
     os.umask(0o022)
     os.environ.clear()
     os.environ.update(request["env"])
+    if channel_fd >= 0:
+        os.environ[CHANNEL_ENV] = str(CHANNEL_FD)
+    else:
+        os.environ.pop(CHANNEL_ENV, None)
     time.tzset()
     gc.enable()
     code = 0
@@ -375,11 +383,12 @@ def _clone_into_namespaces() -> int:
     return pid
 
 
-def _sandbox(request: dict, output_fd: int, status_fd: int, lifeline_fd: int, template_fd: int) -> None:
+def _sandbox(request: dict, output_fd: int, channel_fd: int, status_fd: int, lifeline_fd: int,
+             template_fd: int) -> None:
     """The environment's init, pid 1 of its pid namespace: makes its file-system view and joins its
     cgroups, starts the runtime, reaps orphans, and when the runtime ends reports how and exits (which
     ends every process left in the namespace). If lamina goes away (the lifeline closes), so does it."""
-    _close_all_but((output_fd, status_fd, lifeline_fd, template_fd))  # not the zygote's socket or keeper pipe
+    _close_all_but((output_fd, channel_fd, status_fd, lifeline_fd, template_fd))  # not the zygote's socket or keeper pipe
     if request.get("netns"):
         net = os.open(request["netns"], os.O_RDONLY)
         _setns(net, CLONE_NEWNET, "net")
@@ -412,13 +421,15 @@ def _sandbox(request: dict, output_fd: int, status_fd: int, lifeline_fd: int, te
             os.close(status_fd)
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _become_runtime(request, output_fd)
+            _become_runtime(request, output_fd, channel_fd)
         except BaseException as e:
             try:
                 os.write(output_fd, ("lamina zygote: cannot start the runtime: %s\n" % e).encode())
             finally:
                 os._exit(126)
     os.close(output_fd)
+    if channel_fd >= 0:  # the runtime's alone: lamina hears EOF when it ends
+        os.close(channel_fd)
     poller = select.poll()
     poller.register(wake_r, select.POLLIN)
     poller.register(lifeline_fd, select.POLLIN)  # readable only at EOF: lamina is gone
@@ -448,12 +459,12 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
     gc.freeze()  # what is loaded now stays out of every runtime's collections, so its pages stay shared
     template = None
     while True:
-        message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
+        message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 3)
         if not message:
             return  # lamina closed its end: stop (the environments forked so far live on)
         try:
             request = json.loads(message)
-            output_fd, status_fd = fds
+            output_fd, status_fd, channel_fd = (fds + [-1])[:3]
         except (ValueError, TypeError):
             for fd in fds:
                 os.close(fd)
@@ -476,7 +487,7 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
         if pid == 0:
             try:
                 sock.close()
-                _sandbox(request, output_fd, status_fd, lifeline_fd, template_fd)
+                _sandbox(request, output_fd, channel_fd, status_fd, lifeline_fd, template_fd)
             except BaseException as e:
                 try:
                     os.write(output_fd, ("lamina zygote: cannot make the sandbox: %s\n" % e).encode())
@@ -487,6 +498,8 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
             os.write(status_fd, b"+")  # made: from now on the environment's own end is what lamina will hear
         os.close(output_fd)
         os.close(status_fd)
+        if channel_fd >= 0:
+            os.close(channel_fd)
 
 
 if __name__ == "__main__":
