@@ -6,8 +6,9 @@ lamina starts it as ``<python> -S -B zygote.py FD LIFELINE RUNTIME_DIR LANG_DIR 
 host; FD a SOCK_SEQPACKET socket to the server; LIFELINE the read end of a pipe lamina holds open while it
 lives; then where the sandbox shows this directory and the interpreter's tree, and where the latter is
 on the host, or ""). Each request is one JSON
-message with two file descriptors (the environment's output pipe and the write end of its status pipe)
-that describes the sandbox: its cgroups, its network namespace (if private), the mount plan of its
+message with two or three file descriptors (the environment's output pipe, the write end of its status
+pipe, and the runtime's end of its Runtime API socket pair, which becomes its fd 3, when lamina sends
+one) that describes the sandbox: its cgroups, its network namespace (if private), the mount plan of its
 file-system view (lamina/sandbox/rootfs.py) and the runtime's uid, variables and paths. For each:
 
   zygote ──clone(new ipc, uts, pid namespaces)──▶ init, pid 1 of its pid namespace:
