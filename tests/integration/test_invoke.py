@@ -326,3 +326,32 @@ def test_every_python_runtime_found_on_the_host_runs(lam, fname, version):
     out, body = invoke(lam, fname)
     assert "FunctionError" not in out, body
     assert body == [int(x) for x in version.split(".")]
+
+
+NODE_CHANNEL = r"""
+const fs = require('fs');
+exports.handler = async () => {
+  const unix = new Set(fs.readFileSync('/proc/self/net/unix', 'utf8').split('\n').slice(1)
+    .map((line) => line.trim().split(/\s+/)[6]).filter(Boolean));
+  const sockets = [];
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    let target = '';
+    try { target = fs.readlinkSync(`/proc/self/fd/${fd}`); } catch { continue; }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m) sockets.push(unix.has(m[1]) ? 'unix' : 'other');
+  }
+  return { sockets, env: Object.keys(process.env).filter((k) => k.includes('LAMINA')) };
+};
+"""
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="no node on this host")
+def test_node_runtime_api_over_the_socket_pair(lam, fname):
+    """lamina's Node.js runtime client takes the Unix socket pair it inherits (not loopback TCP) and
+    hides its variable from the handler; the invocations flow over it."""
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
+    create(lam, fname, f"nodejs{version[1:].split('.')[0]}.x", "index.handler", {"index.js": NODE_CHANNEL})
+    for _ in range(3):
+        _, body = invoke(lam, fname)
+        assert body["env"] == [] and "unix" in body["sockets"], body
+        assert "other" not in body["sockets"], body  # no TCP connection to the Runtime API was needed

@@ -53,10 +53,10 @@ class Runtime:
 
     @property
     def takes_channel(self) -> bool:
-        """lamina's own runtime clients (Python) can talk to the Runtime API over an inherited socket
-        (``_LAMINA_RUNTIME_FD``): a Unix stream pair instead of loopback TCP, about half the kernel's work
-        per message. They fall back to ``AWS_LAMBDA_RUNTIME_API`` when it is missing."""
-        return self.family == "python"
+        """lamina's own runtime clients (Python, Node.js) can talk to the Runtime API over an inherited
+        socket (``_LAMINA_RUNTIME_FD``): a Unix stream pair instead of loopback TCP, about half the kernel's
+        work per message. They fall back to ``AWS_LAMBDA_RUNTIME_API`` when it is missing."""
+        return self.family in ("python", "nodejs")
 
     @property
     def execution_env(self) -> str | None:

@@ -23,6 +23,10 @@ const env = process.env;
 const API = env.AWS_LAMBDA_RUNTIME_API ?? '127.0.0.1:9001';
 const API_HOST = API.slice(0, API.lastIndexOf(':'));
 const API_PORT = Number(API.slice(API.lastIndexOf(':') + 1));
+// lamina's socket pair: the same HTTP over a Unix socket this process inherited (about half the
+// kernel's work of loopback TCP per message); used for the first connection only. Not for the handler.
+const CHANNEL_FD = /^\d+$/.test(env._LAMINA_RUNTIME_FD ?? '') ? Number(env._LAMINA_RUNTIME_FD) : null;
+delete env._LAMINA_RUNTIME_FD;
 const RUNTIME = '/2018-06-01/runtime';
 const TASK_ROOT = path.resolve(env.LAMBDA_TASK_ROOT || process.cwd());
 const USER_AGENT = `lamina-nodejs/${process.versions.node}`;
@@ -34,9 +38,10 @@ const REQUEST_ID = Symbol.for('aws.lambda.runtime.requestId');
 /** The loop's own connection: a plain socket speaking just enough HTTP/1.1 (Content-Length bodies,
  *  keep-alive). node's http client costs ~100 us per round trip; this is the invoke hot path. */
 class RawClient {
-  constructor(host, port) {
+  constructor(host, port, channelFd = null) {
     this.host = host;
     this.port = port;
+    this.channelFd = channelFd;
     this.prefix = `Host: ${host}:${port}\r\nUser-Agent: ${USER_AGENT}\r\n`;
     this.socket = null;
     this.buf = Buffer.alloc(0);
@@ -45,19 +50,32 @@ class RawClient {
   }
 
   connect() {
+    if (this.channelFd !== null) {
+      const fd = this.channelFd;
+      this.channelFd = null;
+      try {
+        return Promise.resolve(this.attach(new net.Socket({ fd, readable: true, writable: true })));
+      } catch {
+        // not a usable socket: the address below
+      }
+    }
     return new Promise((resolve, reject) => {
       const socket = net.createConnection({ host: this.host, port: this.port }, () => {
         socket.off('error', reject);
         socket.setNoDelay(true);
-        socket.on('data', (chunk) => this.onData(chunk));
-        socket.on('error', (err) => this.fail(err));
-        socket.on('close', () => this.fail(new Error('Runtime API closed the connection')));
-        this.socket = socket;
-        this.buf = Buffer.alloc(0);
-        resolve(socket);
+        resolve(this.attach(socket));
       });
       socket.once('error', reject);
     });
+  }
+
+  attach(socket) {
+    socket.on('data', (chunk) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(err));
+    socket.on('close', () => this.fail(new Error('Runtime API closed the connection')));
+    this.socket = socket;
+    this.buf = Buffer.alloc(0);
+    return socket;
   }
 
   onData(chunk) {
@@ -136,7 +154,7 @@ class RawClient {
 
 const NEXT = `${RUNTIME}/invocation/next`;
 const INVOCATION = `${RUNTIME}/invocation/`;
-const raw = new RawClient(API_HOST, API_PORT);
+const raw = new RawClient(API_HOST, API_PORT, CHANNEL_FD);
 
 /** One request to the Runtime API; resolves to {status, headers, body} once the reply has ended.
  *  `viaAgent: false` uses a fresh connection (needed while a long-polling /next holds the loop's). */
