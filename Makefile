@@ -6,13 +6,20 @@ STAMP  := $(VENV)/.installed
 DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go postgresql postgresql-15-wal2json awscli chromium autoconf automake libtool cmake g++
 TOOLS  := bwrap setpriv nsenter mkfs.ext4 ruby go
 
+INIT_BIN := build/lamina-init
 JAVA_SRC := src/lamina/runtimes/java
 JAVA_JAR := build/lamina-lambda-java-core.jar
 JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
 
 .PHONY: install run test bench clean system-packages node-runtimes node-ric
 
-install: $(STAMP) $(JAVA_JAR) node-runtimes node-ric
+install: $(STAMP) $(JAVA_JAR) $(INIT_BIN) node-runtimes node-ric
+
+# pid 1 of forked Python environments (src/lamina/sandbox/init.c): static, so it runs inside any sandbox
+# view. Optional: without a C compiler (or a static libc) environments keep a Python init (+1.6 MB each).
+$(INIT_BIN): src/lamina/sandbox/init.c | system-packages
+	@mkdir -p build; if command -v cc >/dev/null 2>&1 && cc -O2 -static -s -o $@ $<; then echo "built $@"; \
+	else echo "could not build $@: environments keep a Python init"; fi
 
 # lamina's aws-lambda-java-core compatible interfaces, and the Java runtime client compiled against them
 # (javac + jar, no downloads); without a JDK the Java runtimes are simply not offered.

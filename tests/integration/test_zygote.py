@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from lamina.sandbox.zygote import init_binary
 from tests.conftest import make_zip
 from tests.integration.conftest import serving
 
@@ -56,6 +57,11 @@ def killed(event, context):
 '''
 
 
+def _forked(body: dict) -> bool:
+    """pid 1 of a forked environment: lamina-init exec'd in the zygote's clone, or that clone itself."""
+    return body["init"].startswith("lamina-init") or "zygote.py" in body["init"]
+
+
 def _fresh(lam, name: str, run: int, handler: str = "app.probe") -> dict:
     """Invoke `name` in a new environment (a configuration change retires the old one)."""
     lam.update_function_configuration(FunctionName=name, Handler=handler, Environment={"Variables": {"RUN": str(run)}})
@@ -77,7 +83,7 @@ def forked(tmp_path_factory):
 
 def test_forked_runtimes_are_confined_like_exec_ones(forked):
     bodies = [_fresh(forked, "z", run) for run in range(6)]
-    forked_ones = [b for b in bodies if "zygote.py" in b["init"]]  # pid 1: the zygote's init, not bubblewrap
+    forked_ones = [b for b in bodies if _forked(b)]  # pid 1: the zygote's init, not bubblewrap
     assert forked_ones, "no environment came from the zygote: " + json.dumps(bodies[-1])
     for body in forked_ones:
         assert body["uid"] >= 990000 and body["gid"] == body["uid"] and body["groups"] == []
@@ -90,11 +96,30 @@ def test_forked_runtimes_are_confined_like_exec_ones(forked):
         # the Runtime API over the socket pair lamina passed (fd 3), kept from the handler's children
         assert body["sockets"] == [[3, 1, False]] and body["channel_env"] == [], body
     assert len({b["random"] for b in bodies}) == len(bodies), "each environment has its own random state"
+    if init_binary():  # built by make install (so in CI): pid 1 is it, not a copy of the zygote's Python
+        assert all(b["init"].startswith("lamina-init\0") for b in forked_ones), forked_ones[0]["init"]
+
+
+def test_without_the_init_binary_the_python_init_does_its_work(tmp_path_factory):
+    """LAMINA_INIT_BINARY="" (or no build/lamina-init): the zygote's clone stays pid 1 and reaps and reports."""
+    with serving(tmp_path_factory, "python-init", {"LAMINA_PREWARM": "0", "LAMINA_INIT_BINARY": ""}) as server:
+        if "sandbox: bwrap" not in server.output():
+            pytest.skip("the zygote needs the isolated sandbox (root, bubblewrap, cgroups)")
+        lam = server.client()
+        lam.create_function(FunctionName="p", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
+                            Code={"ZipFile": make_zip({"app.py": APP})})
+        for run in range(8):
+            body = _fresh(lam, "p", run)
+            if _forked(body):
+                break
+        assert "zygote.py" in body["init"] and body["pids"] == [1, 2], body["init"]
+        body = _fresh(lam, "p", 20, "app.crash")
+        assert body["errorType"] == "Runtime.ExitError" and body["errorMessage"].endswith("exit status 3")
 
 
 def test_a_forked_runtime_ends_as_it_exited(forked):
     for run in range(6, 12):  # until the zygote is up (it starts on first use)
-        if "zygote.py" in _fresh(forked, "z", run)["init"]:
+        if _forked(_fresh(forked, "z", run)):
             break
     body = _fresh(forked, "z", 20, "app.crash")
     assert body["errorType"] == "Runtime.ExitError" and body["errorMessage"].endswith("exit status 3")
@@ -166,7 +191,7 @@ def test_environments_end_when_lamina_is_killed(tmp_path_factory):
             time.sleep(0.05)
         assert napping, "the long invocation did not start"
         with open(f"/proc/{_parent(napping[0])}/cmdline") as f:
-            assert "zygote.py" in f.read(), "the napping environment should come from the zygote"
+            assert _forked({"init": f.read()}), "the napping environment should come from the zygote"
     finally:
         server.process.kill()
         server.process.wait()
@@ -230,7 +255,7 @@ def test_every_python_version_gets_its_environments_from_a_zygote(forked, versio
     bodies = []
     for run in range(8):
         bodies.append(_fresh(forked, name, run))
-        if "zygote.py" in bodies[-1]["init"]:
+        if _forked(bodies[-1]):
             break
-    assert "zygote.py" in bodies[-1]["init"], bodies[-1]
+    assert _forked(bodies[-1]), bodies[-1]
     assert bodies[-1]["executable"].startswith(f"/var/lang/bin/python{version}")

@@ -30,6 +30,15 @@ from lamina.sandbox.base import Layout
 log = logging.getLogger("lamina.sandbox")
 
 ZYGOTE_PY = Path(__file__).resolve().parents[1] / "runtimes" / "python" / "zygote.py"
+#: pid 1 of each forked environment once its runtime runs (init.c, built by `make install`); without it
+#: the zygote's own Python copy stays on as the init.
+INIT_BIN = Path(__file__).resolve().parents[3] / "build" / "lamina-init"
+
+
+def init_binary() -> str:
+    """The init binary to hand zygotes ("": none). LAMINA_INIT_BINARY names another one, or, empty, none."""
+    path = os.environ.get("LAMINA_INIT_BINARY", str(INIT_BIN))
+    return path if path and os.access(path, os.X_OK) else ""
 MAX_FORKS = 64
 SUCCESSOR_AT = 16  # forks left when the next zygote starts
 
@@ -95,7 +104,7 @@ class Zygote:
         try:
             self._proc = subprocess.Popen(
                 [str(runtime.interpreter), "-S", "-B", str(ZYGOTE_PY), str(theirs.fileno()), str(lifeline),
-                 layout.runtime_dir, layout.lang_dir or "", str(runtime.lang_root or "")],
+                 layout.runtime_dir, layout.lang_dir or "", str(runtime.lang_root or ""), init_binary()],
                 pass_fds=(theirs.fileno(), lifeline), stdin=subprocess.DEVNULL, close_fds=True,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
         finally:

@@ -2,10 +2,10 @@
 Python version, and each environment's runtime is a fork of this process that moves into that
 environment's sandbox before it runs any function code.
 
-lamina starts it as ``<python> -S -B zygote.py FD LIFELINE RUNTIME_DIR LANG_DIR LANG_ROOT`` (root, on the
-host; FD a SOCK_SEQPACKET socket to the server; LIFELINE the read end of a pipe lamina holds open while it
-lives; then where the sandbox shows this directory and the interpreter's tree, and where the latter is
-on the host, or ""). Each request is one JSON
+lamina starts it as ``<python> -S -B zygote.py FD LIFELINE RUNTIME_DIR LANG_DIR LANG_ROOT INIT`` (root, on
+the host; FD a SOCK_SEQPACKET socket to the server; LIFELINE the read end of a pipe lamina holds open while
+it lives; then where the sandbox shows this directory and the interpreter's tree, and where the latter is
+on the host, or ""; INIT the lamina-init binary, or ""). Each request is one JSON
 message with two or three file descriptors (the environment's output pipe, the write end of its status
 pipe, and the runtime's end of its Runtime API socket pair, which becomes its fd 3, when lamina sends
 one) that describes the sandbox: its cgroups, its network namespace (if private), the mount plan of its
@@ -20,9 +20,11 @@ file-system view (lamina/sandbox/rootfs.py) and the runtime's uid, variables and
             ──fork──▶ runtime: drops to the environment's uid with no capabilities (the zygote emptied
                       the bounding set once, at start) and no_new_privs, takes the environment's stdio
                       and variables, then runs bootstrap.main() exactly as an exec'd runtime would
-          init: reaps orphans; when the runtime ends, writes its exit status (negative: a signal) to
-                the status pipe and exits, which ends whatever is left in the namespace; lamina sees
-                the pipe close. If lamina goes away (the lifeline closes), init exits too.
+          ──exec──▶ lamina-init (lamina/sandbox/init.c), in the init's place, when there is one: reaps
+                orphans; when the runtime ends, writes its exit status (negative: a signal) to the
+                status pipe and exits, which ends whatever is left in the namespace; lamina sees the
+                pipe close. If lamina goes away (the lifeline closes), it exits too. Without the binary
+                the init's Python does the same (and keeps its copy of the zygote's pages, ~1.6 MB).
 
 This is what bubblewrap + setpriv do for an exec'd runtime, without the execs: no interpreter start, no
 runtime-client imports (~25 ms of CPU), no bwrap/setpriv/shell/mount processes (~10 ms more).
@@ -48,6 +50,8 @@ import bootstrap  # noqa: E402  (the runtime client and everything it imports, p
 _SOURCED = ("bind", "dev", "symlink", "mount")  # operations whose second field is a source, not the path
 CHANNEL_ENV = "_LAMINA_RUNTIME_FD"  # lamina's Runtime API socket pair, when it sends one (scheduler/environment.py)
 CHANNEL_FD = 3
+#: lamina-init (lamina/sandbox/init.c), opened at start; -1: the init stays this Python.
+INIT_FD = -1
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -384,12 +388,23 @@ def _clone_into_namespaces() -> int:
     return pid
 
 
+def _exec_init(status_fd: int, lifeline_fd: int, runtime: int) -> None:
+    """Become lamina-init, which reaps and reports exactly as the loop in _sandbox does: pid 1 then holds
+    ~100 KB instead of this process's copy of the zygote (its private pages go with the exec)."""
+    try:
+        os.set_inheritable(status_fd, True)
+        os.set_inheritable(lifeline_fd, True)
+        os.execve(INIT_FD, ["lamina-init", str(status_fd), str(lifeline_fd), str(runtime)], {})
+    except OSError:
+        pass
+
+
 def _sandbox(request: dict, output_fd: int, channel_fd: int, status_fd: int, lifeline_fd: int,
              template_fd: int) -> None:
     """The environment's init, pid 1 of its pid namespace: makes its file-system view and joins its
     cgroups, starts the runtime, reaps orphans, and when the runtime ends reports how and exits (which
     ends every process left in the namespace). If lamina goes away (the lifeline closes), so does it."""
-    _close_all_but((output_fd, channel_fd, status_fd, lifeline_fd, template_fd))  # not the zygote's socket or keeper pipe
+    _close_all_but((output_fd, channel_fd, status_fd, lifeline_fd, template_fd, INIT_FD))  # not the zygote's socket or keeper pipe
     if request.get("netns"):
         net = os.open(request["netns"], os.O_RDONLY)
         _setns(net, CLONE_NEWNET, "net")
@@ -431,6 +446,8 @@ def _sandbox(request: dict, output_fd: int, channel_fd: int, status_fd: int, lif
     os.close(output_fd)
     if channel_fd >= 0:  # the runtime's alone: lamina hears EOF when it ends
         os.close(channel_fd)
+    if INIT_FD >= 0:
+        _exec_init(status_fd, lifeline_fd, runtime)  # returns only if it could not: then the loop below
     poller = select.poll()
     poller.register(wake_r, select.POLLIN)
     poller.register(lifeline_fd, select.POLLIN)  # readable only at EOF: lamina is gone
@@ -507,6 +524,8 @@ if __name__ == "__main__":
     __import__("array")  # socket.recv_fds imports it on first use: after the remap it could not
     for codec in ("ascii", "latin-1", "utf-8"):  # nor could open() or str.encode find these on the host
         __import__("codecs").lookup(codec)
+    if len(sys.argv) > 6 and sys.argv[6]:
+        INIT_FD = os.open(sys.argv[6], os.O_RDONLY | os.O_CLOEXEC)  # before the paths stop being the host's
     _as_the_sandbox_shows_it(*sys.argv[3:6])
     _empty_bounding_set()
     serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
