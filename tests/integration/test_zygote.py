@@ -43,7 +43,8 @@ def probe(event, context):
             "init": open("/proc/1/cmdline").read(), "mounts": open("/proc/self/mountinfo").read(),
             "cgroup": open("/proc/self/cgroup").read(), "random": random.random(), "cwd": os.getcwd(),
             "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
-            "sockets": _sockets(), "channel_env": [k for k in os.environ if "LAMINA" in k]}
+            "sockets": _sockets(), "channel_env": [k for k in os.environ if "LAMINA" in k],
+            "init_caps": [line.split()[1] for line in open("/proc/1/status") if line.startswith(("CapPrm", "CapEff"))]}
 
 def nap(event, context):
     import time
@@ -98,6 +99,8 @@ def test_forked_runtimes_are_confined_like_exec_ones(forked):
     assert len({b["random"] for b in bodies}) == len(bodies), "each environment has its own random state"
     if init_binary():  # built by make install (so in CI): pid 1 is it, not a copy of the zygote's Python
         assert all(b["init"].startswith("lamina-init\0") for b in forked_ones), forked_ones[0]["init"]
+        # exec'd by root with an empty bounding set (the zygote's): it keeps no capability at all
+        assert all(b["init_caps"] == ["0000000000000000"] * 2 for b in forked_ones), forked_ones[0]["init_caps"]
 
 
 def test_without_the_init_binary_the_python_init_does_its_work(tmp_path_factory):
