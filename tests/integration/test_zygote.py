@@ -3,6 +3,7 @@ runtime is as confined as an exec'd one, sees only sandbox paths, and ends the w
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -45,6 +46,19 @@ def probe(event, context):
             "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
             "sockets": _sockets(), "channel_env": [k for k in os.environ if "LAMINA" in k],
             "init_caps": [line.split()[1] for line in open("/proc/1/status") if line.startswith(("CapPrm", "CapEff"))]}
+
+def threads(event, context):
+    import concurrent.futures, logging, subprocess, threading
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(threading.current_thread().name), name="worker")
+    worker.start()
+    worker.join()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        squares = list(pool.map(lambda x: x * x, range(4)))
+    logging.getLogger().warning("from a handler with threads")
+    child = subprocess.run([sys.executable, "-c", "print('child')"], capture_output=True, text=True, timeout=10)
+    return {"seen": seen, "squares": squares, "child": child.stdout.strip(),
+            "main": threading.main_thread() is threading.current_thread(), "count": threading.active_count()}
 
 def nap(event, context):
     import time
@@ -109,15 +123,22 @@ def test_without_the_init_binary_the_python_init_does_its_work(tmp_path_factory)
         if "sandbox: bwrap" not in server.output():
             pytest.skip("the zygote needs the isolated sandbox (root, bubblewrap, cgroups)")
         lam = server.client()
-        lam.create_function(FunctionName="p", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
-                            Code={"ZipFile": make_zip({"app.py": APP})})
-        for run in range(8):
-            body = _fresh(lam, "p", run)
-            if _forked(body):
-                break
-        assert "zygote.py" in body["init"] and body["pids"] == [1, 2], body["init"]
-        body = _fresh(lam, "p", 20, "app.crash")
-        assert body["errorType"] == "Runtime.ExitError" and body["errorMessage"].endswith("exit status 3")
+        for version in ("3.11", "3.13"):  # the init runs Python without the after-fork hooks: old and new CPython
+            name = "p" + version.replace(".", "")
+            try:
+                lam.create_function(FunctionName=name, Runtime=f"python{version}", Handler="app.probe", Role=ROLE,
+                                    Timeout=10, Code={"ZipFile": make_zip({"app.py": APP})})
+            except lam.exceptions.InvalidParameterValueException:
+                continue  # not installed here
+            for run in range(8):
+                body = _fresh(lam, name, run)
+                if _forked(body):
+                    break
+            assert "zygote.py" in body["init"] and body["pids"] == [1, 2], body["init"]
+            body = _fresh(lam, name, 20, "app.crash")
+            assert body["errorType"] == "Runtime.ExitError" and body["errorMessage"].endswith("exit status 3")
+            body = _fresh(lam, name, 21, "app.killed")
+            assert body["errorMessage"].endswith("signal: killed"), body
 
 
 def test_a_forked_runtime_ends_as_it_exited(forked):
@@ -262,3 +283,10 @@ def test_every_python_version_gets_its_environments_from_a_zygote(forked, versio
             break
     assert _forked(bodies[-1]), bodies[-1]
     assert bodies[-1]["executable"].startswith(f"/var/lang/bin/python{version}")
+    # the runtime's interpreter is as after os.fork: threads, executors, logging and subprocesses work
+    forked.update_function_configuration(FunctionName=name, Handler="app.threads")
+    time.sleep(0.2)
+    out = forked.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    body = json.loads(out["Payload"].read())
+    assert body == {"seen": ["worker"], "squares": [0, 1, 4, 9], "child": "child", "main": True, "count": 1}, body
+    assert "from a handler with threads" in base64.b64decode(out["LogResult"]).decode()
