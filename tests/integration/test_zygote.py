@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -290,3 +291,26 @@ def test_every_python_version_gets_its_environments_from_a_zygote(forked, versio
     body = json.loads(out["Payload"].read())
     assert body == {"seen": ["worker"], "squares": [0, 1, 4, 9], "child": "child", "main": True, "count": 1}, body
     assert "from a handler with threads" in base64.b64decode(out["LogResult"]).decode()
+
+
+def test_standbys_are_made_the_size_of_the_function_that_took_the_last_one(tmp_path_factory):
+    """A function of 1024 MB takes standby sandboxes: the ones started after it are made 1024 MB, so the next
+    hand-over (a burst) changes no cgroup limit on the event loop."""
+    with serving(tmp_path_factory, "standby-size", {"LAMINA_PREWARM": "2"}) as server:
+        if "sandbox: bwrap" not in server.output():
+            pytest.skip("standby sandboxes need the isolated sandbox (root, bubblewrap, cgroups)")
+        lam = server.client()
+        lam.create_function(FunctionName="m", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
+                            MemorySize=1024, Code={"ZipFile": make_zip({"app.py": APP})})
+        bodies = [_fresh(lam, "m", run) for run in range(4)]  # the first standbys (128 MB) are used up
+        line = next(line for line in bodies[-1]["cgroup"].splitlines() if ":memory:" in line)
+        parent = Path("/sys/fs/cgroup/memory") / line.split(":", 2)[2].strip("/").rsplit("/", 1)[0]
+        deadline, limits = time.monotonic() + 10, {}
+        while time.monotonic() < deadline:
+            limits = {d.name: int((d / "memory.limit_in_bytes").read_text()) for d in parent.glob("env-*")}
+            if sum(v == 1024 << 20 for v in limits.values()) >= 2:
+                break
+            time.sleep(0.1)
+        # the function's environment and the standby made after it; standbys are taken last-made first, so
+        # one made before the function (128 MB) may still wait
+        assert sum(v == 1024 << 20 for v in limits.values()) >= 2, limits

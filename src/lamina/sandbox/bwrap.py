@@ -147,11 +147,18 @@ class BwrapDriver:
         if self._volumes is not None:
             self._volumes.create(spec.env_id, spec.tmp_mb)
         if self._cgroups is not None:
-            with self._lock:  # resize() may run on the loop thread meanwhile (a standby assigned early)
+            # resize() may run on the loop thread meanwhile (a standby assigned early): until the group is
+            # published it leaves the size in _memory. The lock is not held while the group is made (mkdirs
+            # in up to four hierarchies): other prepares, and the loop's resize(), would wait for it.
+            with self._lock:
                 memory_mb = self._memory.pop(spec.env_id, spec.memory_mb)
-                group = self._cgroups.create(f"env-{spec.env_id}", Limits.for_memory(memory_mb))
+            group = self._cgroups.create(f"env-{spec.env_id}", Limits.for_memory(memory_mb))
+            with self._lock:
+                wanted = self._memory.pop(spec.env_id, memory_mb)
                 self._groups[spec.env_id] = group
-                self._sizes[spec.env_id] = memory_mb
+                self._sizes[spec.env_id] = wanted
+            if wanted != memory_mb:
+                self._cgroups.update(group, Limits.for_memory(wanted))
             self._cgroups.set_cpu(group, None)  # the init phase runs at full speed, as on Lambda
 
     def runtime_socket(self, spec: SandboxSpec) -> socket.socket | None:

@@ -175,6 +175,9 @@ class Scheduler:
         #: Environments started ahead of need, per runtime id (only with slots; see sandbox/slots.py).
         self._slots = slots
         self._standby_target = standby_per_runtime if slots is not None else 0
+        #: runtime id -> MemorySize of the function its last standby went to: the next standbys' cgroups
+        #: are made that size, so handing one over to the same function changes no limit (a burst).
+        self._standby_memory: dict[str, int] = {}
         self._standby: dict[str, list[Environment]] = {}
         self._standby_runtime: dict[Environment, Runtime] = {}
 
@@ -294,6 +297,8 @@ class Scheduler:
         if recipe is None:
             return
         room = max(0, min(self._limit - self._environment_count(), self._max_starting - len(self._starting)))
+        if room == 0:  # the usual case in a burst: not worth counting the pool (one pass over its environments)
+            return
         for _ in range(to_spawn(pool.counts(), room)):
             if not self._make_memory_room(NEW_ENV_CHARGE_MB):
                 return  # the budget is held by busy environments: the invocation waits for one to free
@@ -385,6 +390,7 @@ class Scheduler:
             self._standby_runtime.pop(environment, None)
             if environment.state is EnvState.STANDBY:
                 self._slots.fill(environment.spec.code_dir, code_dir)
+                self._standby_memory[runtime.id] = recipe.config.memory_mb
                 return environment
         return None
 
@@ -405,7 +411,7 @@ class Scheduler:
         while len(ready) < self._standby_target:
             env_id = uuid.uuid4().hex
             slot = self._slots.create(env_id)
-            spec = self._spec(env_id, runtime, slot, {}, STANDBY_TMP_MB, 128)
+            spec = self._spec(env_id, runtime, slot, {}, STANDBY_TMP_MB, self._standby_memory.get(runtime.id, 128))
             environment = Environment(env_id, None, spec, self._driver, self._clock, self._sink, self._changed)
             ready.append(environment)
             self._standby_runtime[environment] = runtime
