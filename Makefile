@@ -16,7 +16,7 @@ JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
 install: $(STAMP) $(JAVA_JAR) $(INIT_BIN) node-runtimes node-ric
 
 # pid 1 of forked Python environments (src/lamina/sandbox/init.c): static, so it runs inside any sandbox
-# view. Optional: without a C compiler (or a static libc) environments keep a Python init (+1.6 MB each).
+# view. Optional: without a C compiler (or a static libc) environments keep a Python init (+1.2 MB each).
 $(INIT_BIN): src/lamina/sandbox/init.c | system-packages
 	@mkdir -p build; if command -v cc >/dev/null 2>&1 && cc -O2 -static -s -o $@ $<; then echo "built $@"; \
 	else echo "could not build $@: environments keep a Python init"; fi

@@ -2,7 +2,7 @@
  *
  * The zygote's clone child (runtimes/python/zygote.py) makes the environment, forks the runtime and then
  * execs this in its own place, so that pid 1 holds ~100 KB instead of a copy of the zygote's Python
- * (~1.6 MB of private pages per environment). It does what that Python loop did:
+ * (~1.2 MB of private pages per environment). It does what that Python loop did:
  *
  *     lamina-init STATUS_FD LIFELINE_FD RUNTIME_PID
  *

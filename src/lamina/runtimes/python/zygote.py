@@ -24,7 +24,7 @@ file-system view (lamina/sandbox/rootfs.py) and the runtime's uid, variables and
                 orphans; when the runtime ends, writes its exit status (negative: a signal) to the
                 status pipe and exits, which ends whatever is left in the namespace; lamina sees the
                 pipe close. If lamina goes away (the lifeline closes), it exits too. Without the binary
-                the init's Python does the same (and keeps its copy of the zygote's pages, ~1.6 MB).
+                the init's Python does the same (and keeps its copy of the zygote's pages, ~1.2 MB).
 
 This is what bubblewrap + setpriv do for an exec'd runtime, without the execs: no interpreter start, no
 runtime-client imports (~25 ms of CPU), no bwrap/setpriv/shell/mount processes (~10 ms more).
