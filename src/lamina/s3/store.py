@@ -153,7 +153,7 @@ class ObjectStore:
         self._objects.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():  # bodies of requests a previous run did not finish
             leftover.unlink(missing_ok=True)
-        self._db = connect(db_path, SCHEMA, synchronous_full=True)
+        self._db = connect(db_path, SCHEMA, synchronous="FULL")
         self._lock = threading.RLock()
 
     def close(self) -> None:

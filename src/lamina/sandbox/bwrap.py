@@ -186,9 +186,9 @@ class BwrapDriver:
         request = {"uid": spec.uid, "env": environment_for(spec, LAYOUT), "cwd": LAYOUT.task_root,
                    "cgroup_procs": [str(p) for p in group.procs_files()],
                    "netns": str(path) if path is not None else "", "root": str(self._zygotes.root_dir),
-                   "template": self._host_tree + self._runtime_tree(spec.runtime),
                    "mounts": rootfs.environment_tree(spec, LAYOUT, tmp_device)}
-        return zygote.fork(request, output_fd, channel_fd, lambda: _kill_quietly(group))
+        template = self._host_tree + self._runtime_tree(spec.runtime)
+        return zygote.fork(request, template, output_fd, channel_fd, lambda: _kill_quietly(group))
 
     def _popen(self, spec: SandboxSpec, argv: list[str], output_fd: int,
                channel_fd: int | None = None) -> subprocess.Popen[bytes]:

@@ -101,6 +101,7 @@ class Zygote:
         self.forks = 0
         self._pending = 0  # hand-overs given this zygote and not finished yet
         self._retired = False
+        self._template_sent = False  # the zygote keeps the plan of its template from its first request
         try:
             self._proc = subprocess.Popen(
                 [str(runtime.interpreter), "-S", "-B", str(ZYGOTE_PY), str(theirs.fileno()), str(lifeline),
@@ -134,16 +135,18 @@ class Zygote:
         if done:
             self.close()
 
-    def fork(self, request: dict[str, object], output_fd: int, channel_fd: int | None,
+    def fork(self, request: dict[str, object], template: list[object], output_fd: int, channel_fd: int | None,
              kill: Callable[[], None]) -> ForkedSandbox:
-        """Have the zygote make one environment; raises OSError when the zygote cannot be reached."""
+        """Have the zygote make one environment; raises OSError when the zygote cannot be reached.
+        `template`, the plan every environment of the runtime shares, goes with the first request only."""
         exit_r, exit_w = os.pipe()
         os.set_blocking(exit_r, False)
         try:
-            data = json.dumps(request).encode()
             with self._lock:
+                data = json.dumps(request if self._template_sent else dict(request, template=template)).encode()
                 fds = array.array("i", [output_fd, exit_w] + ([] if channel_fd is None else [channel_fd]))
                 self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                self._template_sent = True
         except BaseException:
             os.close(exit_r)
             raise

@@ -15,19 +15,17 @@ from typing import Any, Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
-def connect(path: Path, schema: str, *, synchronous_full: bool = False,
-            synchronous_normal: bool = False) -> sqlite3.Connection:
+def connect(path: Path, schema: str, *, synchronous: str = "") -> sqlite3.Connection:
     """A connection usable from any thread (callers serialise their own writes), schema applied.
 
-    `synchronous_normal`: commits do not wait for the disk (WAL stays consistent; a power cut may lose
+    `synchronous`: SQLite's setting when not its default. "FULL" for what must survive a power cut once
+    committed; "NORMAL": commits do not wait for the disk (WAL stays consistent; a power cut may lose
     the last second's rows) — for the write-behind stores (logs, metering), whose rows are a second old
     by the time they are written anyway."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
-    if synchronous_full:
-        db.execute("PRAGMA synchronous=FULL")
-    elif synchronous_normal:
-        db.execute("PRAGMA synchronous=NORMAL")
+    if synchronous:
+        db.execute(f"PRAGMA synchronous={synchronous}")
     db.executescript(schema)
     return db
 

@@ -47,7 +47,7 @@ def _decode(text: str) -> Mapping:
 
 class EsmStore:
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA, synchronous_full=True)
+        self._db = connect(path, SCHEMA, synchronous="FULL")
         self._lock = threading.Lock()
 
     def close(self) -> None:

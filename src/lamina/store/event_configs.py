@@ -53,7 +53,7 @@ class EventInvokeConfig:
 
 class EventConfigStore:
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA, synchronous_full=True)
+        self._db = connect(path, SCHEMA, synchronous="FULL")
         self._lock = threading.Lock()
         rows = self._db.execute("SELECT function, qualifier, max_retry_attempts, max_event_age_s, on_success, "
                                 "on_failure, last_modified FROM event_invoke_configs").fetchall()

@@ -49,7 +49,7 @@ class StreamInfo:
 
 class LogStore:
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA, synchronous_normal=True)
+        self._db = connect(path, SCHEMA, synchronous="NORMAL")
         self._lock = threading.Lock()
         self._writes: WriteBehind[tuple[str, str, int, str]] = WriteBehind(
             self._db, self._lock, "log_events", ("grp", "stream", "ts", "ingested", "message"),

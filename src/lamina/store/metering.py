@@ -62,7 +62,7 @@ class UsageRow:
 
 class MeteringStore:
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA, synchronous_normal=True)
+        self._db = connect(path, SCHEMA, synchronous="NORMAL")
         self._lock = threading.Lock()
         self._writes: WriteBehind[Record] = WriteBehind(
             self._db, self._lock, "invocations", ("ts", "function", "version", "request_id", "duration_ms",

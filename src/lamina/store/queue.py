@@ -159,7 +159,7 @@ class SqliteQueue:
     """EventQueue on SQLite. Thread-safe (one lock); meant to be driven from one worker thread."""
 
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA, synchronous_full=True)
+        self._db = connect(path, SCHEMA, synchronous="FULL")
         self._lock = threading.RLock()
         self._in_batch = False
         self._savepoints = 0

@@ -9,7 +9,9 @@ on the host, or ""; INIT the lamina-init binary, or ""). Each request is one JSO
 message with two or three file descriptors (the environment's output pipe, the write end of its status
 pipe, and the runtime's end of its Runtime API socket pair, which becomes its fd 3, when lamina sends
 one) that describes the sandbox: its cgroups, its network namespace (if private), the mount plan of its
-file-system view (lamina/sandbox/rootfs.py) and the runtime's uid, variables and paths. For each:
+file-system view (lamina/sandbox/rootfs.py: the environment's own part; the part all environments of
+the runtime share, its template, comes with the first request only) and the runtime's uid, variables and
+paths. For each:
 
   zygote ──clone(new ipc, uts, pid namespaces)──▶ init, pid 1 of its pid namespace:
           setns(net) into a private network if there is one; joins the environment's cgroups; takes a
@@ -492,6 +494,7 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # environments' inits are reaped by the kernel
     gc.freeze()  # what is loaded now stays out of every runtime's collections, so its pages stay shared
     template = None
+    template_ops = None  # the plan of the template: sent with the first request only
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 3)
         if not message:
@@ -499,6 +502,10 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
         try:
             request = json.loads(message)
             output_fd, status_fd, channel_fd = (fds + [-1])[:3]
+            if "template" in request:
+                template_ops = request["template"]
+            else:
+                request["template"] = template_ops
         except (ValueError, TypeError):
             for fd in fds:
                 os.close(fd)
