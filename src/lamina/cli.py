@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
-import time
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -63,11 +64,22 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, sandbox: st
         raise click.ClickException(str(exc)) from exc
 
 
+def _settle_heap() -> None:
+    """After start-up: move every object made so far (modules, routes, the app) out of the collector's
+    sight, and collect the young generation less often. Each invoke allocates a few hundred short-lived
+    objects; with CPython's default (a collection every 700 allocations, a full one re-walking the whole
+    start-up heap) the collector took ~5% of the server's CPU under load."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10000, 20, 20)
+
+
 async def _serve(config: config_mod.Config) -> None:
     async with Lamina(config) as app:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, app.stop)
+        _settle_heap()
         creds = app.credentials
         echo = click.echo
         echo(f"lamina listening on {config.base_url}  (data: {app.data_dir})")

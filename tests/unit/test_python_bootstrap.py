@@ -591,3 +591,42 @@ def test_the_inherited_channel_is_used_first_then_the_address():
         client.close()
     finally:
         listener.close()
+
+
+def test_the_client_is_woken_once_per_answer_not_when_lamina_reads_its_request():
+    """On a Unix socket, the peer's read of what a task sent wakes every task blocked in recv() on it (the
+    "room to write" wake-up). The client waits in poll(POLLIN), which sleeps through that one: one
+    voluntary context switch per answer, not two."""
+    import importlib.util
+    import socket as _socket
+    spec = importlib.util.spec_from_file_location("lamina_bootstrap_under_test", BOOTSTRAP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ours, theirs = _socket.socketpair()
+    client = module.RuntimeClient("127.0.0.1:1", theirs.detach())
+    switches: list[int] = []
+
+    def voluntary(tid: int) -> int:
+        with open(f"/proc/self/task/{tid}/status") as f:
+            return int(next(line for line in f if line.startswith("voluntary_ctxt_switches")).split()[1])
+
+    def run() -> None:
+        tid = threading.get_native_id()
+        if client._sock is None:
+            client._connect()
+        client._sock.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n")
+        before = voluntary(tid)
+        client._read_response(client._sock)
+        switches.append(voluntary(tid) - before)
+
+    for _ in range(3):
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(0.05)  # the client blocks waiting for the answer
+        ours.recv(65536)  # reading its request: room to write on its socket
+        time.sleep(0.05)
+        ours.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        thread.join(5)
+        if switches[-1] == 1:  # another wake-up (the machine's) may add one: a few tries
+            break
+    assert switches[-1] == 1, switches

@@ -108,3 +108,55 @@ def test_log_files_keep_order_with_a_flusher_thread(tmp_path):
     thread.join()
     files.close()
     assert files.path("f", "s").read_text() == "".join(f"{i}\n" for i in range(20_000))
+
+
+def test_one_write_is_one_row_and_reads_back_line_by_line(tmp_path):
+    store = LogStore(tmp_path / "l.db")
+    store.append("/aws/lambda/f", "s", 1000, "START\nout 1\n\n  \nout 2\r\nEND\n")
+    store.append("/aws/lambda/f", "s", 1001, "REPORT")
+    store.append("/aws/lambda/f", "s", 1002, " \n\n")  # nothing but blank lines: no row
+    store.flush(0)
+    assert store._db.execute("SELECT COUNT(*) FROM log_chunks").fetchone()[0] == 2
+    events = store.events("/aws/lambda/f", None, None, None, 0, 100)
+    assert [e.message for e in events] == ["START", "out 1", "out 2", "END", "REPORT"]
+    assert [e.id for e in events] == sorted(e.id for e in events) and len({e.id for e in events}) == 5
+    # paging from inside a row goes on at its next line, both ways
+    page = store.events("/aws/lambda/f", None, None, None, events[1].id, 2)
+    assert [e.message for e in page] == ["out 2", "END"]
+    back = store.events("/aws/lambda/f", None, None, None, events[3].id, 2, descending=True)
+    assert [e.message for e in back] == ["out 2", "out 1"]
+    assert [e.message for e in store.events("/aws/lambda/f", None, None, None, 0, 3, descending=True)] == [
+        "REPORT", "END", "out 2"]
+    assert [e.message for e in store.events("/aws/lambda/f", None, 1001, None, 0, 10)] == ["REPORT"]
+
+
+def test_a_write_with_more_lines_than_a_row_holds_is_cut(tmp_path, monkeypatch):
+    from lamina.store import logs as logs_mod
+
+    monkeypatch.setattr(logs_mod, "LINES_PER_ROW", 8)
+    store = LogStore(tmp_path / "l.db")
+    store.append("/aws/lambda/f", "s", 1, "\n".join(f"l{i}" for i in range(20)))
+    store.flush(0)
+    assert store._db.execute("SELECT COUNT(*) FROM log_chunks").fetchone()[0] == 3
+    assert _messages(store, "/aws/lambda/f") == [f"l{i}" for i in range(20)]
+    assert [e.message for e in store.events("/aws/lambda/f", None, None, None, 0, 9)] == [f"l{i}" for i in range(9)]
+
+
+def test_a_data_directory_with_one_line_rows_is_migrated(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "l.db")
+    db.executescript("""
+        CREATE TABLE log_events (id INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT NOT NULL, stream TEXT NOT NULL,
+                                 ts INTEGER NOT NULL, ingested INTEGER NOT NULL, message TEXT NOT NULL);
+        INSERT INTO log_events (grp, stream, ts, ingested, message) VALUES
+            ('/aws/lambda/f', 's', 1, 2, 'old one'), ('/aws/lambda/f', 's', 3, 4, 'old two');
+    """)
+    db.close()
+    store = LogStore(tmp_path / "l.db")
+    store.append("/aws/lambda/f", "s", 5, "new")
+    store.flush(0)
+    assert _messages(store, "/aws/lambda/f") == ["old one", "old two", "new"]
+    assert store._db.execute("SELECT name FROM sqlite_master WHERE name = 'log_events'").fetchone() is None
+    store.close()
+    assert _messages(LogStore(tmp_path / "l.db"), "/aws/lambda/f") == ["old one", "old two", "new"]

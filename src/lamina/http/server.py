@@ -240,7 +240,7 @@ class HttpServer:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("_server", "_transport", "_parser", "_url", "_headers", "_body", "_body_size", "_queue",
-                 "_task", "_too_large", "_closed", "_deferred", "_stream", "_writable")
+                 "_task", "_idle", "_too_large", "_closed", "_deferred", "_stream", "_writable", "_request_headers")
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -251,7 +251,11 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._queue: collections.deque[tuple[Request, bool]] = collections.deque()
+        #: The connection's one serving task, made with its first request; between requests it waits on
+        #: `_idle` (a future is cheaper than a task per request).
         self._task: asyncio.Task[None] | None = None
+        self._idle: asyncio.Future[None] | None = None
+        self._request_headers: Headers | None = None
         self._too_large = False
         self._closed = False
         self._deferred: list[bytes] = []
@@ -280,8 +284,11 @@ class _Connection(asyncio.Protocol):
         if self._writable is not None and not self._writable.done():
             self._writable.set_exception(ConnectionError("the client closed the connection"))
             self._writable.exception()  # retrieved: nobody may be waiting
-        if self._task is not None and self._server.cancel_on_disconnect and not self._task.done():
-            self._task.cancel()
+        if self._task is not None and not self._task.done():
+            if self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)  # between requests: the serving task ends
+            elif self._server.cancel_on_disconnect:
+                self._task.cancel()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -312,17 +319,18 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        for name, value in self._headers:
-            lowered = name.lower()
-            if lowered == "expect" and value.lower() == "100-continue" and self._transport is not None:
-                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            elif lowered == "content-length" and value.isdigit() and int(value) > self._server.max_body:
-                self._too_large = True
+        self._request_headers = headers = Headers(self._headers)
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() == "100-continue" and self._transport is not None:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._server.max_body:
+            self._too_large = True
         stream_if = self._server.stream_if
         if stream_if is not None and stream_if(self._parser.get_method().decode(), self._url.decode("latin-1"),
                                                 self._headers):
             request = Request(self._parser.get_method().decode(), self._url.decode("latin-1"),
-                              Headers(self._headers), b"", self._transport)
+                              headers, b"", self._transport)
             self._stream = request.stream = BodyStream(self._transport)
             self._too_large = False
             self._enqueue(request, self._parser.should_keep_alive())
@@ -344,8 +352,10 @@ class _Connection(asyncio.Protocol):
             return
         method = self._parser.get_method().decode()
         keep_alive = self._parser.should_keep_alive()
-        request = Request(method, self._url.decode("latin-1"), Headers(self._headers),
+        headers = self._request_headers
+        request = Request(method, self._url.decode("latin-1"), Headers(self._headers) if headers is None else headers,
                           b"".join(self._body), self._transport)
+        self._request_headers = None
         if self._too_large:
             request.body = b""
             request["too_large"] = True
@@ -354,13 +364,20 @@ class _Connection(asyncio.Protocol):
     def _enqueue(self, request: Request, keep_alive: bool) -> None:
         self._queue.append((request, keep_alive))
         if self._task is None:
-            self._task = asyncio.ensure_future(self._serve())
+            self._task = asyncio.get_running_loop().create_task(self._serve())
+        elif self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     # handling ------------------------------------------------------------------------------------
 
     async def _serve(self) -> None:
         try:
-            while self._queue and not self._closed:
+            while not self._closed:
+                if not self._queue:
+                    self._idle = asyncio.get_running_loop().create_future()
+                    await self._idle
+                    self._idle = None
+                    continue
                 request, keep_alive = self._queue.popleft()
                 try:
                     response = await self._server.handler(request)
@@ -387,7 +404,7 @@ class _Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             pass
         finally:
-            self._task = None
+            self._task = self._idle = None
 
     @staticmethod
     def _encode(response: Response, keep_alive: bool, head_only: bool) -> bytes:
