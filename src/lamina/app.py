@@ -18,6 +18,7 @@ import secrets
 import string
 from pathlib import Path
 
+from lamina import cpus
 from lamina.api.concurrency import ConcurrencyApi, Reservations
 from lamina.api.presign import CodeLinks
 from lamina.api.provisioned import ProvisionedApi, ProvisionedService
@@ -138,7 +139,8 @@ class Lamina:
         self.clock = clock or SystemClock()
         self._tasks: list[asyncio.Task[None]] = []
         #: writes log events and metering records into SQLite beside the event loop (one thread: in order)
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lamina-writer")
+        self._writer = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="lamina-writer", initializer=cpus.release_thread)
         self._stopped = asyncio.Event()
 
     async def __aenter__(self) -> Lamina:
@@ -146,7 +148,8 @@ class Lamina:
         # Sandbox set-up and tear-down (mkfs, mount, cgroup writes) wait on the kernel more than they
         # compute: a wide pool lets a burst prepare many environments at once.
         asyncio.get_running_loop().set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="lamina-io"))
+            concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="lamina-io",
+                                                  initializer=cpus.release_thread))
         data = config.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
         os.chmod(data, 0o700 if os.geteuid() != 0 else 0o711)

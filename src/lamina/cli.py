@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from lamina import config as config_mod
+from lamina import cpus
 from lamina.app import Lamina
 
 
@@ -80,6 +81,7 @@ async def _serve(config: config_mod.Config) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, app.stop)
         _settle_heap()
+        loop_cpu = cpus.pin_loop_thread(config.loop_cpu)
         creds = app.credentials
         echo = click.echo
         echo(f"lamina listening on {config.base_url}  (data: {app.data_dir})")
@@ -88,6 +90,8 @@ async def _serve(config: config_mod.Config) -> None:
             if not protection.enforced:
                 echo(f"  NOT enforced: {protection.name} ({protection.why})")
         echo(f"runtimes: {', '.join(app.registry.ids())}")
+        if loop_cpu is not None:
+            echo(f"event loop on CPU {loop_cpu} (LAMINA_LOOP_CPU; environments use every CPU)")
         echo("use it with:" + ("  (a new key pair was generated and kept in the data directory)"
                                if creds.generated else ""))
         echo(f"  aws configure set aws_access_key_id {creds.access_key_id}")
@@ -96,6 +100,7 @@ async def _serve(config: config_mod.Config) -> None:
         echo(f"  aws --endpoint-url {config.base_url} lambda list-functions")
         sys.stdout.flush()
         await app.wait_closed()
+        cpus.unpin_loop_thread()
         echo("lamina: shutting down")
 
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lamina import cpus
+
 SANDBOX_MODES = ("auto", "bwrap", "process")
 
 
@@ -62,6 +64,9 @@ class Config:
     async_workers: int = 32
     #: Extra or replacement interpreters: `nodejs22.x=/path/to/node,python3.12=/path/to/python3.12`.
     runtimes: str = ""
+    #: CPU for the event loop's thread: auto (the highest of this process's CPUs when it has two or
+    #: more), off, or a CPU number. See cpus.py.
+    loop_cpu: str = "auto"
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 
@@ -110,6 +115,7 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Config:
         raise ValueError(f"keepalive_policy must be fixed or histogram, not {config.keepalive_policy!r}")
     if config.async_retry_base_delay_s < 0:
         raise ValueError(f"LAMINA_ASYNC_RETRY_BASE_DELAY must be >= 0, not {config.async_retry_base_delay_s}")
+    cpus.choose(config.loop_cpu, frozenset(os.sched_getaffinity(0)))  # ValueError for a CPU not ours
     if config.sandbox not in SANDBOX_MODES:
         raise ValueError(f"sandbox must be one of {', '.join(SANDBOX_MODES)}, not {config.sandbox!r}")
     return config

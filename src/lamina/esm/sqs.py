@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from lamina import cpus
 from lamina.clock import Clock
 from lamina.esm.contracts import Invoke, InvokeOutcome, RecordFilter
 
@@ -203,7 +204,8 @@ class SqsPoller:
         self._backoff_s = backoff_s
         self._stop = threading.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._concurrency + 2, thread_name_prefix=f"lamina-sqs-{uuid[:8]}")
+            max_workers=self._concurrency + 2, thread_name_prefix=f"lamina-sqs-{uuid[:8]}",
+            initializer=cpus.release_thread)
         self._groups: set[str] = set()
         self._groups_free = asyncio.Condition()
         self._counts = dict.fromkeys(("received", "filtered", "invocations", "deleted", "failed_batches"), 0)

@@ -16,6 +16,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from lamina import cpus
 from lamina.errors import SandboxError
 from lamina.runtimes.registry import Runtime
 from lamina.sandbox import netns, rootfs
@@ -201,11 +202,12 @@ class BwrapDriver:
         if group is not None and self._cgroups is not None:
             argv = self._cgroups.wrap_argv(group, argv)  # joins before bwrap runs: nothing escapes
         try:
-            return subprocess.Popen(
-                argv, env=environment_for(spec, LAYOUT), stdin=subprocess.DEVNULL,
-                stdout=output_fd, stderr=output_fd, start_new_session=True, close_fds=True,
-                pass_fds=() if channel_fd is None else (channel_fd,),
-            )
+            with cpus.unpinned():
+                return subprocess.Popen(
+                    argv, env=environment_for(spec, LAYOUT), stdin=subprocess.DEVNULL,
+                    stdout=output_fd, stderr=output_fd, start_new_session=True, close_fds=True,
+                    pass_fds=() if channel_fd is None else (channel_fd,),
+                )
         except OSError as exc:
             raise SandboxError(f"cannot start bwrap: {exc}") from exc
 

@@ -13,6 +13,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from lamina import cpus
 from lamina.errors import SandboxError
 from lamina.runtimes.registry import Runtime
 from lamina.sandbox.base import ExecProcess, Layout, Protection, SandboxSpec, command_for, environment_for
@@ -48,11 +49,12 @@ class ProcessDriver:
     def spawn(self, spec: SandboxSpec, output_fd: int, channel_fd: int | None = None) -> ExecProcess:
         layout = self.layout(spec)
         try:
-            return ExecProcess(subprocess.Popen(
-                command_for(spec.runtime, layout, spec), env=environment_for(spec, layout),
-                cwd=layout.task_root, stdin=subprocess.DEVNULL, stdout=output_fd, stderr=output_fd,
-                start_new_session=True, close_fds=True, pass_fds=() if channel_fd is None else (channel_fd,),
-            ), runtime_depth=0)
+            with cpus.unpinned():
+                return ExecProcess(subprocess.Popen(
+                    command_for(spec.runtime, layout, spec), env=environment_for(spec, layout),
+                    cwd=layout.task_root, stdin=subprocess.DEVNULL, stdout=output_fd, stderr=output_fd,
+                    start_new_session=True, close_fds=True, pass_fds=() if channel_fd is None else (channel_fd,),
+                ), runtime_depth=0)
         except OSError as exc:
             raise SandboxError(f"cannot start runtime: {exc}") from exc
 

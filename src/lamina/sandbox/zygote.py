@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from lamina import cpus
 from lamina.runtimes.registry import Runtime
 from lamina.sandbox.base import Layout
 
@@ -103,11 +104,12 @@ class Zygote:
         self._retired = False
         self._template_sent = False  # the zygote keeps the plan of its template from its first request
         try:
-            self._proc = subprocess.Popen(
-                [str(runtime.interpreter), "-S", "-B", str(ZYGOTE_PY), str(theirs.fileno()), str(lifeline),
-                 layout.runtime_dir, layout.lang_dir or "", str(runtime.lang_root or ""), init_binary()],
-                pass_fds=(theirs.fileno(), lifeline), stdin=subprocess.DEVNULL, close_fds=True,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
+            with cpus.unpinned():  # its environments inherit its CPUs
+                self._proc = subprocess.Popen(
+                    [str(runtime.interpreter), "-S", "-B", str(ZYGOTE_PY), str(theirs.fileno()), str(lifeline),
+                     layout.runtime_dir, layout.lang_dir or "", str(runtime.lang_root or ""), init_binary()],
+                    pass_fds=(theirs.fileno(), lifeline), stdin=subprocess.DEVNULL, close_fds=True,
+                    env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
         finally:
             theirs.close()
 

@@ -34,6 +34,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from lamina import cpus
 from lamina.clock import Clock
 from lamina.esm.destinations import dead_letter_attributes, is_queue_arn
 from lamina.errors import ApiError, ResourceNotFound, SandboxError, TooManyRequests
@@ -175,7 +176,8 @@ class Committer:
 
     def __init__(self, queue: EventQueue) -> None:
         self._queue = queue
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-queue")
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-queue",
+                                                             initializer=cpus.release_thread)
         self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
