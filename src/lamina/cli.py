@@ -81,7 +81,7 @@ async def _serve(config: config_mod.Config) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, app.stop)
         _settle_heap()
-        loop_cpu = cpus.pin_loop_thread(config.loop_cpu)
+        loop_cpu, loop_nice = cpus.place_loop_thread(config.loop_cpu, config.loop_nice)
         creds = app.credentials
         echo = click.echo
         echo(f"lamina listening on {config.base_url}  (data: {app.data_dir})")
@@ -90,8 +90,10 @@ async def _serve(config: config_mod.Config) -> None:
             if not protection.enforced:
                 echo(f"  NOT enforced: {protection.name} ({protection.why})")
         echo(f"runtimes: {', '.join(app.registry.ids())}")
-        if loop_cpu is not None:
-            echo(f"event loop on CPU {loop_cpu} (LAMINA_LOOP_CPU; environments use every CPU)")
+        if loop_cpu is not None or loop_nice is not None:
+            echo(f"event loop: CPU {'any' if loop_cpu is None else loop_cpu}, nice "
+                 f"{'as functions' if loop_nice is None else loop_nice} (LAMINA_LOOP_CPU, LAMINA_LOOP_NICE; "
+                 f"environments keep lamina's CPUs and nice)")
         echo("use it with:" + ("  (a new key pair was generated and kept in the data directory)"
                                if creds.generated else ""))
         echo(f"  aws configure set aws_access_key_id {creds.access_key_id}")
@@ -100,7 +102,7 @@ async def _serve(config: config_mod.Config) -> None:
         echo(f"  aws --endpoint-url {config.base_url} lambda list-functions")
         sys.stdout.flush()
         await app.wait_closed()
-        cpus.unpin_loop_thread()
+        cpus.release_loop_thread()
         echo("lamina: shutting down")
 
 

@@ -11,8 +11,11 @@ import subprocess
 from tests.conftest import make_zip
 
 ROLE = "arn:aws:iam::000000000000:role/x"
-PY = "def handler(event, context):\n    return open('/proc/self/status').read()\n"
-NODE = "exports.handler = async () => require('fs').readFileSync('/proc/self/status', 'utf8');\n"
+PY = ("def handler(event, context):\n"
+      "    return [open('/proc/self/status').read(), open('/proc/self/stat').read()]\n")
+NODE = ("const fs = require('fs');\n"
+        "exports.handler = async () => [fs.readFileSync('/proc/self/status', 'utf8'), "
+        "fs.readFileSync('/proc/self/stat', 'utf8')];\n")
 
 
 def _cpus(status: str) -> set[int]:
@@ -24,28 +27,34 @@ def _cpus(status: str) -> set[int]:
     return out
 
 
-def _function_cpus(lam, name: str, runtime: str, files: dict[str, str]) -> set[int]:
+def _nice(stat: str) -> int:
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def _function_placement(lam, name: str, runtime: str, files: dict[str, str]) -> tuple[set[int], int]:
     lam.create_function(FunctionName=name, Runtime=runtime, Handler="index.handler", Role=ROLE,
                         Code={"ZipFile": make_zip(files)})
     out = lam.invoke(FunctionName=name, Payload=b"{}")
     assert "FunctionError" not in out
-    return _cpus(json.loads(out["Payload"].read()))
+    status, stat = json.loads(out["Payload"].read())
+    return _cpus(status), _nice(stat)
 
 
-def test_the_loop_is_pinned_and_environments_are_not(server, lam, fname):
-    allowed = set(os.sched_getaffinity(0))
-    with open(f"/proc/{server.process.pid}/task/{server.process.pid}/status") as f:
-        loop = _cpus(f.read())
-    if len(allowed) >= 2:
-        assert loop == {max(allowed)}
-        assert f"event loop on CPU {max(allowed)}" in server.output()
-    else:
-        assert loop == allowed  # one CPU: nothing to choose
-    assert _function_cpus(lam, fname, "python3.11", {"index.py": PY}) == allowed
+def test_the_loop_is_placed_and_environments_are_not(server, lam, fname):
+    allowed, nice = set(os.sched_getaffinity(0)), os.getpriority(os.PRIO_PROCESS, 0)
+    task = f"/proc/{server.process.pid}/task/{server.process.pid}"
+    with open(f"{task}/status") as status, open(f"{task}/stat") as stat:
+        loop = (_cpus(status.read()), _nice(stat.read()))
+    expected = max(allowed) if len(allowed) >= 2 else None  # one CPU: nothing to choose
+    raised = os.geteuid() == 0 and nice > -5  # LAMINA_LOOP_NICE's default, -5, needs CAP_SYS_NICE
+    assert loop == ({expected} if expected is not None else allowed, -5 if raised else nice)
+    if expected is not None or raised:
+        assert f"event loop: CPU {'any' if expected is None else expected}, nice" in server.output()
+    assert _function_placement(lam, fname, "python3.11", {"index.py": PY}) == (allowed, nice)
     if shutil.which("node"):
         version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
         runtime = f"nodejs{version[1:].split('.')[0]}.x"
-        assert _function_cpus(lam, fname + "-node", runtime, {"index.js": NODE}) == allowed
+        assert _function_placement(lam, fname + "-node", runtime, {"index.js": NODE}) == (allowed, nice)
 
 
 def test_the_setting_is_checked_before_the_server_starts(tmp_path):

@@ -11,6 +11,7 @@ import binascii
 import dataclasses
 import json
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -45,14 +46,35 @@ class InvokeResponse:
     executed_version: str
 
 
+class _Entropy:
+    """The kernel's random bytes drawn 4 KiB at a time and handed out a few at a time: one getrandom()
+    per ~150 invocations instead of three per invocation (each a syscall on the invoke path)."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        self._lock = threading.Lock()
+
+    def hex(self, n: int) -> str:
+        with self._lock:
+            at = self._at
+            if at + n > len(self._pool):
+                self._pool, at = os.urandom(4096), 0
+            self._at = at + n
+            return self._pool[at:at + n].hex()
+
+
+_entropy = _Entropy()
+
+
 def new_request_id() -> str:
     """A random (version 4) UUID string; several times cheaper than str(uuid.uuid4())."""
-    h = os.urandom(16).hex()
+    h = _entropy.hex(16)
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def new_trace_id() -> str:
-    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+    return f"Root=1-{int(time.time()):08x}-{_entropy.hex(12)};Parent={_entropy.hex(8)};Sampled=0"
 
 
 def _check_payload(payload: bytes, invocation_type: InvocationType) -> bytes:
