@@ -1,6 +1,6 @@
 """Pure pool decisions."""
 
-from lamina.scheduler.pool import PoolCounts, expired, to_spawn
+from lamina.scheduler.pool import PoolCounts, expired, fills_room, to_spawn
 
 
 def test_spawns_one_per_waiting_invocation_without_a_coming_environment():
@@ -20,3 +20,18 @@ def test_never_beyond_the_room_left():
 def test_expired_picks_only_environments_past_keepalive():
     assert expired([0.0, 5.0, 9.0], now=10.0, keepalive_s=5.0) == [0, 1]
     assert expired([], now=10.0, keepalive_s=5.0) == []
+
+
+def test_fills_room_only_when_any_counts_would_give_the_whole_room():
+    # exhaustively: whenever fills_room says so, to_spawn gives `room` for every split of the environments
+    for environments in range(6):
+        for waiting in range(12):
+            for room in range(1, 5):
+                if not fills_room(waiting, environments, room):
+                    continue
+                for idle in range(environments + 1):
+                    for starting in range(environments - idle + 1):
+                        for finishing in range(environments - idle - starting + 1):
+                            counts = PoolCounts(idle, starting, finishing, waiting)
+                            assert to_spawn(counts, room) == room
+    assert fills_room(600, 400, 1) and not fills_room(3, 2, 2)

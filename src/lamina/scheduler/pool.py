@@ -25,6 +25,13 @@ def to_spawn(counts: PoolCounts, room: int) -> int:
     return max(0, min(need, room))
 
 
+def fills_room(waiting: int, environments: int, room: int) -> bool:
+    """Whether `to_spawn` is `room` whatever the pool's counts: idle, starting and finishing environments
+    are all among its `environments`, so the need is at least `waiting - environments`. In a burst it
+    is, and the pool need not be counted (a pass over all its environments per started one)."""
+    return waiting - environments >= room
+
+
 def expired(idle_since: list[float], now: float, keepalive_s: float) -> list[int]:
     """Indexes of idle environments whose keep-alive has run out."""
     return [i for i, since in enumerate(idle_since) if now - since >= keepalive_s]

@@ -27,7 +27,7 @@ from lamina.sandbox.slots import Slots
 from lamina.scheduler.environment import Endpoint, Environment, LogSink, Outcome, exit_text, platform_error
 from lamina.scheduler.keepalive import IdleHistogram, keepalive_s, prewarm_s, reuse_value
 from lamina.scheduler.placement import admit, reservation_problem, unreserved_limit
-from lamina.scheduler.pool import PoolCounts, expired, to_spawn
+from lamina.scheduler.pool import PoolCounts, expired, fills_room, to_spawn
 from lamina.runtimes.registry import Runtime
 
 log = logging.getLogger("lamina.scheduler")
@@ -299,7 +299,8 @@ class Scheduler:
         room = max(0, min(self._limit - self._environment_count(), self._max_starting - len(self._starting)))
         if room == 0:  # the usual case in a burst: not worth counting the pool (one pass over its environments)
             return
-        for _ in range(to_spawn(pool.counts(), room)):
+        count = room if fills_room(len(pool.waiters), len(pool.envs), room) else to_spawn(pool.counts(), room)
+        for _ in range(count):
             if not self._make_memory_room(NEW_ENV_CHARGE_MB):
                 return  # the budget is held by busy environments: the invocation waits for one to free
             self._spawn(pool, recipe)
