@@ -2,6 +2,7 @@
 """Invoke benchmarks: lamina beside serverless-offline, same client code, same run, same machine.
 
     .venv/bin/python bench/invoke_bench.py [--peers-dir /tmp/lamina-peers] [--quick]
+    .venv/bin/python bench/invoke_bench.py --interleave 6    # c=64 windows alternating between targets
 
 Measures, for each target:
   * warm latency, raw HTTP keep-alive (one pre-built request replayed over one connection; for lamina
@@ -224,12 +225,15 @@ def throughput(port: int, request: bytes, clients: int, seconds: float,
                server_pid: int | None = None) -> dict[str, float]:
     """Invokes per second with `clients` connections; `steal_s`: CPU time the hypervisor took meanwhile
     (on a noisy VM the figure to read a slow window by); `server_cpu_us`: the server process's CPU per
-    invoke, when its pid is given (lamina's: one process; the environments are not in it)."""
+    invoke, and `server_rss_mb` its resident memory after the window, when its pid is given (lamina's:
+    one process; the environments are not in it)."""
     before, cpu = stolen_s(), process_cpu_s(server_pid) if server_pid else 0.0
     out = asyncio.run(_throughput(port, request, clients, seconds))
     out["steal_s"] = round(stolen_s() - before, 2)
     if server_pid and out["rps"]:
         out["server_cpu_us"] = round((process_cpu_s(server_pid) - cpu) / (out["rps"] * seconds) * 1e6)
+        with open(f"/proc/{server_pid}/status") as f:
+            out["server_rss_mb"] = int(f.read().split("VmRSS:")[1].split()[0]) // 1024
     return out
 
 
@@ -389,6 +393,44 @@ def measure(target, quick: bool) -> dict[str, object]:
     return result
 
 
+def interleaved(targets: list, rounds: int, clients: int, secs: float) -> dict[str, object]:
+    """Both targets up at once; `rounds` throughput windows of each, alternating target by target, so
+    that a slow spell of the machine (steal) falls on both alike. Per target and runtime: every window's
+    rate and stolen CPU, and the median rate."""
+    out: dict[str, object] = {"clients": clients, "window_s": secs, "rounds": rounds}
+    try:
+        for target in targets:
+            target.start()
+        langs = [lang for lang in ("python", "node") if all(lang in t.functions() for t in targets)]
+        for lang in langs:
+            requests = {t.name: raw_request(t.port, t.functions()[lang], t.signed) for t in targets}
+            for t in targets:  # scale out to `clients` environments / workers first
+                throughput(t.port, requests[t.name], clients, secs)
+            windows: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
+            for r in range(rounds):
+                order = targets if r % 2 == 0 else list(reversed(targets))
+                for t in order:
+                    windows[t.name].append(throughput(t.port, requests[t.name], clients, secs, t.server_pid))
+            out[lang] = {name: {"rps": [w["rps"] for w in ws], "steal_s": [w["steal_s"] for w in ws],
+                                "median_rps": sorted(w["rps"] for w in ws)[len(ws) // 2]}
+                         for name, ws in windows.items()}
+            print(json.dumps({lang: out[lang]}), file=sys.stderr)
+    finally:
+        for target in targets:
+            target.stop()
+    return out
+
+
+def interleaved_table(result: dict[str, object]) -> str:
+    lines = [f"| runtime | target | inv/s per window, c={result['clients']} ({result['window_s']} s each) "
+             "| steal s per window | median inv/s |", "|---|---|---|---|---|"]
+    for lang in ("python", "node"):
+        for name, row in (result.get(lang) or {}).items():
+            lines.append(f"| {lang} | {name} | {', '.join(map(str, row['rps']))} "
+                         f"| {', '.join(map(str, row['steal_s']))} | {row['median_rps']} |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict[str, object]]) -> str:
     lines = ["| target | runtime | warm raw p50 / p99 ms | warm boto3 p50 / p99 ms | inv/s c=1 | c=8 | c=64 "
              "| c=64 again | steal s (c=64, again) | cold invoke p50 / p99 ms (Init Duration p50) "
@@ -418,6 +460,9 @@ def main() -> None:
     parser.add_argument("--peers-dir", type=Path, default=Path("/tmp/lamina-peers"))
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter windows")
     parser.add_argument("--only", choices=("lamina", "peer"), default=None)
+    parser.add_argument("--interleave", type=int, metavar="ROUNDS", default=0,
+                        help="only throughput at 64 clients: both targets up at once, ROUNDS windows each, "
+                             "alternating between them")
     args = parser.parse_args()
     targets = []
     if args.only != "peer":
@@ -427,6 +472,11 @@ def main() -> None:
             targets.append(ServerlessOffline(args.peers_dir))
         else:
             print(f"serverless-offline not installed under {args.peers_dir}; skipping the peer", file=sys.stderr)
+    if args.interleave:
+        result = interleaved(targets, args.interleave, 64, 3 if args.quick else 5)
+        print(json.dumps(result, indent=1))
+        print(interleaved_table(result))
+        return
     results = [measure(t, args.quick) for t in targets]
     print(json.dumps(results, indent=1))
     print(table(results))

@@ -160,3 +160,28 @@ def test_a_data_directory_with_one_line_rows_is_migrated(tmp_path):
     assert store._db.execute("SELECT name FROM sqlite_master WHERE name = 'log_events'").fetchone() is None
     store.close()
     assert _messages(LogStore(tmp_path / "l.db"), "/aws/lambda/f") == ["old one", "old two", "new"]
+
+
+def test_statement_sizes_are_powers_of_two_up_to_the_most():
+    assert store_db.statement_sizes(13, 4096) == [(0, 8), (8, 4), (12, 1)]
+    assert store_db.statement_sizes(10000, 4096) == [(0, 4096), (4096, 4096), (8192, 1024), (9216, 512),
+                                                      (9728, 256), (9984, 16)]
+    assert store_db.statement_sizes(0, 8) == []
+    for n in range(1, 300):
+        sizes = store_db.statement_sizes(n, 64)
+        assert sum(size for _, size in sizes) == n and all(size <= 64 for _, size in sizes)
+        assert [at for at, _ in sizes] == [sum(s for _, s in sizes[:i]) for i in range(len(sizes))]
+
+
+def test_batches_of_every_size_share_a_few_statements(tmp_path):
+    """One SQL statement per batch size kept ~1 MB prepared statements for the last 128 sizes in the
+    connection's cache: the server's memory grew by hundreds of MB under load."""
+    store = LogStore(tmp_path / "l.db")
+    written = 0
+    for n in range(1, 400):
+        for i in range(n):
+            store.append("/aws/lambda/f", "s", written + i, f"line {written + i}")
+        store.flush(0)
+        written += n
+    assert len(store._writes._sql) <= store._writes._chunk.bit_length()
+    assert len(_messages(store, "/aws/lambda/f")) == written

@@ -34,13 +34,29 @@ def connect(path: Path, schema: str, *, synchronous: str = "") -> sqlite3.Connec
 MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
+def statement_sizes(n: int, most: int) -> list[tuple[int, int]]:
+    """(offset, rows) of the statements that insert `n` rows: as many as `most` at a time, the rest in
+    powers of two (13 rows: 8, 4, 1), so only a few distinct statements ever exist."""
+    out = []
+    at = 0
+    while at < n:
+        size = min(most, 1 << ((n - at).bit_length() - 1))
+        out.append((at, size))
+        at += size
+    return out
+
+
 class WriteBehind(Generic[T]):
     """Items buffered in memory by the invoke path (no I/O there) and inserted in one transaction by
     `flush()`, from any thread: the server's housekeeping calls it every second from its writer thread,
     so SQLite's inserts and commits run beside the event loop, not on it. Rows go in as multi-row
     INSERTs of up to MAX_VARIABLES values each: the writer thread releases the GIL once per statement,
-    where executemany takes it back for every row (and would fight the event loop for it). `lock` also
-    serialises the store's other uses of the connection."""
+    where executemany takes it back for every row (and would fight the event loop for it). A batch is
+    cut into statements of a power-of-two number of rows, so a table has a dozen distinct statements,
+    prepared once: with one statement per batch size, the connection's statement cache (128 entries)
+    kept a ~1 MB prepared statement for each of the last 128 sizes seen — the server's memory grew by
+    hundreds of MB under load, and every flush re-parsed a 100 KB statement. `lock` also serialises the
+    store's other uses of the connection."""
 
     def __init__(self, db: sqlite3.Connection, lock: threading.Lock, table: str, columns: tuple[str, ...],
                  rows: Callable[..., list[tuple[Any, ...]]]) -> None:
@@ -48,7 +64,8 @@ class WriteBehind(Generic[T]):
         self._lock = lock
         self._head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
         self._row = "(" + ", ".join("?" * len(columns)) + ")"
-        self._chunk = max(1, MAX_VARIABLES // len(columns))
+        self._chunk = 1 << (max(1, MAX_VARIABLES // len(columns)).bit_length() - 1)  # a power of two
+        self._sql: dict[int, str] = {}  # rows per statement -> its SQL
         self._rows = rows
         self._pending: collections.deque[T] = collections.deque()  # append and popleft are atomic
 
@@ -56,7 +73,9 @@ class WriteBehind(Generic[T]):
         self._pending.append(item)
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        sql = self._head + ", ".join([self._row] * len(rows))
+        sql = self._sql.get(len(rows))
+        if sql is None:
+            sql = self._sql[len(rows)] = self._head + ", ".join([self._row] * len(rows))
         self._db.execute(sql, [value for row in rows for value in row])
 
     def flush(self, *context: Any) -> None:
@@ -69,8 +88,8 @@ class WriteBehind(Generic[T]):
             rows = self._rows(batch, *context)
             self._db.execute("BEGIN")
             try:
-                for at in range(0, len(rows), self._chunk):
-                    self._insert(rows[at:at + self._chunk])
+                for at, size in statement_sizes(len(rows), self._chunk):
+                    self._insert(rows[at:at + size])
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
