@@ -61,9 +61,14 @@ def check_nice(value: int) -> int:
 
 
 def _apply(cpus: frozenset[int] | set[int], nice: int | None) -> None:
-    os.sched_setaffinity(0, cpus)
-    if nice is not None:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)  # Linux: this thread's
+    """This thread's CPUs and nice; a refusal (a CPU taken away by a cpuset since, a capability dropped)
+    costs only the placement, never the spawn or thread it surrounds."""
+    try:
+        os.sched_setaffinity(0, cpus)
+        if nice is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)  # Linux: this thread's
+    except OSError as exc:
+        log.debug("thread_placement_not_changed error=%s", exc)
 
 
 def place_loop_thread(cpu_setting: str, nice: int) -> tuple[int | None, int | None]:
@@ -77,11 +82,15 @@ def place_loop_thread(cpu_setting: str, nice: int) -> tuple[int | None, int | No
     if loop_nice is not None:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, loop_nice)
-        except PermissionError:
-            log.info("loop_nice_not_set nice=%d reason=needs CAP_SYS_NICE", loop_nice)
+        except OSError as exc:  # EACCES without CAP_SYS_NICE
+            log.info("loop_nice_not_set nice=%d error=%s", loop_nice, exc)
             loop_nice = None
     if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError as exc:
+            log.info("loop_cpu_not_set cpu=%d error=%s", cpu, exc)
+            cpu = None
     if cpu is not None or loop_nice is not None:
         _pin = _Pin(allowed, before, cpu, loop_nice, threading.get_ident())
     return cpu, loop_nice

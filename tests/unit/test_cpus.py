@@ -61,3 +61,26 @@ def test_the_placement_stays_on_the_loop_thread():
     loop.join()
     assert seen == {"inherited": ({max(allowed)}, nice - 5), "released": (allowed, nice),
                     "unpinned": (allowed, nice), "after": (allowed, nice)}
+
+
+def test_a_refused_placement_is_skipped_not_raised(monkeypatch):
+    def refuse(*args):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    seen: list[object] = []
+
+    def run() -> None:
+        try:
+            seen.append(cpus.place_loop_thread("auto", -5))
+            with cpus.unpinned():
+                seen.append("spawned")
+            cpus.release_thread()
+        finally:
+            cpus.release_loop_thread()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [(None, None), "spawned"]
