@@ -71,6 +71,11 @@ def _apply(cpus: frozenset[int] | set[int], nice: int | None) -> None:
         log.debug("thread_placement_not_changed error=%s", exc)
 
 
+def _restore(pin: _Pin) -> None:
+    """The calling thread back to the process's CPUs and (if the loop's was raised) nice."""
+    _apply(pin.allowed, pin.nice if pin.loop_nice is not None else None)
+
+
 def place_loop_thread(cpu_setting: str, nice: int) -> tuple[int | None, int | None]:
     """Pin and prioritise the calling thread (the event loop's) as the settings say: (CPU, nice) applied,
     None for each left alone (a nice below the process's needs CAP_SYS_NICE: without it, logged)."""
@@ -100,7 +105,7 @@ def release_loop_thread() -> None:
     global _pin
     pin, _pin = _pin, None
     if pin is not None and threading.get_ident() == pin.ident:
-        _apply(pin.allowed, pin.nice if pin.loop_nice is not None else None)
+        _restore(pin)
 
 
 def release_thread() -> None:
@@ -108,7 +113,7 @@ def release_thread() -> None:
     thread starts)."""
     pin = _pin
     if pin is not None and threading.get_ident() != pin.ident:
-        _apply(pin.allowed, pin.nice if pin.loop_nice is not None else None)
+        _restore(pin)
 
 
 @contextlib.contextmanager
@@ -120,7 +125,7 @@ def unpinned() -> Iterator[None]:
         release_thread()
         yield
         return
-    _apply(pin.allowed, pin.nice if pin.loop_nice is not None else None)
+    _restore(pin)
     try:
         yield
     finally:
