@@ -114,3 +114,83 @@ def test_connection_close_ends_the_connection_after_the_answer():
         assert transport.closed and b"Connection: close" in transport.writes[0]
 
     asyncio.run(main())
+
+
+def _post(path: str, body: bytes = b"{}") -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+class Parker:
+    """answer_now for tests: POST answered at once, GET /park held until `release`, the rest declined."""
+
+    def __init__(self) -> None:
+        self.parked: list[object] = []
+        self.delivered: list[bool] = []
+
+    def __call__(self, request, reply) -> bool:  # type: ignore[no-untyped-def]
+        if request.method == "POST":
+            reply(Response(text="posted " + request.path, status=202))
+            return True
+        if request.path == "/park":
+            self.parked.append(reply)
+            return True
+        return False
+
+    def release(self, text: str) -> None:
+        self.delivered.append(self.parked.pop(0)(Response(text=text)))  # type: ignore[operator]
+
+
+def test_answer_now_answers_without_a_task_and_holds_a_result_for_the_parked_request_after_it():
+    async def main() -> None:
+        async def handler(request):  # type: ignore[no-untyped-def]
+            return Response(text="handler " + request.path)
+
+        parker = Parker()
+        _, conn, transport = _connect(handler, answer_now=parker)
+        conn.data_received(_post("/r1"))  # alone: answered as it is read
+        assert transport.writes == [transport.writes[0]] and b"posted /r1" in transport.writes[0]
+        conn.data_received(_post("/r2") + _get("/park"))  # a result and the next long poll, pipelined
+        await _settle()
+        assert len(transport.writes) == 1  # the 202 waits for the parked answer: one write, one wake-up
+        parker.release("event")
+        assert len(transport.writes) == 2 and parker.delivered == [True]
+        both = transport.writes[1]
+        assert both.index(b"posted /r2") < both.index(b"event")
+        assert conn._task is None  # no task was ever made
+
+    asyncio.run(main())
+
+
+def test_requests_behind_a_parked_one_wait_for_its_answer():
+    async def main() -> None:
+        async def handler(request):  # type: ignore[no-untyped-def]
+            return Response(text="handler " + request.path)
+
+        parker = Parker()
+        _, conn, transport = _connect(handler, answer_now=parker)
+        conn.data_received(_get("/park"))
+        conn.data_received(_get("/other") + _post("/r3"))  # pipelined behind the parked request
+        await _settle()
+        assert transport.writes == []
+        parker.release("event")
+        await _settle()
+        text = b"".join(transport.writes)
+        # in order; /r3 came while requests waited, so the task answered it too, not answer_now
+        assert text.index(b"event") < text.index(b"handler /other") < text.index(b"handler /r3")
+
+    asyncio.run(main())
+
+
+def test_a_parked_request_whose_client_left_is_not_delivered():
+    async def main() -> None:
+        async def handler(request):  # type: ignore[no-untyped-def]
+            return Response(text="handler")
+
+        parker = Parker()
+        _, conn, transport = _connect(handler, answer_now=parker, cancel_on_disconnect=True)
+        conn.data_received(_get("/park"))
+        conn.connection_lost(None)
+        parker.release("event")
+        assert parker.delivered == [False] and transport.writes == []
+
+    asyncio.run(main())

@@ -11,8 +11,9 @@ def test_fill_links_the_tree_and_remove_cleans_up(tmp_path):
     (code / "app.py").write_text("x = 1\n")
     (code / "pkg" / "mod.py").write_text("y = 2\n")
     slots = Slots(tmp_path / "slots")
-    slot = slots.create("env1")
-    assert os.listdir(slot) == []
+    slot = slots.path("env1")
+    slots.create(slot)
+    assert slot.parent == slots.root and os.listdir(slot) == []
     assert slots.linkable(code)
     slots.fill(slot, code)
     assert (slot / "pkg" / "mod.py").read_text() == "y = 2\n"
@@ -22,5 +23,17 @@ def test_fill_links_the_tree_and_remove_cleans_up(tmp_path):
 
 
 def test_a_new_run_starts_with_no_stale_slots(tmp_path):
-    Slots(tmp_path / "slots").create("old")
+    slots = Slots(tmp_path / "slots")
+    slots.create(slots.path("old"))
     assert not (Slots(tmp_path / "slots").root / "old").exists()
+
+
+def test_a_slot_can_be_filled_before_or_after_it_is_made(tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text("x = 1\n")
+    slots = Slots(tmp_path / "slots")
+    slot = slots.path("env1")
+    slots.fill(slot, code)  # the assignment's thread ran first
+    slots.create(slot)  # then the start's: nothing to do
+    assert os.listdir(slot) == ["app.py"] and os.stat(slot).st_mode & 0o777 == 0o755

@@ -9,6 +9,14 @@ When a client disconnects, the handler still running for it is cancelled if the 
 `cancel_on_disconnect` (the Runtime API: a runtime parked in `/next` that goes away must not be handed
 an event), and left to finish otherwise (the Lambda API: an invocation runs to its end, as on Lambda).
 
+Answering without a task (the Runtime API): a server built with `answer_now(request, reply)` offers it
+each request that arrives while its connection is idle; it returns True when it took the request and
+calls `reply(response)` once, at once or later (a parked `GET /next`: when the event comes, from the
+invoking task itself), and False to leave the request to `handler`. That saves, per invoke, the two
+wake-ups of the runtime connection's task and the loop iteration between an event and its write.
+`reply` returns False when the connection is gone. Answers keep the requests' order: what arrives while
+a reply is owed waits for it, and replies made inside one read go out in one write.
+
 Streaming (object uploads and downloads): a server built with `stream_if(method, url, headers)` hands
 the requests it picks to their handler as soon as the headers are in, with `request.stream` (a
 `BodyStream`, read chunk by chunk, the socket paused while 1 MiB waits unread) instead of `body`; their
@@ -32,6 +40,10 @@ import httptools
 log = logging.getLogger("lamina.http")
 
 Handler = Callable[["Request"], Awaitable["Response"]]
+#: reply(response) -> delivered (False: the connection is gone)
+Reply = Callable[["Response"], bool]
+#: (request, reply) -> taken (then reply is called exactly once, now or later)
+AnswerNow = Callable[["Request", Reply], bool]
 #: (method, raw url, header pairs) -> stream this request's body?
 StreamPredicate = Callable[[str, str, list[tuple[str, str]]], bool]
 STREAM_HIGH_WATER = 1 << 20
@@ -223,11 +235,12 @@ class HttpServer:
     """A protocol factory: `loop.create_server(server, ...)` (one HttpServer may serve many listeners)."""
 
     def __init__(self, handler: Handler, *, max_body: int, cancel_on_disconnect: bool = False,
-                 stream_if: StreamPredicate | None = None) -> None:
+                 stream_if: StreamPredicate | None = None, answer_now: AnswerNow | None = None) -> None:
         self.handler = handler
         self.max_body = max_body
         self.cancel_on_disconnect = cancel_on_disconnect
         self.stream_if = stream_if
+        self.answer_now = answer_now
         self.connections: set[_Connection] = set()
 
     def __call__(self) -> _Connection:
@@ -240,7 +253,8 @@ class HttpServer:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("_server", "_transport", "_parser", "_url", "_headers", "_body", "_body_size", "_queue",
-                 "_task", "_idle", "_too_large", "_closed", "_deferred", "_stream", "_writable", "_request_headers")
+                 "_task", "_idle", "_too_large", "_closed", "_deferred", "_stream", "_writable", "_request_headers",
+                 "_parsing", "_owed")
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -261,6 +275,8 @@ class _Connection(asyncio.Protocol):
         self._deferred: list[bytes] = []
         self._stream: BodyStream | None = None  # the body being streamed to a handler
         self._writable: asyncio.Future[None] | None = None  # set while the write buffer is full
+        self._parsing = False  # inside feed_data: replies wait to go out with the read's other answers
+        self._owed = False  # a request taken by answer_now is not answered yet
 
     # asyncio.Protocol ----------------------------------------------------------------------------
 
@@ -269,12 +285,21 @@ class _Connection(asyncio.Protocol):
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        self._parsing = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reply_and_close(Response(text="upgrades are not supported", status=400))
+            problem: str | None = "upgrades are not supported"
         except httptools.HttpParserError:
-            self._reply_and_close(Response(text="malformed HTTP request", status=400))
+            problem = "malformed HTTP request"
+        else:
+            problem = None
+        finally:
+            self._parsing = False
+        if problem is not None:
+            self._reply_and_close(Response(text=problem, status=400))
+        elif self._deferred and self._is_idle():
+            self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -362,11 +387,50 @@ class _Connection(asyncio.Protocol):
         self._enqueue(request, keep_alive)
 
     def _enqueue(self, request: Request, keep_alive: bool) -> None:
+        answer_now = self._server.answer_now
+        if answer_now is not None and request.stream is None and self._is_idle():
+            self._owed = True
+            if answer_now(request, self._replier(request, keep_alive)):
+                return
+            self._owed = False
         self._queue.append((request, keep_alive))
+        if not self._owed:  # else the reply wakes the task: its answer must go out first
+            self._wake()
+
+    def _is_idle(self) -> bool:
+        """No request is being handled, queued or owed an answer."""
+        return not self._owed and not self._queue and (
+            self._task is None or (self._idle is not None and not self._idle.done()))
+
+    def _wake(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._serve())
         elif self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
+
+    def _replier(self, request: Request, keep_alive: bool) -> Reply:
+        head_only = request.method == "HEAD"
+        answered = False
+
+        def reply(response: Response) -> bool:
+            nonlocal answered
+            if answered:
+                raise RuntimeError(f"{request.method} {request.path} was answered twice")
+            answered = True
+            self._owed = False
+            if self._closed:
+                return False
+            if self._parsing and keep_alive:
+                self._deferred.append(self._encode(response, keep_alive, head_only))  # data_received writes
+            else:
+                self._write(response, keep_alive, head_only)
+            if not keep_alive:
+                self.close()
+            elif self._queue:
+                self._wake()
+            return True
+
+        return reply
 
     # handling ------------------------------------------------------------------------------------
 
@@ -412,6 +476,12 @@ class _Connection(asyncio.Protocol):
         if len(response.body) >= 262144 and not head_only and response.status != 204:
             data += response.body
         return data
+
+    def _flush(self) -> None:
+        data = b"".join(self._deferred)
+        self._deferred.clear()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
 
     def _write(self, response: Response, keep_alive: bool, head_only: bool) -> None:
         transport = self._transport

@@ -3,6 +3,10 @@
 One lamina HTTP server, one loopback listener per environment (official runtime clients only
 know `host:port`, so the port is what tells environments apart). Each handler validates, feeds one
 event to the environment, and renders; the wire shape of errors is made in `_error` only.
+
+The two requests every invocation makes, `POST .../response` (or `/error`) and `GET /next`, are
+answered without a task (`_answer_now`): the result is settled as it is read, and a parked `/next` is
+answered by the invoking task itself, in the same step that hands the environment its event.
 """
 
 from __future__ import annotations
@@ -13,16 +17,16 @@ import json
 import re
 import socket
 
-from lamina.http.server import HttpServer, Request, Response
+from lamina.http.server import HttpServer, Reply, Request, Response
 from lamina.runtime_api.state import InvalidStateTransition
+from lamina.model import Invocation
 from lamina.scheduler.environment import MAX_RESPONSE_BYTES, Environment
 
 PREFIX = "/2018-06-01/runtime"
+NEXT = f"{PREFIX}/invocation/next"
 STANDBY = "/2018-06-01/lamina/standby"  # lamina's own: where a pre-started runtime waits for a function
 _INVOCATION = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
 _OK = json.dumps({"status": "OK"}).encode()
-
-
 
 def _error(status: int, error_type: str, message: str) -> Response:
     body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
@@ -67,7 +71,7 @@ class RuntimeApiServer:
             sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         http = HttpServer(functools.partial(self._dispatch, environment), max_body=MAX_RESPONSE_BYTES + 1024,
-                          cancel_on_disconnect=True)
+                          cancel_on_disconnect=True, answer_now=functools.partial(self._answer_now, environment))
         self._servers.add(http)
         server = await loop.create_server(http, sock=sock, backlog=16)
         return _Listener(server, port, http, self)
@@ -76,11 +80,31 @@ class RuntimeApiServer:
         for http in list(self._servers):
             await http.shutdown()
 
+    def _answer_now(self, environment: Environment, request: Request, reply: Reply) -> bool:
+        """`GET /next` and the invocation results, answered without a task; anything else: False."""
+        method = request.method
+        try:
+            if method == "GET" and request.path == NEXT:
+                def deliver(invocation: Invocation | None) -> bool:
+                    return invocation is not None and reply(self._event(environment, invocation))
+
+                ready = environment.park(deliver)
+                if ready is not None:
+                    reply(self._event(environment, ready))
+                return True
+            match = _INVOCATION.match(request.path) if method == "POST" else None
+            if match is None:
+                return False
+            reply(self._result(request, environment, match[1], match[2]))
+        except InvalidStateTransition as exc:
+            reply(_error(403, "InvalidStateTransition", str(exc)))
+        return True
+
     async def _dispatch(self, environment: Environment, request: Request) -> Response:
         path = request.path
         try:
-            if path == f"{PREFIX}/invocation/next" and request.method == "GET":
-                return await self._next(environment)
+            if path == NEXT and request.method == "GET":
+                return self._event(environment, await environment.next())
             if path == STANDBY and request.method == "GET":
                 assignment = await environment.standby()
                 return Response(json.dumps({"environment": assignment}).encode(), content_type="application/json")
@@ -89,13 +113,13 @@ class RuntimeApiServer:
                     return await self._init_error(request, environment)
                 match = _INVOCATION.match(path)
                 if match:
-                    return await self._invocation_result(request, environment, match[1], match[2])
+                    return self._result(request, environment, match[1], match[2])
         except InvalidStateTransition as exc:
             return _error(403, "InvalidStateTransition", str(exc))
         return _error(404, "NotFound", f"no route for {request.method} {path}")
 
-    async def _next(self, environment: Environment) -> Response:
-        invocation = await environment.next()
+    @staticmethod
+    def _event(environment: Environment, invocation: Invocation) -> Response:
         headers = {
             "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
             "Lambda-Runtime-Deadline-Ms": str(environment.deadline_ms()),
@@ -108,9 +132,8 @@ class RuntimeApiServer:
             headers["Lambda-Runtime-Cognito-Identity"] = invocation.cognito_identity
         return Response(invocation.payload, headers=headers, content_type="application/json")
 
-    async def _invocation_result(
-        self, request: Request, environment: Environment, request_id: str, kind: str
-    ) -> Response:
+    @staticmethod
+    def _result(request: Request, environment: Environment, request_id: str, kind: str) -> Response:
         if not environment.check_request(request_id):
             return _error(400, "InvalidRequestID", "Invalid request ID")
         if request.get("too_large") or (request.content_length or 0) > MAX_RESPONSE_BYTES:

@@ -23,11 +23,18 @@ class Slots:
         os.chmod(root, 0o711)
         self._trees: dict[Path, tuple[list[str], list[str]]] = {}
 
-    def create(self, env_id: str) -> Path:
-        slot = self.root / env_id
-        slot.mkdir(mode=0o755)
+    def path(self, env_id: str) -> Path:
+        """Where the slot of this environment is (made by `create`)."""
+        return self.root / env_id
+
+    def create(self, slot: Path) -> None:
+        """Make the (empty) slot; done already is fine: the environment's start and its assignment make it
+        in whichever order their threads run."""
+        try:
+            os.mkdir(slot, 0o755)
+        except FileExistsError:
+            return
         os.chmod(slot, 0o755)
-        return slot
 
     def _tree(self, code_dir: Path) -> tuple[list[str], list[str]]:
         found = self._trees.get(code_dir)
@@ -45,6 +52,7 @@ class Slots:
         return len(self._tree(code_dir)[1]) <= MAX_LINKED_FILES
 
     def fill(self, slot: Path, code_dir: Path) -> None:
+        self.create(slot)
         dirs, files = self._tree(code_dir)
         for rel in dirs:
             os.mkdir(slot / rel, 0o755)

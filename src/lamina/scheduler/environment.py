@@ -46,6 +46,10 @@ class Outcome:
     max_memory_mb: int = 0
 
 
+#: deliver(invocation) -> it reached the runtime; deliver(None): no invocation will come.
+Deliver = Callable[[Invocation | None], bool]
+
+
 class LogSink(Protocol):
     def write(self, function: str, stream: str, text: str) -> None: ...
 
@@ -92,6 +96,8 @@ class Environment:
         self.log_stream = ""
         #: Started ahead for provisioned concurrency: its init is not reported on an invocation.
         self.provisioned = False
+        #: Told how much memory_charge_mb changed, whenever it does (the scheduler keeps the sum).
+        self.on_charge: Callable[[int], None] | None = None
         self._assignment: asyncio.Future[dict[str, str]] | None = (
             asyncio.get_running_loop().create_future() if config is None else None
         )
@@ -107,7 +113,9 @@ class Environment:
         self._memory_read_at = -1e9
         self._memory_mb = 0
         self._started = 0.0
-        self._next_waiter: asyncio.Future[Invocation] | None = None
+        #: Where the parked runtime's `GET /next` takes its event: deliver(invocation) -> delivered;
+        #: deliver(None) when none will come (the runtime is gone).
+        self._next_waiter: Deliver | None = None
         self._current: Invocation | None = None
         self._current_written = False
         self._outcome: asyncio.Future[Outcome] | None = None
@@ -230,9 +238,8 @@ class Environment:
         self._invoke_started = self._clock.monotonic()
         self._deadline_ms = int((self._clock.time() + self.config.timeout_s) * 1000)
         waiter, self._next_waiter = self._next_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(invocation)
-            self._current_written = True
+        if waiter is not None:
+            self._current_written = waiter(invocation)  # written now, from this task: no hop through the loop
         outcome = self._outcome
         deadline = loop.call_later(self.config.timeout_s, self._expire, outcome, invocation)
         try:
@@ -293,13 +300,38 @@ class Environment:
     # runtime side ------------------------------------------------------------------------------
 
     async def next(self) -> Invocation:
-        """`GET /next`: park until there is an invocation for this runtime."""
+        """`GET /next`: wait until there is an invocation for this runtime."""
+        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+
+        def deliver(invocation: Invocation | None) -> bool:
+            if waiter.done():
+                return False
+            if invocation is None:
+                waiter.cancel()
+            else:
+                waiter.set_result(invocation)
+            return True
+
+        ready = self.park(deliver)
+        if ready is not None:
+            return ready
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if self._next_waiter is deliver:
+                self._next_waiter = None
+            elif waiter.done() and not waiter.cancelled():
+                self._current_written = False  # delivered to a dead connection: hand it out again
+            raise
+
+    def park(self, deliver: Deliver) -> Invocation | None:
+        """`GET /next` without waiting: the invocation to answer with now, or None after leaving `deliver`
+        to be called with the next one (it returns False if that did not reach the runtime)."""
         if self.state is EnvState.INVOKING and self._current is not None and not self._current_written:
             self._current_written = True  # a runtime that lost its connection asks again
             return self._current
         self.state = transition(self.state, EnvEvent.NEXT)
-        loop = asyncio.get_running_loop()
-        self._next_waiter = waiter = loop.create_future()
+        self._next_waiter = deliver
         if self.init_ms is None and not self._ready.done():
             self.init_over = True
             self.init_ms = (self._clock.monotonic() - self._started) * 1000
@@ -307,14 +339,7 @@ class Environment:
             self._ready.set_result(None)
         self.idle_since = self._clock.monotonic()
         self._on_change(self)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if self._next_waiter is waiter:
-                self._next_waiter = None
-            elif waiter.done() and not waiter.cancelled():
-                self._current_written = False  # delivered to a dead connection: hand it out again
-            raise
+        return None
 
     def check_request(self, request_id: str) -> bool:
         return self._current is not None and self._current.request_id == request_id and (
@@ -429,8 +454,9 @@ class Environment:
             self._settle(platform_error(FunctionErrorType.EXIT, rid, text), "application/json", kind, "crash")
         if not self._ready.done():
             self._ready.set_result(None)
-        if self._next_waiter is not None and not self._next_waiter.done():
-            self._next_waiter.cancel()
+        waiter, self._next_waiter = self._next_waiter, None
+        if waiter is not None:
+            waiter(None)
         if self._endpoint is not None:
             self._endpoint.close()
             self._endpoint = None
@@ -450,7 +476,10 @@ class Environment:
         if now - self._memory_read_at < MEMORY_READ_EVERY_S:
             return self._memory_mb
         self._memory_read_at = now
+        charge = self.memory_charge_mb
         self._memory_mb = self._read_memory_mb()
+        if self.on_charge is not None and self.memory_charge_mb != charge:
+            self.on_charge(self.memory_charge_mb - charge)
         return self._memory_mb
 
     def _read_memory_mb(self) -> int:

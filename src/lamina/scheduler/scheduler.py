@@ -154,6 +154,9 @@ class Scheduler:
         self._keepalive_s = keepalive_s
         self._pools: dict[PoolKey, Pool] = {}
         self._env_pool: dict[Environment, Pool] = {}
+        #: Sum of memory_charge_mb over _env_pool, kept as environments come, go and measure their peaks
+        #: (summing ~1,000 environments for every environment started was 6% of the loop in a burst).
+        self._charged_mb = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self._in_flight: collections.Counter[str] = collections.Counter()
@@ -306,8 +309,20 @@ class Scheduler:
             self._spawn(pool, recipe)
 
     def memory_used_mb(self) -> int:
-        return sum(e.memory_charge_mb for e in self._env_pool) + NEW_ENV_CHARGE_MB * sum(
-            len(ready) for ready in self._standby.values())
+        return self._charged_mb + NEW_ENV_CHARGE_MB * sum(len(ready) for ready in self._standby.values())
+
+    def _enlist(self, environment: Environment, pool: Pool) -> None:
+        self._env_pool[environment] = pool
+        self._charged_mb += environment.memory_charge_mb
+        environment.on_charge = self._recharge
+
+    def _delist(self, environment: Environment) -> None:
+        if self._env_pool.pop(environment, None) is not None:
+            self._charged_mb -= environment.memory_charge_mb
+            environment.on_charge = None
+
+    def _recharge(self, delta_mb: int) -> None:
+        self._charged_mb += delta_mb
 
     def _make_memory_room(self, needed_mb: int) -> bool:
         """Evict idle environments, least valuable first, until `needed_mb` fits the budget."""
@@ -361,9 +376,8 @@ class Scheduler:
         if environment is not None:
             self._starting.add(environment)
             pool.envs.add(environment)
-            self._env_pool[environment] = pool
-            environment.assign(config, recipe.env)
-            self._start_task(self._await_init(pool, environment))
+            self._enlist(environment, pool)
+            self._start_task(self._adopt(pool, environment, recipe))
         else:
             env_id = uuid.uuid4().hex
             spec = self._spec(env_id, recipe.runtime, recipe.code_dir, recipe.env, config.ephemeral_storage_mb,
@@ -371,7 +385,7 @@ class Scheduler:
             environment = Environment(env_id, config, spec, self._driver, self._clock, self._sink, self._changed)
             self._starting.add(environment)
             pool.envs.add(environment)
-            self._env_pool[environment] = pool
+            self._enlist(environment, pool)
             self._start_task(self._boot(pool, environment))
         self._refill_standby(recipe.runtime)
         return environment
@@ -390,10 +404,26 @@ class Scheduler:
             environment = ready.pop()
             self._standby_runtime.pop(environment, None)
             if environment.state is EnvState.STANDBY:
-                self._slots.fill(environment.spec.code_dir, code_dir)
                 self._standby_memory[runtime.id] = recipe.config.memory_mb
                 return environment
         return None
+
+    async def _adopt(self, pool: Pool, environment: Environment, recipe: Recipe) -> None:
+        """A standby environment takes the function: its code is linked into its slot (off the loop: in a
+        burst, with the disk busy, a link could hold the loop for a millisecond), then it is assigned."""
+        assert self._slots is not None
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._slots.fill, environment.spec.code_dir, recipe.code_dir)
+        except OSError as exc:
+            log.warning("environment %s: cannot link the function's code: %s", environment.id, exc)
+            environment.kill()
+            self._abandon(pool, environment, InitFailure(None, FunctionErrorType.SANDBOX_FAILURE, str(exc)))
+            return
+        if environment.state is not EnvState.STANDBY:  # it ended meanwhile; its exit has been handled
+            return
+        environment.assign(recipe.config, recipe.env)
+        await self._await_init(pool, environment)
 
     def warm_runtime(self, runtime: Runtime) -> None:
         """A function of this runtime was just deployed: start its standby sandboxes now (for Python,
@@ -411,7 +441,7 @@ class Scheduler:
         ready = self._standby.setdefault(runtime.id, [])
         while len(ready) < self._standby_target:
             env_id = uuid.uuid4().hex
-            slot = self._slots.create(env_id)
+            slot = self._slots.path(env_id)  # made by _start_standby, off the loop
             spec = self._spec(env_id, runtime, slot, {}, STANDBY_TMP_MB, self._standby_memory.get(runtime.id, 128))
             environment = Environment(env_id, None, spec, self._driver, self._clock, self._sink, self._changed)
             ready.append(environment)
@@ -419,7 +449,9 @@ class Scheduler:
             self._start_task(self._start_standby(environment))
 
     async def _start_standby(self, environment: Environment) -> None:
+        assert self._slots is not None
         try:
+            await asyncio.get_running_loop().run_in_executor(None, self._slots.create, environment.spec.code_dir)
             await environment.start(self._open_endpoint)
         except Exception as exc:  # supervisor: a standby that cannot start is dropped, loudly
             if not isinstance(exc, SandboxError):
@@ -442,10 +474,7 @@ class Scheduler:
     async def _boot(self, pool: Pool, environment: Environment) -> None:
         spec = environment.spec
         if spec.runtime.family == "provided" and provided_bootstrap(spec) is None:
-            pool.envs.discard(environment)
-            self._env_pool.pop(environment, None)
-            self._starting.discard(environment)
-            self._fail_first_waiter(pool, InitFailure(
+            self._abandon(pool, environment, InitFailure(
                 None, FunctionErrorType.INVALID_ENTRYPOINT,
                 "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"))
             return
@@ -455,12 +484,16 @@ class Scheduler:
             if not isinstance(exc, SandboxError):
                 log.exception("environment %s failed to start", environment.id)
             environment.kill()
-            pool.envs.discard(environment)
-            self._env_pool.pop(environment, None)
-            self._starting.discard(environment)
-            self._fail_first_waiter(pool, InitFailure(None, FunctionErrorType.SANDBOX_FAILURE, str(exc)))
+            self._abandon(pool, environment, InitFailure(None, FunctionErrorType.SANDBOX_FAILURE, str(exc)))
             return
         await self._await_init(pool, environment)
+
+    def _abandon(self, pool: Pool, environment: Environment, failure: InitFailure) -> None:
+        """An environment that could not start leaves the pool; the first waiting invocation gets why."""
+        pool.envs.discard(environment)
+        self._delist(environment)
+        self._starting.discard(environment)
+        self._fail_first_waiter(pool, failure)
 
     def _start_task(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -500,7 +533,7 @@ class Scheduler:
             if self._slots is not None:
                 self._slots.remove(environment.spec.code_dir)
             pool.envs.discard(environment)
-            self._env_pool.pop(environment, None)
+            self._delist(environment)
             if environment in pool.idle:
                 pool.idle.remove(environment)
             if environment in pool.provisioned_envs:
