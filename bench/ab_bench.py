@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""A/B of two lamina source trees: both servers up at once, short throughput windows alternating.
+
+    git worktree add /work/oldtree REV && cp -r build /work/oldtree/     # the tree to compare against
+    .venv/bin/python bench/ab_bench.py /work/oldtree /work/main --clients 1 --rounds 16 --seconds 1.5
+
+Each tree's `src` goes on PYTHONPATH of its own `lamina serve` (the same interpreter and packages), each
+server gets one hello-world function, and the two are measured window by window in alternating order
+(A B, B A, A B, ...), so that this VM's slow spells (hypervisor steal, a neighbour's cache) fall on both
+alike: the way to see a change of a few percent that sequential runs bury in drift. Per tree: every
+window's invokes/s and server CPU per invoke (µs, the server process only), the medians, and the CPU
+stolen during its windows. Extra `KEY=VALUE` arguments are set in both servers' environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.invoke_bench import Lamina, process_cpu_s, raw_request, stolen_s, throughput  # noqa: E402
+
+
+def start(tree: Path, extra: dict[str, str]) -> Lamina:
+    target = Lamina()
+    os.environ.update(extra)
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tree / "src")
+    try:
+        target.start()  # makes pyHello (and nodeHello where node is installed)
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = previous
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", type=Path, help="source tree A (a checkout: A/src is put on PYTHONPATH)")
+    parser.add_argument("b", type=Path, help="source tree B")
+    parser.add_argument("env", nargs="*", metavar="KEY=VALUE", help="set in both servers' environment")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--runtime", choices=("python", "node"), default="python")
+    args = parser.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.env)
+    function = {"python": "pyHello", "node": "nodeHello"}[args.runtime]
+    targets = []
+    try:
+        for tree in (args.a, args.b):
+            target = start(tree.resolve(), extra)
+            targets.append((str(tree), target, raw_request(target.port, function, True)))
+            throughput(target.port, targets[-1][2], args.clients, 2)  # scale out, warm up
+        windows: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
+        for r in range(args.rounds):
+            for name, target, request in (targets if r % 2 == 0 else targets[::-1]):
+                pid = target.server_pid
+                assert pid is not None
+                cpu, steal = process_cpu_s(pid), stolen_s()
+                out = throughput(target.port, request, args.clients, args.seconds)
+                n = max(1, out["rps"] * args.seconds)
+                windows[name].append({"rps": out["rps"], "server_cpu_us": round((process_cpu_s(pid) - cpu) / n * 1e6),
+                                      "steal_s": round(stolen_s() - steal, 2)})
+    finally:
+        for _, target, _ in targets:
+            target.stop()
+    result = {name: {"median_rps": statistics.median(w["rps"] for w in ws),
+                     "median_server_cpu_us": statistics.median(w["server_cpu_us"] for w in ws),
+                     "steal_s": round(sum(w["steal_s"] for w in ws), 2), "windows": ws}
+              for name, ws in windows.items()}
+    print(json.dumps({"clients": args.clients, "seconds": args.seconds, "runtime": args.runtime,
+                      "env": extra, "trees": result}, indent=1))
+    print(f"| tree | {args.runtime}, c={args.clients}: median inv/s | median server µs/invoke | steal s |")
+    print("|---|---|---|---|")
+    for name, r in result.items():
+        print(f"| {name} | {r['median_rps']} | {r['median_server_cpu_us']} | {r['steal_s']} |")
+
+
+if __name__ == "__main__":
+    main()
