@@ -10,7 +10,7 @@ run), how many environments were started (each concurrent request needs one; an 
 1-s invoke takes a waiting request, as on Lambda, so fewer than N are started) and at what rate, the
 CPU each request cost by process, and the peak memory (RSS sum of the server's process tree, sampled
 every 50 ms, plus for lamina the high-water mark of its environments' parent cgroup, which also counts
-their /tmp page cache); afterwards the PSS of everything per idle environment, i.e. environments per GB. An environment
+their /tmp page cache; processes inside an environment's cgroup are counted by that figure only); afterwards the PSS of everything per idle environment, i.e. environments per GB. An environment
 is counted by its runtime process (for lamina: the one running as the environment's own uid). The load
 is N boto3-free raw HTTP invokes over N connections.
 """
@@ -84,8 +84,20 @@ def environments_peak_mb() -> float:
     return total / 2**20
 
 
+def in_environment(proc: psutil.Process) -> bool:
+    """Whether the process runs in one of lamina's environment cgroups (counted by environments_peak_mb:
+    the runtimes a zygote forked are still its children, and summing their RSS too would count each
+    environment twice, its pages shared with the zygote once per process)."""
+    try:
+        with open(f"/proc/{proc.pid}/cgroup") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return "/lamina-" in text and "/env-" in text
+
+
 class Sampler(threading.Thread):
-    """Peak RSS of a process tree, sampled every 50 ms. The tree itself is listed again every 0.5 s only:
+    """Peak RSS of a process tree (not the processes inside environments), sampled every 50 ms. The tree itself is listed again every 0.5 s only:
     psutil finds children by reading every process on the host, which with a thousand environments up
     would make the sampler a big part of the load it measures."""
 
@@ -101,7 +113,7 @@ class Sampler(threading.Thread):
         while not self.stop.is_set():
             if time.monotonic() - listed >= 0.5:
                 try:
-                    procs = [self.root, *self.root.children(recursive=True)]
+                    procs = [p for p in [self.root, *self.root.children(recursive=True)] if not in_environment(p)]
                 except psutil.Error:
                     pass
                 listed = time.monotonic()
