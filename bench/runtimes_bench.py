@@ -5,8 +5,8 @@
 
 For each runtime family the host has (python3.11, nodejs, ruby, java, Go on provided.al2023): 1769 MB
 (one vCPU), warm p50/p99 of `n` boto3 invokes, then `--cold` cold invokes (each after a configuration
-change) with lamina's Init Duration. Python and Node.js cold starts use standby sandboxes; the others
-start on the invoke path.
+change) with lamina's Init Duration. Python, Node.js and Ruby cold starts use standby sandboxes; the
+others start on the invoke path.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Lambda) and exec'd there, never through a shim.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 import glob
 import importlib.util
 import os
@@ -38,6 +39,14 @@ PROVIDED = ("provided.al2023", "provided.al2", "provided")
 PYTHON_SDK_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 
 
+#: Per family: names (and name prefixes) of variables its interpreter reads only at start.
+_STARTUP_PREFIXES: dict[str, tuple[str, ...]] = {"python": ("PYTHON",), "ruby": ("RUBY", "GEM_")}
+_STARTUP_NAMES: dict[str, frozenset[str]] = {
+    "nodejs": frozenset({"NODE_OPTIONS", "NODE_PATH", "NODE_EXTRA_CA_CERTS", "NODE_ICU_DATA", "UV_THREADPOOL_SIZE"}),
+    "java": frozenset({"JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS"}),
+}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Runtime:
     """A runtime id made concrete on this host."""
@@ -57,6 +66,14 @@ class Runtime:
         socket (``_LAMINA_RUNTIME_FD``): a Unix stream pair instead of loopback TCP, about half the kernel's
         work per message. They fall back to ``AWS_LAMBDA_RUNTIME_API`` when it is missing."""
         return self.family in ("python", "nodejs")
+
+    def startup_variables(self, env: Mapping[str, str]) -> list[str]:
+        """The function's variables this runtime's interpreter reads only as it starts (PYTHONPATH,
+        NODE_OPTIONS, RUBYOPT, JAVA_TOOL_OPTIONS, ...): a function that sets one must get an interpreter
+        started with it, not a standby one that is already running or a fork of the zygote."""
+        prefixes = _STARTUP_PREFIXES.get(self.family, ())
+        names = _STARTUP_NAMES.get(self.family, ())
+        return sorted(name for name in env if name in names or name.startswith(prefixes))
 
     @property
     def execution_env(self) -> str | None:

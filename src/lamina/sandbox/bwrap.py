@@ -168,7 +168,7 @@ class BwrapDriver:
     def spawn(self, spec: SandboxSpec, output_fd: int, channel_fd: int | None = None) -> SandboxProcess:
         group = self._groups.get(spec.env_id)
         zygote = (self._zygotes.get(spec.runtime) if self._zygotes is not None and group is not None
-                  and spec.runtime.family == "python" else None)
+                  and spec.runtime.family == "python" and not spec.runtime.startup_variables(spec.env) else None)
         if zygote is not None:
             assert group is not None
             try:

@@ -45,7 +45,7 @@ def default_memory_budget_mb() -> int:
     return total_kb // 2048
 
 
-STANDBY_FAMILIES = ("python", "nodejs")  # runtimes whose bootstrap (lamina's own) can wait for a function
+STANDBY_FAMILIES = ("python", "nodejs", "ruby")  # runtimes whose bootstrap (lamina's own) can wait for a function
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
@@ -398,6 +398,8 @@ class Scheduler:
         if self._slots is None or runtime.family not in STANDBY_FAMILIES or recipe.opt_dir is not None:
             return None
         if recipe.config.ephemeral_storage_mb != STANDBY_TMP_MB or not self._slots.linkable(code_dir):
+            return None
+        if runtime.startup_variables(recipe.env):  # a standby's interpreter has started without them
             return None
         ready = self._standby.get(runtime.id)
         while ready:

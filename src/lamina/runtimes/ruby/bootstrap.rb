@@ -7,7 +7,10 @@
 #   * loop: GET /runtime/invocation/next, call the handler with `event:` and `context:` keywords,
 #     POST the JSON result, or `{errorMessage, errorType: "Function<ErrorClass>", stackTrace}`;
 #   * stdout/stderr are flushed before each result is posted.
-# No standby support: the scheduler prestarts only python and nodejs environments.
+#   * standby (lamina's own extension): started with LAMINA_STANDBY before any function needed this
+#     environment, it waits in GET /2018-06-01/lamina/standby for lamina to assign one, takes that
+#     function's variables and goes on as above: the interpreter start is already paid. (A function that
+#     sets a variable ruby reads only at start, RUBYOPT, RUBYLIB, GEM_PATH, ..., never gets a standby.)
 
 require 'json'
 require 'socket'
@@ -165,8 +168,24 @@ module LaminaRuntime
     lambda { |event, context| target.send(method, event: event, context: context) }
   end
 
+  def await_assignment(client)
+    status, _, body = client.request('GET', '/2018-06-01/lamina/standby')
+    raise "GET /lamina/standby answered #{status}" unless status == 200
+
+    ENV.delete('LAMINA_STANDBY')
+    JSON.parse(body).fetch('environment').each { |name, value| ENV[name] = value }
+  end
+
   def run
     client = Client.new(ENV.fetch('AWS_LAMBDA_RUNTIME_API', '127.0.0.1:9001'))
+    if ENV['LAMINA_STANDBY']
+      begin
+        await_assignment(client)
+      rescue StandardError => e
+        $stderr.puts("lamina bootstrap: no assignment: #{e}")
+        exit!(1)
+      end
+    end
     task_root = ENV.fetch('LAMBDA_TASK_ROOT', Dir.pwd)
     $stdout.sync = true
     $stderr.sync = true
