@@ -55,3 +55,33 @@ def test_the_sum_follows_environments_that_come_go_and_measure_their_peaks():
         assert s.memory_used_mb() == brute_force(s) == 300 + 16
 
     asyncio.run(run())
+
+
+class RecordingDriver(FakeDriver):
+    def __init__(self) -> None:
+        self.prepared: list[str] = []
+
+    def prepare(self, spec: SandboxSpec) -> None:
+        self.prepared.append(spec.env_id)
+
+    def cleanup(self, spec: SandboxSpec) -> None:
+        pass
+
+
+def test_a_standby_evicted_before_its_slot_is_made_never_starts(tmp_path):
+    from lamina.runtimes.registry import Runtime
+    from lamina.sandbox.slots import Slots
+
+    async def run():
+        driver = RecordingDriver()
+        s = Scheduler(driver, FakeClock(), None, None, uid_base=0, init_timeout_s=10,  # type: ignore[arg-type]
+                      concurrency_limit=10, keepalive_s=600, slots=Slots(tmp_path / "slots"), standby_per_runtime=1,
+                      memory_budget_mb=1)
+        runtime = Runtime("python3.12", "python")
+        s._refill_standby(runtime)
+        (standby,) = s._standby[runtime.id]
+        assert not s._make_memory_room(64)  # over the 1 MB budget: the standby is evicted at once
+        await asyncio.gather(*s._tasks)
+        assert driver.prepared == [] and not standby.spec.code_dir.exists()
+
+    asyncio.run(run())

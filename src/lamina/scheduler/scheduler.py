@@ -454,6 +454,9 @@ class Scheduler:
         assert self._slots is not None
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._slots.create, environment.spec.code_dir)
+            if environment not in self._standby_runtime and environment not in self._env_pool:
+                self._slots.remove(environment.spec.code_dir)  # evicted before it started: nothing to run
+                return
             await environment.start(self._open_endpoint)
         except Exception as exc:  # supervisor: a standby that cannot start is dropped, loudly
             if not isinstance(exc, SandboxError):
