@@ -194,3 +194,24 @@ def test_a_parked_request_whose_client_left_is_not_delivered():
         assert parker.delivered == [False] and transport.writes == []
 
     asyncio.run(main())
+
+
+def test_an_error_in_answer_now_is_a_500_and_the_connection_serves_on(caplog):
+    async def main() -> None:
+        async def handler(request):  # type: ignore[no-untyped-def]
+            return Response(text="handler " + request.path)
+
+        def answer_now(request, reply):  # type: ignore[no-untyped-def]
+            if request.path == "/bad":
+                raise ValueError("bug")
+            return False
+
+        _, conn, transport = _connect(handler, answer_now=answer_now)
+        conn.data_received(_get("/bad"))
+        conn.data_received(_get("/next"))
+        await _settle()
+        text = b"".join(transport.writes)
+        assert text.startswith(b"HTTP/1.1 500") and b"handler /next" in text and not transport.closed
+
+    asyncio.run(main())
+    assert "unhandled error on GET /bad" in caplog.text

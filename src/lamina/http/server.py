@@ -390,7 +390,14 @@ class _Connection(asyncio.Protocol):
         answer_now = self._server.answer_now
         if answer_now is not None and request.stream is None and self._is_idle():
             self._owed = True
-            if answer_now(request, self._replier(request, keep_alive)):
+            reply = self._replier(request, keep_alive)
+            try:
+                if answer_now(request, reply):
+                    return
+            except Exception:
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                if self._owed:
+                    reply(Response(text="internal error", status=500))
                 return
             self._owed = False
         self._queue.append((request, keep_alive))
