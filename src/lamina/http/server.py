@@ -15,7 +15,8 @@ calls `reply(response)` once, at once or later (a parked `GET /next`: when the e
 invoking task itself), and False to leave the request to `handler`. That saves, per invoke, the two
 wake-ups of the runtime connection's task and the loop iteration between an event and its write.
 `reply` returns False when the connection is gone. Answers keep the requests' order: what arrives while
-a reply is owed waits for it, and replies made inside one read go out in one write.
+a reply is owed waits for it, and replies made inside one read go out in one write. An exception in
+`answer_now` is logged and answered 500, like one in a handler.
 
 Streaming (object uploads and downloads): a server built with `stream_if(method, url, headers)` hands
 the requests it picks to their handler as soon as the headers are in, with `request.stream` (a
