@@ -148,11 +148,11 @@ def _verify(
     header_map: dict[str, list[str]] = {}
     for name, value in headers:
         header_map.setdefault(name.lower(), []).append(value)
-    query = _parse_query(raw_query)
+    query = _parse_query(raw_query) if raw_query else []
     params = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in query}
 
     authorization = header_map.get("authorization")
-    presigned = any(p in params for p in _PRESIGN_MARKERS)
+    presigned = bool(params) and any(p in params for p in _PRESIGN_MARKERS)
     if authorization and presigned:
         raise IncompleteSignature(
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter "
@@ -229,6 +229,8 @@ def _from_header(authorization: str, timestamp: str | None) -> _Claim:
             name, sep, value = part.strip().partition("=")
             if sep:
                 fields.setdefault(name, value.strip())
+    if timestamp is not None and fields.get("Credential") and fields.get("Signature") and fields.get("SignedHeaders"):
+        return _Claim(fields["Credential"], fields["SignedHeaders"], fields["Signature"], timestamp, None, False)
     problems = [
         f"Authorization header requires '{p}' parameter."
         for p in ("Credential", "Signature", "SignedHeaders")
@@ -267,6 +269,7 @@ def _from_query(params: dict[str, str]) -> _Claim:
     )
 
 
+@lru_cache(maxsize=256)  # a client signs with the same scope all day
 def _parse_scope(credential: str) -> tuple[str, str, str, str]:
     parts = credential.rsplit("/", 4)
     if len(parts) != 5 or not all(parts) or not credential.isascii():
@@ -314,13 +317,16 @@ def _parse_timestamp(timestamp: str) -> datetime:
 def _check_time(timestamp: str, signed_at: datetime, now: datetime, max_skew_s: int, expires_s: int | None) -> None:
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    ahead_s = (signed_at - now).total_seconds()
+    window_s = max_skew_s if expires_s is None else expires_s
+    if -window_s <= ahead_s <= max_skew_s:  # the usual case: no timedelta objects made
+        return
     skew = timedelta(seconds=max_skew_s)
     if signed_at > now + skew:
         raise InvalidSignature(
             f"Signature not yet current: {timestamp} is still later than {_fmt(now + skew)} "
             f"({_fmt(now)} + {_window(max_skew_s)}.)"
         )
-    window_s = max_skew_s if expires_s is None else expires_s
     if signed_at < now - timedelta(seconds=window_s):
         raise InvalidSignature(
             f"Signature expired: {timestamp} is now earlier than {_fmt(now - timedelta(seconds=window_s))} "
