@@ -47,7 +47,8 @@ from lamina.logsink import FileLogSink, StoreLogSink
 from lamina.store.logs import LogStore
 from lamina.runtime_api.server import RuntimeApiServer
 from lamina.runtimes.registry import RuntimeRegistry, parse_overrides
-from lamina.sandbox import bwrap, netns, tmpvol
+from lamina.sandbox import bwrap, cpufence, netns, tmpvol
+from lamina.sandbox.cgroups import CGROUP_ROOT
 from lamina.sandbox.cgroups import detect as detect_cgroups
 from lamina.sandbox.base import SandboxDriver
 from lamina.sandbox.process import ProcessDriver
@@ -111,6 +112,12 @@ def choose_driver(config: Config, work_dir: Path, *, probe_only: bool = False) -
             if not probe_only:
                 if cgroups is not None:
                     cgroups.cleanup_stale()
+                    if config.reserve_loop_cpu != "off":
+                        fence, fence_why = cpufence.detect(CGROUP_ROOT, parent, cgroups.version)
+                        if fence is not None:
+                            cgroups.attach_fence(fence)
+                        else:
+                            log.info("cpu_fence_unavailable reason=%s", fence_why)
                 if volumes is not None:
                     volumes.start()
             netns_dir = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import contextlib
 import logging
 import signal
 import sys
@@ -82,6 +83,11 @@ async def _serve(config: config_mod.Config) -> None:
             loop.add_signal_handler(sig, app.stop)
         _settle_heap()
         loop_cpu, loop_nice = cpus.place_loop_thread(config.loop_cpu, config.loop_nice)
+        fence = app.driver.cpu_fence() if loop_cpu is not None and config.reserve_loop_cpu != "off" else None
+        fencing = None
+        if fence is not None:
+            fencing = asyncio.ensure_future(cpus.fence_loop_cpu(
+                fence, cpus.process_cpus(), loop_cpu, config.reserve_loop_cpu))
         creds = app.credentials
         echo = click.echo
         echo(f"lamina listening on {config.base_url}  (data: {app.data_dir})")
@@ -91,9 +97,11 @@ async def _serve(config: config_mod.Config) -> None:
                 echo(f"  NOT enforced: {protection.name} ({protection.why})")
         echo(f"runtimes: {', '.join(app.registry.ids())}")
         if loop_cpu is not None or loop_nice is not None:
-            echo(f"event loop: CPU {'any' if loop_cpu is None else loop_cpu}, nice "
-                 f"{'as functions' if loop_nice is None else loop_nice} (LAMINA_LOOP_CPU, LAMINA_LOOP_NICE; "
-                 f"environments keep lamina's CPUs and nice)")
+            reserve = {"auto": "kept from functions while the loop is busy", "on": "kept from functions"}
+            echo(f"event loop: CPU {'any' if loop_cpu is None else loop_cpu}"
+                 f"{', ' + reserve[config.reserve_loop_cpu] if fence is not None else ''}, nice "
+                 f"{'as functions' if loop_nice is None else loop_nice} (LAMINA_LOOP_CPU, LAMINA_RESERVE_LOOP_CPU, "
+                 f"LAMINA_LOOP_NICE)")
         echo("use it with:" + ("  (a new key pair was generated and kept in the data directory)"
                                if creds.generated else ""))
         echo(f"  aws configure set aws_access_key_id {creds.access_key_id}")
@@ -102,6 +110,10 @@ async def _serve(config: config_mod.Config) -> None:
         echo(f"  aws --endpoint-url {config.base_url} lambda list-functions")
         sys.stdout.flush()
         await app.wait_closed()
+        if fencing is not None:
+            fencing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fencing
         cpus.release_loop_thread()
         echo("lamina: shutting down")
 

@@ -70,6 +70,9 @@ class Config:
     #: Nice of the event loop's thread (functions run at 0): -5 lets it finish its batch of requests
     #: before the runtimes it wakes take its CPU. 0 turns it off; without CAP_SYS_NICE it is skipped.
     loop_nice: int = -5
+    #: Keep functions off the event loop's CPU (when it is pinned): auto, while the loop is busy
+    #: (>= 75% of each half second; given back below 50%); on, always; off, never. Needs cgroups' cpuset.
+    reserve_loop_cpu: str = "auto"
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 
@@ -114,6 +117,8 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Config:
     config = Config(**values)
     if config.network not in ("host", "private"):
         raise ValueError(f"network must be host or private, not {config.network!r}")
+    if config.reserve_loop_cpu not in ("auto", "on", "off"):
+        raise ValueError(f"reserve_loop_cpu must be auto, on or off, not {config.reserve_loop_cpu!r}")
     if config.keepalive_policy not in ("fixed", "histogram"):
         raise ValueError(f"keepalive_policy must be fixed or histogram, not {config.keepalive_policy!r}")
     if config.async_retry_base_delay_s < 0:

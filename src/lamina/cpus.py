@@ -14,16 +14,24 @@ starts, so neither may spread: threads the loop's thread starts call `release_th
 executors' initializer), and the loop's thread starts processes inside `unpinned()`. Environments
 forked by a zygote inherit the zygote's, which its starter thread released. The pure choice is
 `choose()`.
+
+The loop's CPU is also fenced off from functions while the loop is busy (LAMINA_RESERVE_LOOP_CPU,
+`fence_loop_cpu`): the runtimes a busy loop wakes no longer queue on its CPU — +24% invocations per
+second at 64 clients on 2 cores — and a quiet loop gives it back to CPU-heavy functions. The decision,
+with hysteresis, is `should_fence()`; the fence itself is one cpuset over every environment
+(sandbox/cpufence.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger("lamina.cpus")
 
@@ -101,6 +109,12 @@ def place_loop_thread(cpu_setting: str, nice: int) -> tuple[int | None, int | No
     return cpu, loop_nice
 
 
+def process_cpus() -> frozenset[int]:
+    """The CPUs lamina's process may use (the loop's thread's own, once pinned, is one of them)."""
+    pin = _pin
+    return pin.allowed if pin is not None else frozenset(os.sched_getaffinity(0))
+
+
 def release_loop_thread() -> None:
     global _pin
     pin, _pin = _pin, None
@@ -130,3 +144,49 @@ def unpinned() -> Iterator[None]:
         yield
     finally:
         _apply({pin.cpu} if pin.cpu is not None else pin.allowed, pin.loop_nice)
+
+
+#: Fence the loop's CPU from functions once the loop is busy this much of the time; give it back below
+#: FENCE_OFF_BUSY (the gap keeps a loop near one threshold from flapping).
+FENCE_ON_BUSY = 0.75
+FENCE_OFF_BUSY = 0.5
+FENCE_EVERY_S = 0.5
+
+
+def should_fence(busy: float, fenced: bool) -> bool:
+    """Whether functions should be kept off the loop's CPU, given the share of the last interval the
+    loop's thread spent on the CPU and whether they are now."""
+    return busy > FENCE_OFF_BUSY if fenced else busy >= FENCE_ON_BUSY
+
+
+async def fence_loop_cpu(set_cpus: Callable[[frozenset[int]], None], allowed: frozenset[int], loop_cpu: int,
+                         mode: str, *, every_s: float = FENCE_EVERY_S,
+                         busy_clock: Callable[[], float] = time.thread_time,
+                         clock: Callable[[], float] = time.monotonic) -> None:
+    """Run on the loop: `mode` on keeps functions on `allowed` minus the loop's CPU for good; auto does so
+    while the loop is busy (its thread's CPU time over each `every_s`). A refused write ends it, logged."""
+    others = allowed - {loop_cpu}
+    if not others:
+        return
+    fenced = False
+    try:
+        if mode == "on":
+            set_cpus(others)
+            return
+        spent, at = busy_clock(), clock()
+        while True:
+            await asyncio.sleep(every_s)
+            now_spent, now = busy_clock(), clock()
+            busy = (now_spent - spent) / max(now - at, 1e-6)
+            spent, at = now_spent, now
+            if should_fence(busy, fenced) != fenced:
+                fenced = not fenced
+                set_cpus(others if fenced else allowed)
+                log.info("loop_cpu_fenced=%s busy=%.2f functions_cpus=%s", fenced, busy,
+                         sorted(others if fenced else allowed))
+    except OSError as exc:
+        log.warning("loop_cpu_fence_failed error=%s", exc)
+    finally:
+        if fenced and mode != "on":
+            with contextlib.suppress(OSError):
+                set_cpus(allowed)

@@ -1,5 +1,6 @@
 """LAMINA_LOOP_CPU: the event loop's thread sits on one CPU; the environments (forked by a zygote or
-exec'd through bubblewrap) keep every CPU the server had."""
+exec'd through bubblewrap) keep every CPU the server had — or every one but the loop's, while
+LAMINA_RESERVE_LOOP_CPU keeps them off it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from tests.conftest import make_zip
+from tests.integration.conftest import serving
 
 ROLE = "arn:aws:iam::000000000000:role/x"
 PY = ("def handler(event, context):\n"
@@ -49,12 +53,34 @@ def test_the_loop_is_placed_and_environments_are_not(server, lam, fname):
     raised = os.geteuid() == 0 and nice > -5  # LAMINA_LOOP_NICE's default, -5, needs CAP_SYS_NICE
     assert loop == ({expected} if expected is not None else allowed, -5 if raised else nice)
     if expected is not None or raised:
-        assert f"event loop: CPU {'any' if expected is None else expected}, nice" in server.output()
-    assert _function_placement(lam, fname, "python3.11", {"index.py": PY}) == (allowed, nice)
+        assert f"event loop: CPU {'any' if expected is None else expected}" in server.output()
+    # never the loop's pin or nice; every CPU, or (LAMINA_RESERVE_LOOP_CPU=auto, the shared server just
+    # busy with an earlier test) every CPU but the loop's
+    placements = [(allowed, nice), (allowed - {expected}, nice)]
+    assert _function_placement(lam, fname, "python3.11", {"index.py": PY}) in placements
     if shutil.which("node"):
-        version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
-        runtime = f"nodejs{version[1:].split('.')[0]}.x"
-        assert _function_placement(lam, fname + "-node", runtime, {"index.js": NODE}) == (allowed, nice)
+        assert _function_placement(lam, fname + "-node", _node_runtime(), {"index.js": NODE}) in placements
+
+
+def _node_runtime() -> str:
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
+    return f"nodejs{version[1:].split('.')[0]}.x"
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_functions_are_kept_off_the_loops_cpu_when_asked(tmp_path_factory, mode):
+    allowed = set(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("one CPU: the loop is not pinned")
+    with serving(tmp_path_factory, f"reserve-{mode}", {"LAMINA_RESERVE_LOOP_CPU": mode}) as srv:
+        if "sandbox: bwrap" not in srv.output() or os.geteuid() != 0:
+            pytest.skip("the environments' cpuset needs the isolated sandbox's cgroups (root)")
+        lam = srv.client()
+        expected = allowed - {max(allowed)} if mode == "on" else allowed
+        assert ("kept from functions" in srv.output()) == (mode == "on")
+        assert _function_placement(lam, "py", "python3.11", {"index.py": PY})[0] == expected
+        if shutil.which("node"):
+            assert _function_placement(lam, "node", _node_runtime(), {"index.js": NODE})[0] == expected
 
 
 def test_the_setting_is_checked_before_the_server_starts(tmp_path):

@@ -25,3 +25,6 @@ def test_bad_values_are_reported_with_their_name():
         load({"LAMINA_PORT": "many"})
     with pytest.raises(ValueError, match="sandbox"):
         load({"LAMINA_SANDBOX": "docker"})
+    with pytest.raises(ValueError, match="reserve_loop_cpu must be auto, on or off"):
+        load({"LAMINA_RESERVE_LOOP_CPU": "yes"})
+    assert load({"LAMINA_RESERVE_LOOP_CPU": "on"}).reserve_loop_cpu == "on"

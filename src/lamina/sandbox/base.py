@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -154,6 +155,9 @@ class SandboxDriver(Protocol):
 
     def protections(self) -> list[Protection]:
         """What this driver enforces here, and why not where it does not."""
+
+    def cpu_fence(self) -> Callable[[frozenset[int]], None] | None:
+        """What sets the CPUs every environment may run on at once (sandbox/cpufence.py), or None."""
 
 
 def provided_bootstrap(spec: SandboxSpec) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Callable
 import logging
 import subprocess
 import threading
@@ -230,6 +231,10 @@ class BwrapDriver:
         group = self._groups.get(spec.env_id)
         if group is not None and self._cgroups is not None:
             self._cgroups.set_cpu(group, Limits.for_memory(memory_mb).vcpus)
+
+    def cpu_fence(self) -> Callable[[frozenset[int]], None] | None:
+        fence = self._cgroups.fence if self._cgroups is not None else None
+        return fence.set if fence is not None else None
 
     def peak_memory_mb(self, spec: SandboxSpec) -> int | None:
         group = self._groups.get(spec.env_id)

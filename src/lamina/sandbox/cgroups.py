@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lamina.errors import SandboxError
+from lamina.sandbox.cpufence import CpuFence
 
 CPU_PERIOD_US = 100_000
 MB_PER_VCPU = 1769
@@ -117,11 +118,13 @@ class Limits:
 class Cgroup:
     """One environment's cgroup: a directory per controller (v1) or a single directory (v2)."""
 
-    def __init__(self, name: str, version: int, dirs: dict[str, Path]) -> None:
+    def __init__(self, name: str, version: int, dirs: dict[str, Path], shared_procs: list[Path] | None = None) -> None:
         self.name = name
         self.version = version
         #: controller ("memory", "cpu", "pids", maybe "cpuacct") -> its directory; v2: all the same.
         self.dirs = dirs
+        #: Groups every environment joins too (v1: the environments' cpuset, sandbox/cpufence.py).
+        self._shared_procs = shared_procs or []
         self._unique = list(dict.fromkeys(dirs.values()))
         #: The peak-memory file, kept open: read after invocations, a pread instead of open/read/close.
         self._peak_fd = -1
@@ -131,7 +134,7 @@ class Cgroup:
         return f"Cgroup({self.name!r}, v{self.version}, {[str(d) for d in self._unique]})"
 
     def procs_files(self) -> list[Path]:
-        return [d / "cgroup.procs" for d in self._unique]
+        return [d / "cgroup.procs" for d in self._unique] + self._shared_procs
 
     def attach(self, pid: int) -> None:
         for procs in self.procs_files():
@@ -276,9 +279,15 @@ class CgroupManager:
         #: controller -> lamina's parent cgroup directory (v2: the same directory for all).
         self.parents = parents
         self._unique = list(dict.fromkeys(parents.values()))
+        #: The cpuset over every environment (sandbox/cpufence.py), when there is one.
+        self.fence: CpuFence | None = None
+
+    def attach_fence(self, fence: CpuFence) -> None:
+        self.fence = fence
 
     def _cgroup(self, name: str) -> Cgroup:
-        return Cgroup(name, self.version, {c: p / name for c, p in self.parents.items()})
+        shared = [self.fence.procs_file] if self.fence is not None and self.fence.procs_file is not None else None
+        return Cgroup(name, self.version, {c: p / name for c, p in self.parents.items()}, shared)
 
     def create(self, name: str, limits: Limits) -> Cgroup:
         _check_name(name)
@@ -361,6 +370,8 @@ class CgroupManager:
     def destroy(self) -> None:
         """cleanup_stale(), then remove the parent cgroup itself (tests, a clean shutdown)."""
         self.cleanup_stale()
+        if self.fence is not None:
+            self.fence.remove()
         for parent in self._unique:
             try:
                 _rmdir(parent)
@@ -399,7 +410,10 @@ def _undo(made: list[Path]) -> None:
             pass
 
 
-def detect(root: Path = Path("/sys/fs/cgroup"), parent: str = "lamina") -> tuple[CgroupManager | None, str]:
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def detect(root: Path = CGROUP_ROOT, parent: str = "lamina") -> tuple[CgroupManager | None, str]:
     """(manager, reason): a manager for environments under <root>/<parent>, or None and why not."""
     _check_name(parent)
     root = Path(root)

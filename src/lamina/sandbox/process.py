@@ -82,6 +82,9 @@ class ProcessDriver:
     def close(self) -> None:
         return None
 
+    def cpu_fence(self) -> None:
+        return None
+
     def protections(self) -> list[Protection]:
         why = "process fallback: bubblewrap or root not available"
         return [
