@@ -84,3 +84,23 @@ def test_auto_fences_a_busy_loop_and_gives_the_cpu_back_when_it_quiets():
 def test_on_fences_at_once_and_a_refused_write_ends_quietly():
     assert _drive([0.0], mode="on") == [frozenset({0, 1})]
     assert _drive([0.9, 0.9], refuse=True) == []
+
+
+def test_a_v2_fence_is_the_parents_cpuset_with_the_controller_enabled_at_the_root(tmp_path):
+    mine = frozenset(os.sched_getaffinity(0))
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    (tmp_path / "lamina-x").mkdir()
+    fence, why = detect(tmp_path, "lamina-x", 2)
+    assert fence is not None and fence.procs_file is None, why  # being below the parent is enough
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpuset"
+    assert parse_cpus((tmp_path / "lamina-x" / "cpuset.cpus").read_text()) == mine
+    manager = CgroupManager(2, {c: tmp_path / "lamina-x" for c in ("memory", "cpu", "pids")})
+    manager.attach_fence(fence)
+    assert manager._cgroup("env-1").procs_files() == [tmp_path / "lamina-x" / "env-1" / "cgroup.procs"]
+
+
+def test_a_v2_root_without_cpuset_has_no_fence(tmp_path):
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    fence, why = detect(tmp_path, "lamina-x", 2)
+    assert fence is None and "no cpuset controller" in why
