@@ -112,7 +112,8 @@ def choose_driver(config: Config, work_dir: Path, *, probe_only: bool = False) -
             if not probe_only:
                 if cgroups is not None:
                     cgroups.cleanup_stale()
-                    if config.reserve_loop_cpu != "off":
+                    if (config.reserve_loop_cpu != "off" and config.loop_cpu != "off"
+                            and len(os.sched_getaffinity(0)) >= 2):  # else no loop CPU to keep functions off
                         fence, fence_why = cpufence.detect(CGROUP_ROOT, parent, cgroups.version)
                         if fence is not None:
                             cgroups.attach_fence(fence)
