@@ -9,7 +9,10 @@ server gets one hello-world function, and the two are measured window by window 
 (A B, B A, A B, ...), so that this VM's slow spells (hypervisor steal, a neighbour's cache) fall on both
 alike: the way to see a change of a few percent that sequential runs bury in drift. Per tree: every
 window's invokes/s and server CPU per invoke (µs, the server process only), the medians, and the CPU
-stolen during its windows. Extra `KEY=VALUE` arguments are set in both servers' environment.
+stolen during its windows. Extra `KEY=VALUE` arguments are set in both servers' environment;
+`--a-env` / `--b-env` in one's only, so one tree given twice compares two settings:
+
+    .venv/bin/python bench/ab_bench.py . . --a-env LAMINA_RESERVE_LOOP_CPU=on --b-env LAMINA_RESERVE_LOOP_CPU=off
 """
 
 from __future__ import annotations
@@ -26,17 +29,15 @@ from bench.invoke_bench import Lamina, process_cpu_s, raw_request, stolen_s, thr
 
 
 def start(tree: Path, extra: dict[str, str]) -> Lamina:
+    """A server from `tree`'s source with `extra` in its environment (this process's is left as it was)."""
     target = Lamina()
-    os.environ.update(extra)
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tree / "src")
+    saved = dict(os.environ)
+    os.environ.update(extra, PYTHONPATH=str(tree / "src"))
     try:
         target.start()  # makes pyHello (and nodeHello where node is installed)
     finally:
-        if previous is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = previous
+        os.environ.clear()
+        os.environ.update(saved)
     return target
 
 
@@ -45,6 +46,9 @@ def main() -> None:
     parser.add_argument("a", type=Path, help="source tree A (a checkout: A/src is put on PYTHONPATH)")
     parser.add_argument("b", type=Path, help="source tree B")
     parser.add_argument("env", nargs="*", metavar="KEY=VALUE", help="set in both servers' environment")
+    parser.add_argument("--a-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="set in A's environment only (the same tree twice compares two settings)")
+    parser.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE", help="set in B's only")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -54,9 +58,10 @@ def main() -> None:
     function = {"python": "pyHello", "node": "nodeHello"}[args.runtime]
     targets = []
     try:
-        for tree in (args.a, args.b):
-            target = start(tree.resolve(), extra)
-            targets.append((str(tree), target, raw_request(target.port, function, True)))
+        for tree, own in ((args.a, args.a_env), (args.b, args.b_env)):
+            target = start(tree.resolve(), dict(extra, **dict(kv.split("=", 1) for kv in own)))
+            name = " ".join([str(tree), *own])
+            targets.append((name, target, raw_request(target.port, function, True)))
             throughput(target.port, targets[-1][2], args.clients, 2)  # scale out, warm up
         windows: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
         for r in range(args.rounds):

@@ -116,7 +116,7 @@ def choose_driver(config: Config, work_dir: Path, *, probe_only: bool = False) -
                             and len(os.sched_getaffinity(0)) >= 2):  # else no loop CPU to keep functions off
                         fence, fence_why = cpufence.detect(CGROUP_ROOT, parent, cgroups.version)
                         if fence is not None:
-                            cgroups.attach_fence(fence)
+                            cgroups.fence = fence
                         else:
                             log.info("cpu_fence_unavailable reason=%s", fence_why)
                 if volumes is not None:

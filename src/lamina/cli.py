@@ -83,7 +83,7 @@ async def _serve(config: config_mod.Config) -> None:
             loop.add_signal_handler(sig, app.stop)
         _settle_heap()
         loop_cpu, loop_nice = cpus.place_loop_thread(config.loop_cpu, config.loop_nice)
-        fence = app.driver.cpu_fence() if loop_cpu is not None and config.reserve_loop_cpu != "off" else None
+        fence = app.driver.cpu_fence() if loop_cpu is not None else None  # none made with LAMINA_RESERVE_LOOP_CPU=off
         fencing = None
         if fence is not None:
             fencing = asyncio.ensure_future(cpus.fence_loop_cpu(

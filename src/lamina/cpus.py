@@ -16,8 +16,9 @@ forked by a zygote inherit the zygote's, which its starter thread released. The 
 `choose()`.
 
 The loop's CPU is also fenced off from functions while the loop is busy (LAMINA_RESERVE_LOOP_CPU,
-`fence_loop_cpu`): the runtimes a busy loop wakes no longer queue on its CPU — +24% invocations per
-second at 64 clients on 2 cores — and a quiet loop gives it back to CPU-heavy functions. The decision,
+`fence_loop_cpu`): the runtimes a busy loop wakes no longer queue on its CPU — +4% to +26% invocations
+per second at 64 clients on 2 cores, by how busy the host is (docs/benchmarks.md) — and a quiet loop gives
+it back to CPU-heavy functions. The decision,
 with hysteresis, is `should_fence()`; the fence itself is one cpuset over every environment
 (sandbox/cpufence.py).
 """
@@ -187,6 +188,6 @@ async def fence_loop_cpu(set_cpus: Callable[[frozenset[int]], None], allowed: fr
     except OSError as exc:
         log.warning("loop_cpu_fence_failed error=%s", exc)
     finally:
-        if fenced and mode != "on":
+        if fenced:
             with contextlib.suppress(OSError):
                 set_cpus(allowed)

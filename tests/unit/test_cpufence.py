@@ -32,7 +32,7 @@ def test_a_v1_fence_is_made_usable_and_every_environment_joins_it(tmp_path):
     # a new v1 cpuset takes nobody until it has memory nodes and CPUs
     assert (made / "cpuset.mems").read_text() == "0" and parse_cpus((made / "cpuset.cpus").read_text()) == mine
     manager = CgroupManager(1, {c: tmp_path / c / "lamina-x" for c in ("memory", "cpu", "pids")})
-    manager.attach_fence(fence)
+    manager.fence = fence
     assert manager._cgroup("env-1").procs_files()[-1] == made / "cgroup.procs"
     fence.set(frozenset({min(mine)}))
     assert (made / "cpuset.cpus").read_text() == str(min(mine))
@@ -96,7 +96,7 @@ def test_a_v2_fence_is_the_parents_cpuset_with_the_controller_enabled_at_the_roo
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpuset"
     assert parse_cpus((tmp_path / "lamina-x" / "cpuset.cpus").read_text()) == mine
     manager = CgroupManager(2, {c: tmp_path / "lamina-x" for c in ("memory", "cpu", "pids")})
-    manager.attach_fence(fence)
+    manager.fence = fence
     assert manager._cgroup("env-1").procs_files() == [tmp_path / "lamina-x" / "env-1" / "cgroup.procs"]
 
 

@@ -120,6 +120,10 @@ def _post(path: str, body: bytes = b"{}") -> bytes:
     return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
 
 
+async def echo_path(request):  # type: ignore[no-untyped-def]
+    return Response(text="handler " + request.path)
+
+
 class Parker:
     """answer_now for tests: POST answered at once, GET /park held until `release`, the rest declined."""
 
@@ -142,11 +146,8 @@ class Parker:
 
 def test_answer_now_answers_without_a_task_and_holds_a_result_for_the_parked_request_after_it():
     async def main() -> None:
-        async def handler(request):  # type: ignore[no-untyped-def]
-            return Response(text="handler " + request.path)
-
         parker = Parker()
-        _, conn, transport = _connect(handler, answer_now=parker)
+        _, conn, transport = _connect(echo_path, answer_now=parker)
         conn.data_received(_post("/r1"))  # alone: answered as it is read
         assert transport.writes == [transport.writes[0]] and b"posted /r1" in transport.writes[0]
         conn.data_received(_post("/r2") + _get("/park"))  # a result and the next long poll, pipelined
@@ -163,11 +164,8 @@ def test_answer_now_answers_without_a_task_and_holds_a_result_for_the_parked_req
 
 def test_requests_behind_a_parked_one_wait_for_its_answer():
     async def main() -> None:
-        async def handler(request):  # type: ignore[no-untyped-def]
-            return Response(text="handler " + request.path)
-
         parker = Parker()
-        _, conn, transport = _connect(handler, answer_now=parker)
+        _, conn, transport = _connect(echo_path, answer_now=parker)
         conn.data_received(_get("/park"))
         conn.data_received(_get("/other") + _post("/r3"))  # pipelined behind the parked request
         await _settle()
@@ -183,11 +181,8 @@ def test_requests_behind_a_parked_one_wait_for_its_answer():
 
 def test_a_parked_request_whose_client_left_is_not_delivered():
     async def main() -> None:
-        async def handler(request):  # type: ignore[no-untyped-def]
-            return Response(text="handler")
-
         parker = Parker()
-        _, conn, transport = _connect(handler, answer_now=parker, cancel_on_disconnect=True)
+        _, conn, transport = _connect(echo_path, answer_now=parker, cancel_on_disconnect=True)
         conn.data_received(_get("/park"))
         conn.connection_lost(None)
         parker.release("event")
@@ -198,15 +193,12 @@ def test_a_parked_request_whose_client_left_is_not_delivered():
 
 def test_an_error_in_answer_now_is_a_500_and_the_connection_serves_on(caplog):
     async def main() -> None:
-        async def handler(request):  # type: ignore[no-untyped-def]
-            return Response(text="handler " + request.path)
-
         def answer_now(request, reply):  # type: ignore[no-untyped-def]
             if request.path == "/bad":
                 raise ValueError("bug")
             return False
 
-        _, conn, transport = _connect(handler, answer_now=answer_now)
+        _, conn, transport = _connect(echo_path, answer_now=answer_now)
         conn.data_received(_get("/bad"))
         conn.data_received(_get("/next"))
         await _settle()

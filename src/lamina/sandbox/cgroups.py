@@ -282,9 +282,6 @@ class CgroupManager:
         #: The cpuset over every environment (sandbox/cpufence.py), when there is one.
         self.fence: CpuFence | None = None
 
-    def attach_fence(self, fence: CpuFence) -> None:
-        self.fence = fence
-
     def _cgroup(self, name: str) -> Cgroup:
         shared = [self.fence.procs_file] if self.fence is not None and self.fence.procs_file is not None else None
         return Cgroup(name, self.version, {c: p / name for c, p in self.parents.items()}, shared)

@@ -2,7 +2,7 @@
 
 Why: with the event loop pinned to one CPU (lamina/cpus.py), a busy loop still shares that CPU with
 whatever runtimes the scheduler wakes there; at 64 clients keeping the environments on the other CPUs
-gave +24% invocations per second on the 2-vCPU team VM (8 alternated 3-s windows, each one won). Held
+gave +4% to +26% invocations per second on the 2-vCPU team VM (docs/benchmarks.md). Held
 only while the loop is busy (lamina/cpus.py `fence_loop_cpu`), so that a quiet server leaves every CPU to
 CPU-heavy functions.
 
