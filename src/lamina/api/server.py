@@ -34,6 +34,8 @@ log = logging.getLogger("lamina.api")
 MAX_REQUEST_BYTES = 70_167_211
 UNSIGNED_PATHS = frozenset({"/metrics", "/ui"})  # scrapers and browsers do not sign (/ui has its own login)
 F = "/2015-03-31/functions"
+#: X-Amz-Invocation-Type values (a dict lookup: the Enum call by value costs ~1 µs per invoke).
+_INVOCATION_TYPES = {t.value: t for t in InvocationType}
 
 
 class UnknownOperation(ApiError):
@@ -285,12 +287,10 @@ class LambdaApi:
         ref = self._ref(request)
         headers = request.headers
         kind = headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        try:
-            invocation_type = InvocationType(kind)
-        except ValueError:
+        invocation_type = _INVOCATION_TYPES.get(kind)
+        if invocation_type is None:
             raise ValidationError.field(
-                kind, "invocationType", "Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
-            ) from None
+                kind, "invocationType", "Member must satisfy enum value set: [Event, RequestResponse, DryRun]")
         result = await self._invoker.invoke(InvokeRequest(
             name=ref.name, qualifier=ref.qualifier, payload=await request.read(),
             invocation_type=invocation_type, client_context_b64=headers.get("X-Amz-Client-Context"),

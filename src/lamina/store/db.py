@@ -7,6 +7,7 @@ connection; WAL lets readers run beside the one writer, and the timeout makes a 
 from __future__ import annotations
 
 import collections
+import itertools
 import sqlite3
 import threading
 from pathlib import Path
@@ -76,7 +77,7 @@ class WriteBehind(Generic[T]):
         sql = self._sql.get(len(rows))
         if sql is None:
             sql = self._sql[len(rows)] = self._head + ", ".join([self._row] * len(rows))
-        self._db.execute(sql, [value for row in rows for value in row])
+        self._db.execute(sql, list(itertools.chain.from_iterable(rows)))  # in C: the GIL held less
 
     def flush(self, *context: Any) -> None:
         """Insert everything buffered so far; `rows(items, *context)` makes the rows."""

@@ -11,6 +11,7 @@ import dataclasses
 import sqlite3
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from lamina.store.db import WriteBehind, connect
 
@@ -32,8 +33,10 @@ CREATE INDEX IF NOT EXISTS invocations_ts ON invocations (ts);
 """
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One invocation's metering record (a named tuple: made on the invoke path, several times cheaper
+    than a frozen dataclass, and as immutable)."""
+
     ts_ms: int
     function: str
     version: str
