@@ -8,9 +8,10 @@ Each tree's `src` goes on PYTHONPATH of its own `lamina serve` (the same interpr
 server gets one hello-world function, and the two are measured window by window in alternating order
 (A B, B A, A B, ...), so that this VM's slow spells (hypervisor steal, a neighbour's cache) fall on both
 alike: the way to see a change of a few percent that sequential runs bury in drift. Per tree: every
-window's invokes/s and server CPU per invoke (µs, the server process only), the medians, and the CPU
-stolen during its windows. Extra `KEY=VALUE` arguments are set in both servers' environment;
-`--a-env` / `--b-env` in one's only, so one tree given twice compares two settings:
+window's invokes/s, the CPU per invoke (µs) of the server and of the functions' processes (as
+bench/cpu_budget.py parts them), the medians, and the CPU stolen during its windows. Extra `KEY=VALUE`
+arguments are set in both servers' environment; `--a-env` / `--b-env` in one's only, so one tree given
+twice compares two settings:
 
     .venv/bin/python bench/ab_bench.py . . --a-env LAMINA_RESERVE_LOOP_CPU=on --b-env LAMINA_RESERVE_LOOP_CPU=off
 """
@@ -25,7 +26,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.invoke_bench import Lamina, process_cpu_s, raw_request, stolen_s, throughput  # noqa: E402
+from bench.cpu_budget import window  # noqa: E402
+from bench.invoke_bench import Lamina, raw_request, stolen_s, throughput  # noqa: E402
 
 
 def start(tree: Path, extra: dict[str, str]) -> Lamina:
@@ -66,26 +68,29 @@ def main() -> None:
         windows: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
         for r in range(args.rounds):
             for name, target, request in (targets if r % 2 == 0 else targets[::-1]):
-                pid = target.server_pid
-                assert pid is not None
-                cpu, steal = process_cpu_s(pid), stolen_s()
-                out = throughput(target.port, request, args.clients, args.seconds)
-                n = max(1, out["rps"] * args.seconds)
-                windows[name].append({"rps": out["rps"], "server_cpu_us": round((process_cpu_s(pid) - cpu) / n * 1e6),
+                steal = stolen_s()
+                out = window(target, request, args.clients, args.seconds)
+                us = out["us_per_invoke"]
+                windows[name].append({"rps": out["rps"],
+                                      "server_cpu_us": round(us["event loop"] + us["other server threads"]),
+                                      "functions_cpu_us": round(us["functions' processes"]),
                                       "steal_s": round(stolen_s() - steal, 2)})
     finally:
         for _, target, _ in targets:
             target.stop()
     result = {name: {"median_rps": statistics.median(w["rps"] for w in ws),
                      "median_server_cpu_us": statistics.median(w["server_cpu_us"] for w in ws),
+                     "median_functions_cpu_us": statistics.median(w["functions_cpu_us"] for w in ws),
                      "steal_s": round(sum(w["steal_s"] for w in ws), 2), "windows": ws}
               for name, ws in windows.items()}
     print(json.dumps({"clients": args.clients, "seconds": args.seconds, "runtime": args.runtime,
                       "env": extra, "trees": result}, indent=1))
-    print(f"| tree | {args.runtime}, c={args.clients}: median inv/s | median server µs/invoke | steal s |")
-    print("|---|---|---|---|")
+    print(f"| tree | {args.runtime}, c={args.clients}: median inv/s | median server µs/invoke "
+          "| median functions' µs/invoke | steal s |")
+    print("|---|---|---|---|---|")
     for name, r in result.items():
-        print(f"| {name} | {r['median_rps']} | {r['median_server_cpu_us']} | {r['steal_s']} |")
+        print(f"| {name} | {r['median_rps']} | {r['median_server_cpu_us']} | {r['median_functions_cpu_us']} "
+              f"| {r['steal_s']} |")
 
 
 if __name__ == "__main__":
