@@ -4,13 +4,14 @@
     .venv/bin/python bench/cpu_budget.py [--peers-dir /tmp/lamina-peers] [--rounds 4] [--seconds 5]
 
 Both targets up at once, throughput windows alternating between them (as `invoke_bench.py --interleave`),
-each target's hello world in Python. For every window, the CPU time (user + system, from /proc) of each
-part of the host divided by the invokes answered, in µs per invoke:
+each target's hello world in Python (or `--runtime node`). For every window, the CPU time (user + system,
+from /proc) of each part of the host divided by the invokes answered, in µs per invoke:
 
   * lamina: its event loop's thread; its other threads (the writer, the I/O pool); the functions'
     processes (every process in an environment's cgroup, and the server's other descendants: zygotes,
     inits, runtimes);
-  * serverless-offline: its Node.js processes; its Python workers (one per concurrent request);
+  * serverless-offline: its Node.js processes (Node.js handlers run in them); its Python workers (one
+    per concurrent request);
   * the load generator (this process: the same client code for both);
   * the rest of the host (kernel threads, interrupts, anything else running), idle and stolen time.
 
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--runtime", choices=("python", "node"), default="python")
     args = parser.parse_args()
     targets: list[object] = [Lamina()]
     if ServerlessOffline.available(args.peers_dir):
@@ -116,7 +118,7 @@ def main() -> None:
     try:
         for t in targets:
             t.start()
-        requests = {t.name: raw_request(t.port, t.functions()["python"], t.signed) for t in targets}
+        requests = {t.name: raw_request(t.port, t.functions()[args.runtime], t.signed) for t in targets}
         for t in targets:  # scale out first
             asyncio.run(_throughput(t.port, requests[t.name], args.clients, args.seconds))
         for r in range(args.rounds):
@@ -128,7 +130,7 @@ def main() -> None:
             t.stop()
     print(json.dumps(windows, indent=1))
     print(f"\nµs of CPU per invoke, median of {args.rounds} windows of {args.seconds:g} s, "
-          f"{args.clients} clients (Python hello world):\n")
+          f"{args.clients} clients ({args.runtime} hello world):\n")
     print("| target | inv/s | part | µs per invoke |\n|---|---|---|---|")
     for name, ws in windows.items():
         rps = round(statistics.median(w["rps"] for w in ws))

@@ -492,6 +492,28 @@ def handle_invocation(client: RuntimeClient, handler, request_id: str, headers, 
                                 json.dumps(error).encode("utf-8"), "application/json")
 
 
+_TRACE_C: list = []
+
+
+def _trace_c():
+    """(libc's putenv, a "_X_AMZN_TRACE_ID=" buffer of TraceVariable.CAPACITY more bytes, a writable view of
+    those) through ctypes, or None where they cannot be had. Made once per process tree: the zygote makes
+    them before it forks (a CDLL and an array type are classes of their own; a forked runtime only copies
+    the buffer's page when it first writes it)."""
+    if not _TRACE_C:
+        try:
+            import ctypes
+            putenv = ctypes.CDLL(None).putenv
+            putenv.argtypes, putenv.restype = [ctypes.c_char_p], ctypes.c_int
+            key = TraceVariable.KEY
+            buffer = ctypes.create_string_buffer(key + b"=", len(key) + 1 + TraceVariable.CAPACITY)
+            made = putenv, buffer, memoryview(buffer).cast("B")[len(key) + 1:]
+        except Exception:
+            made = None
+        _TRACE_C.append(made)
+    return _TRACE_C[0]
+
+
 class TraceVariable:
     """``_X_AMZN_TRACE_ID``, set for each invocation as awslambdaric sets it: in ``os.environ`` and in the C
     environment that subprocesses inherit — but, in a warm environment, not by ``setenv(3)``: glibc keeps
@@ -546,18 +568,12 @@ class TraceVariable:
                 self._countdown -= self._countdown > 0
                 return
             self._countdown = -1  # one attempt only
-            try:
-                import ctypes
-                data = os.environ._data
-                if not isinstance(data, dict) or os.environ.encodekey(self.NAME) != self.KEY:
-                    return
-                putenv = ctypes.CDLL(None).putenv
-                putenv.argtypes, putenv.restype = [ctypes.c_char_p], ctypes.c_int
-                buffer = ctypes.create_string_buffer(self.KEY + b"=", len(self.KEY) + 1 + self.CAPACITY)
-                self._view = memoryview(buffer).cast("B")[len(self.KEY) + 1:]
-                self._buffer, self._putenv, self._data = buffer, putenv, data
-            except Exception:
+            data = getattr(os.environ, "_data", None)
+            made = _trace_c()
+            if not isinstance(data, dict) or os.environ.encodekey(self.NAME) != self.KEY or made is None:
                 return
+            self._putenv, self._buffer, self._view = made
+            self._data = data
         raw = os.environ._data.get(self.KEY)
         if raw is None or len(raw) >= self.CAPACITY or b"\0" in raw:
             return
@@ -565,6 +581,10 @@ class TraceVariable:
         self._view[len(raw)] = 0
         if self._putenv(self._buffer) == 0:
             self._last = raw
+
+
+if "ctypes" in sys.modules:  # the zygote, which imports ctypes before this module: made before it forks
+    _trace_c()
 
 
 def serve(client: RuntimeClient, handler) -> None:

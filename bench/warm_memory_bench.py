@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Does a warm environment's memory grow with the invocations it serves? lamina alone.
+
+    .venv/bin/python bench/warm_memory_bench.py [--seconds 10] [--rounds 4]
+
+One hello-world function per runtime (Python, and Node.js where installed) served by one environment
+(one client, keep-alive, raw HTTP): after each round of `--seconds` of back-to-back invokes, the
+`Max Memory Used` of the REPORT line (the environment cgroup's peak, as Lambda reports it). A runtime
+that keeps something per invocation shows it here long before a function's memory limit does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.invoke_bench import Lamina, _throughput, raw_request  # noqa: E402
+
+
+def max_memory_mb(target: Lamina, function: str) -> int:
+    result = target.client.invoke(FunctionName=function, Payload=b"{}", LogType="Tail")
+    log = base64.b64decode(result["LogResult"]).decode()
+    return int(log.split("Max Memory Used: ")[1].split(" ")[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    target = Lamina()
+    out: dict[str, list[dict[str, int]]] = {}
+    try:
+        target.start()
+        for runtime, function in target.functions().items():
+            request = raw_request(target.port, function, True)
+            rows = out[runtime] = [{"invocations": 1, "max_memory_mb": max_memory_mb(target, function)}]
+            done = 1
+            for _ in range(args.rounds):
+                done += asyncio.run(_throughput(target.port, request, 1, args.seconds))["rps"] * args.seconds + 1
+                rows.append({"invocations": round(done), "max_memory_mb": max_memory_mb(target, function)})
+            print(json.dumps({runtime: rows}), file=sys.stderr)
+    finally:
+        target.stop()
+    print(json.dumps(out, indent=1))
+    print("| runtime | invocations served → Max Memory Used (MB) | growth per 10,000 invocations |")
+    print("|---|---|---|")
+    for runtime, rows in out.items():
+        steps = ", ".join(f"{r['invocations']:,} → {r['max_memory_mb']}" for r in rows)
+        # from the second reading: the first invocations also grow the heaps to their working size
+        span = rows[-1]["invocations"] - rows[1]["invocations"]
+        growth = (rows[-1]["max_memory_mb"] - rows[1]["max_memory_mb"]) / span * 10_000 if span else 0.0
+        print(f"| {runtime} | {steps} | {growth:.2f} MB |")
+
+
+if __name__ == "__main__":
+    main()
