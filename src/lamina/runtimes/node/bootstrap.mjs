@@ -288,8 +288,9 @@ function logError(label, err) {
 
 /** null when stdout/stderr have nothing buffered (the usual case), else a promise for the flush. */
 function stdioFlushed() {
-  const pending = [process.stdout, process.stderr].filter((s) => s.writableLength > 0);
-  if (pending.length === 0) return null;
+  const { stdout, stderr } = process;
+  if (stdout.writableLength === 0 && stderr.writableLength === 0) return null; // no array made per invoke
+  const pending = [stdout, stderr].filter((s) => s.writableLength > 0);
   return Promise.all(pending.map((s) => new Promise((resolve) => s.write('', resolve))));
 }
 
@@ -303,7 +304,8 @@ async function postResponse(id, result) {
   } catch {
     return postError(id, new Error('Unable to stringify response body'));
   }
-  await stdioFlushed();
+  const flushed = stdioFlushed();
+  if (flushed) await flushed;
   await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/response`, body);
 }
 
@@ -429,8 +431,22 @@ function parseJson(text, name) {
   }
 }
 
-/** Runs one invocation; resolves once its result or error has been posted. */
-function invoke(handler, headers, body) {
+/** What a handler's context takes from the environment, read once (process.env reads are calls into
+ *  the C++ side, five per invocation otherwise): after a standby's assignment, before the first event. */
+let statics = null;
+function contextStatics() {
+  return {
+    functionName: env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+  };
+}
+
+/** Runs one invocation; resolves once its result or error has been posted. `callbackStyle` and
+ *  `isAsync`: the handler's shape, worked out once. */
+function invoke(handler, headers, body, callbackStyle, isAsync) {
   const id = headers['lambda-runtime-aws-request-id'];
   const deadline = Number(headers['lambda-runtime-deadline-ms']);
   globalThis[REQUEST_ID] = id;
@@ -473,13 +489,13 @@ function invoke(handler, headers, body) {
         succeed: (result) => done(null, result),
         fail: (err) => done(err ?? 'handled'),
         done,
-        functionName: env.AWS_LAMBDA_FUNCTION_NAME,
-        functionVersion: env.AWS_LAMBDA_FUNCTION_VERSION,
+        functionName: statics.functionName,
+        functionVersion: statics.functionVersion,
         invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
-        memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+        memoryLimitInMB: statics.memoryLimitInMB,
         awsRequestId: id,
-        logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME,
-        logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME,
+        logGroupName: statics.logGroupName,
+        logStreamName: statics.logStreamName,
         identity: parseJson(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
         clientContext: parseJson(headers['lambda-runtime-client-context'], 'ClientContext'),
         getRemainingTimeInMillis: () => deadline - Date.now(),
@@ -490,9 +506,8 @@ function invoke(handler, headers, body) {
       return;
     }
 
-    const callbackStyle = handler.length >= 3;
     // If the loop drains with no answer: async handlers fail, others answer null (as the RIC does).
-    onEmptyLoop = util.types.isAsyncFunction(handler)
+    onEmptyLoop = isAsync
       ? () => done(new RuntimeError('Runtime.NodeJsExit', 'Error: Runtime exited without providing a reason'))
       : () => done(null, null);
     try {
@@ -509,10 +524,13 @@ function invoke(handler, headers, body) {
 }
 
 async function loop(handler) {
+  statics = contextStatics();
+  const callbackStyle = handler.length >= 3;
+  const isAsync = util.types.isAsyncFunction(handler);
   for (;;) {
     const next = await call('GET', `${RUNTIME}/invocation/next`);
     if (next.status !== 200) throw new Error(`GET /invocation/next answered ${next.status}: ${next.body}`);
-    await invoke(handler, next.headers, next.body);
+    await invoke(handler, next.headers, next.body, callbackStyle, isAsync);
   }
 }
 
