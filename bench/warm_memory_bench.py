@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/warm_memory_bench.py [--seconds 10] [--rounds 4]
 
-One hello-world function per runtime (Python, and Node.js where installed) served by one environment
+One hello-world function per runtime (Python; Node.js and Ruby where installed) served by one environment
 (one client, keep-alive, raw HTTP): after each round of `--seconds` of back-to-back invokes, the
 `Max Memory Used` of the REPORT line (the environment cgroup's peak, as Lambda reports it). A runtime
 that keeps something per invocation shows it here long before a function's memory limit does.
@@ -19,7 +19,22 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.invoke_bench import Lamina, _throughput, raw_request  # noqa: E402
+from bench.invoke_bench import MEMORY_MB, Lamina, _throughput, raw_request, zip_of  # noqa: E402
+
+RUBY_HELLO = "def hello(event:, context:)\n  { 'statusCode' => 200, 'body' => 'hi' }\nend\n"
+
+
+def add_ruby(target: Lamina) -> str | None:
+    """A Ruby hello world beside the bench's Python and Node.js ones, where a ruby runtime is registered."""
+    from lamina.runtimes.registry import RuntimeRegistry
+
+    found = [r.id for r in RuntimeRegistry.discover().all() if r.family == "ruby"]
+    if not found:
+        return None
+    target.client.create_function(FunctionName="rbHello", Runtime=found[0], Handler="handler.hello",
+                                  Role="arn:aws:iam::000000000000:role/x", MemorySize=MEMORY_MB,
+                                  Code={"ZipFile": zip_of("handler.rb", RUBY_HELLO)})
+    return "rbHello"
 
 
 def max_memory_mb(target: Lamina, function: str) -> int:
@@ -37,7 +52,11 @@ def main() -> None:
     out: dict[str, list[dict[str, int]]] = {}
     try:
         target.start()
-        for runtime, function in target.functions().items():
+        functions = target.functions()
+        ruby = add_ruby(target)
+        if ruby:
+            functions["ruby"] = ruby
+        for runtime, function in functions.items():
             request = raw_request(target.port, function, True)
             rows = out[runtime] = [{"invocations": 1, "max_memory_mb": max_memory_mb(target, function)}]
             done = 1

@@ -125,6 +125,69 @@ module LaminaRuntime
     end
   end
 
+  # _X_AMZN_TRACE_ID for each invocation, as aws_lambda_ric sets it, but not through ENV[]= in a warm
+  # environment: that is setenv(3), and glibc keeps every value setenv was ever given (~150 bytes per
+  # invocation, never given back). ENV reads the C environment itself, so the entry is a buffer of this
+  # object's, handed to putenv(3) once (putenv keeps the pointer it is given) and rewritten in place. ENV's
+  # own way serves the first invocations (loading Fiddle costs ~1.5 ms), values too long for the buffer,
+  # and any host without Fiddle; code that sets or deletes the variable itself is noticed (getenv no longer
+  # answers the buffer) and the buffer is put back before the next write.
+  class TraceVariable
+    NAME = '_X_AMZN_TRACE_ID'
+    CAPACITY = 1024
+    # Invocations served ENV's way before Fiddle is loaded for this (unless it already is).
+    PLAIN_FIRST = 64
+
+    def initialize
+      @countdown = defined?(Fiddle::Function) ? 0 : PLAIN_FIRST
+      @buffer = nil
+    end
+
+    def set(value)
+      raw = value.b
+      if @buffer && raw.bytesize < CAPACITY && !raw.include?("\0") && @getenv.call(NAME).to_i == @value_at
+        @buffer[@offset, raw.bytesize + 1] = raw + "\0"
+      else
+        set_slowly(value, raw)
+      end
+    end
+
+    def clear
+      ENV.delete(NAME) # unsetenv: the C environment lets go of the buffer
+    end
+
+    private
+
+    def set_slowly(value, raw)
+      ENV[NAME] = value
+      return unless @buffer || set_up
+      return if raw.bytesize >= CAPACITY || raw.include?("\0")
+
+      @buffer[@offset, raw.bytesize + 1] = raw + "\0"
+      @putenv.call(@buffer)
+    end
+
+    def set_up
+      if @countdown != 0 # > 0: invocations to go; -1: tried, for good
+        @countdown -= 1 if @countdown.positive?
+        return false
+      end
+      @countdown = -1
+      require 'fiddle'
+      libc = Fiddle.dlopen(nil)
+      @putenv = Fiddle::Function.new(libc['putenv'], [Fiddle::TYPE_VOIDP], Fiddle::TYPE_INT)
+      @getenv = Fiddle::Function.new(libc['getenv'], [Fiddle::TYPE_VOIDP], Fiddle::TYPE_VOIDP)
+      @offset = NAME.bytesize + 1
+      @buffer = Fiddle::Pointer.malloc(@offset + CAPACITY) # never freed: the C environment points into it
+      @buffer[0, @offset] = "#{NAME}="
+      @value_at = @buffer.to_i + @offset
+      true
+    rescue LoadError, StandardError
+      @buffer = nil
+      false
+    end
+  end
+
   module_function
 
   # Ruby's own error classes pass through as the error-type header; anything else is a user exception.
@@ -169,6 +232,11 @@ module LaminaRuntime
   end
 
   def await_assignment(client)
+    begin
+      require 'fiddle' # for TraceVariable, loaded while no function waits
+    rescue LoadError
+      nil
+    end
     status, _, body = client.request('GET', '/2018-06-01/lamina/standby')
     raise "GET /lamina/standby answered #{status}" unless status == 200
 
@@ -201,13 +269,14 @@ module LaminaRuntime
       exit!(1)
     end
 
+    trace_variable = TraceVariable.new
     loop do
       status, headers, event_body = client.request('GET', "#{RUNTIME}/invocation/next")
       raise "Runtime API answered #{status} to next" unless status == 200
 
       request_id = headers['lambda-runtime-aws-request-id']
       trace = headers['lambda-runtime-trace-id']
-      trace ? ENV['_X_AMZN_TRACE_ID'] = trace : ENV.delete('_X_AMZN_TRACE_ID')
+      trace ? trace_variable.set(trace) : trace_variable.clear
       begin
         event = event_body.empty? ? nil : JSON.parse(event_body, quirks_mode: true)
       rescue JSON::ParserError => e
