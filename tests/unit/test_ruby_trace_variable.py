@@ -35,7 +35,8 @@ def test_each_value_reaches_env_and_subprocesses() -> None:
     got = run("""
 require 'fiddle'  # loaded: the buffer is used from the first value on
 t = LaminaRuntime::TraceVariable.new
-seen = ['Root=1-a;Parent=b;Sampled=0', 'Root=1-cc;Parent=dd;Sampled=1', 'R=short'].map { |v| t.set(v); [ENV['_X_AMZN_TRACE_ID'], child] }
+values = ['Root=1-a;Parent=b;Sampled=0', 'Root=1-cc;Parent=dd;Sampled=1', 'R=short']
+seen = values.map { |v| t.set(v); [ENV['_X_AMZN_TRACE_ID'], child] }
 puts JSON.generate(seen: seen, buffered: !t.instance_variable_get(:@buffer).nil?)
 """)
     assert got["buffered"]
@@ -47,7 +48,10 @@ def test_env_way_first_without_fiddle_then_the_buffer() -> None:
     got = run("""
 t = LaminaRuntime::TraceVariable.new
 n = LaminaRuntime::TraceVariable::PLAIN_FIRST + 2
-states = (0...n).map { |i| t.set("Root=1-#{i}"); [!t.instance_variable_get(:@buffer).nil?, ENV['_X_AMZN_TRACE_ID'] == "Root=1-#{i}"] }
+states = (0...n).map do |i|
+  t.set("Root=1-#{i}")
+  [!t.instance_variable_get(:@buffer).nil?, ENV['_X_AMZN_TRACE_ID'] == "Root=1-#{i}"]
+end
 puts JSON.generate(states: states, child: child, n: n)
 """)
     n = got["n"]
