@@ -46,6 +46,9 @@ def default_memory_budget_mb() -> int:
 
 
 STANDBY_FAMILIES = ("python", "nodejs", "ruby")  # runtimes whose bootstrap (lamina's own) can wait for a function
+#: Runtimes started with flags from the function's MemorySize (node's V8 heap sizes): a standby fits only
+#: functions of the size it was started for.
+SIZED_AT_START = ("nodejs",)
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
@@ -402,11 +405,20 @@ class Scheduler:
         if runtime.startup_variables(recipe.env):  # a standby's interpreter has started without them
             return None
         ready = self._standby.get(runtime.id)
-        while ready:
-            environment = ready.pop()
+        memory_mb = recipe.config.memory_mb
+        self._standby_memory[runtime.id] = memory_mb  # the refill after this makes standbys of this size
+        sized = runtime.family in SIZED_AT_START
+        if ready and sized and all(e.spec.memory_mb != memory_mb for e in ready):
+            other = ready[0]  # all started for another size: room for one of this size instead
+            self._forget_standby(other)
+            other.kill()
+            return None
+        for environment in reversed(list(ready or ())):
+            if sized and environment.spec.memory_mb != memory_mb:
+                continue
+            ready.remove(environment)
             self._standby_runtime.pop(environment, None)
             if environment.state is EnvState.STANDBY:
-                self._standby_memory[runtime.id] = recipe.config.memory_mb
                 return environment
         return None
 
