@@ -16,11 +16,10 @@ forked by a zygote inherit the zygote's, which its starter thread released. The 
 `choose()`.
 
 The loop's CPU is also fenced off from functions while the loop is busy (LAMINA_RESERVE_LOOP_CPU,
-`fence_loop_cpu`): the runtimes a busy loop wakes no longer queue on its CPU — +4% to +26% invocations
-per second at 64 clients on 2 cores, by how busy the host is (docs/benchmarks.md) — and a quiet loop gives
-it back to CPU-heavy functions. The decision,
-with hysteresis, is `should_fence()`; the fence itself is one cpuset over every environment
-(sandbox/cpufence.py).
+`fence_loop_cpu`): the runtimes a busy loop wakes no longer queue on its CPU — +4% and +15% invocations
+per second at 64 clients on 2 cores in two bench/ab_bench.py runs (docs/benchmarks.md) — and a quiet
+loop gives it back to CPU-heavy functions. The decision, with hysteresis, is `should_fence()`; the fence
+itself is one cpuset over every environment (sandbox/cpufence.py).
 """
 
 from __future__ import annotations

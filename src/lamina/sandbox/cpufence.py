@@ -2,9 +2,9 @@
 
 Why: with the event loop pinned to one CPU (lamina/cpus.py), a busy loop still shares that CPU with
 whatever runtimes the scheduler wakes there; at 64 clients keeping the environments on the other CPUs
-gave +4% to +26% invocations per second on the 2-vCPU team VM (docs/benchmarks.md). Held
-only while the loop is busy (lamina/cpus.py `fence_loop_cpu`), so that a quiet server leaves every CPU to
-CPU-heavy functions.
+gave +4% and +15% invocations per second on the 2-vCPU team VM (bench/ab_bench.py,
+docs/benchmarks.md). Held only while the loop is busy (lamina/cpus.py `fence_loop_cpu`), so that a quiet
+server leaves every CPU to CPU-heavy functions.
 
 cgroup v1: one cpuset cgroup, <root>/cpuset/<parent>, that every environment's processes join beside
 their own memory/cpu/pids cgroups (its cgroup.procs is in each environment's join list, so forked and

@@ -575,7 +575,7 @@ class TraceVariable:
                 return
             self._putenv, self._buffer, self._view = made
             self._data = data
-        raw = os.environ._data.get(self.KEY)
+        raw = self._data.get(self.KEY)
         if raw is None or len(raw) >= self.CAPACITY or b"\0" in raw:
             return
         self._view[:len(raw)] = raw
