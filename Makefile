@@ -10,10 +10,11 @@ INIT_BIN := build/lamina-init
 JAVA_SRC := src/lamina/runtimes/java
 JAVA_JAR := build/lamina-lambda-java-core.jar
 JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
+JAVA_ENV_LIB := build/liblamina-env.so
 
 .PHONY: install run test bench clean system-packages node-runtimes node-ric
 
-install: $(STAMP) $(JAVA_JAR) $(INIT_BIN) node-runtimes node-ric
+install: $(STAMP) $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) node-runtimes node-ric
 
 # pid 1 of forked Python environments (src/lamina/sandbox/init.c): static, so it runs inside any sandbox
 # view. Optional: without a C compiler (or a static libc) environments keep a Python init (+1.2 MB each).
@@ -39,6 +40,14 @@ $(JAVA_JAR): $(shell find $(JAVA_SRC) -name '*.java' 2>/dev/null)
 	            --no-header-files --no-man-pages --output "build/jre-$$major" && echo "built build/jre-$$major"; }; \
 	    fi; \
 	done
+
+# What lets a standby JVM take its function's environment (src/lamina/runtimes/java/native/lamina_env.c,
+# JNI). Optional: without a C compiler or a JDK's jni.h, Java environments are started on demand only.
+$(JAVA_ENV_LIB): src/lamina/runtimes/java/native/lamina_env.c | system-packages
+	@mkdir -p build; jni=$$(ls -d /usr/lib/jvm/*/include 2>/dev/null | head -n 1); \
+	if [ -n "$$jni" ] && command -v cc >/dev/null 2>&1 && \
+	    cc -O2 -shared -fPIC -s -I"$$jni" -I"$$jni/linux" -o $@ $<; then echo "built $@"; \
+	else echo "could not build $@: Java environments have no standby"; fi
 
 # Node.js majors besides the host's, from npm's `node@NN` packages (they ship binaries): nodejs18.x,
 # nodejs22.x, nodejs24.x. Optional: without npm (or the registry) those runtimes are simply not offered.

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Cold start and warm invoke per runtime: the conformance suite's echo handler in every runtime here.
 
-    .venv/bin/python bench/runtimes_bench.py [-n 200] [--cold 10]
+    .venv/bin/python bench/runtimes_bench.py [-n 200] [--cold 10] [--only java ...]
 
 For each runtime family the host has (python3.11, nodejs, ruby, java, Go on provided.al2023): 1769 MB
 (one vCPU), warm p50/p99 of `n` boto3 invokes, then `--cold` cold invokes (each after a configuration
-change) with lamina's Init Duration. Python, Node.js and Ruby cold starts use standby sandboxes; the
+change) with lamina's Init Duration. Python, Node.js, Ruby and Java cold starts use standby sandboxes; the
 others start on the invoke path.
 """
 
@@ -28,11 +28,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=200)
     parser.add_argument("--cold", type=int, default=10)
+    parser.add_argument("--only", action="append", default=[], metavar="LANG",
+                        help="only the conformance suite's languages named so (python, nodejs, ruby, java, go)")
     args = parser.parse_args()
     print("| runtime | warm p50 / p99 ms (boto3) | cold invoke p50 / p99 ms | Init Duration p50 ms |")
     print("|---|---|---|---|")
     with lamina_server() as (_, _, client), tempfile.TemporaryDirectory() as tmp:
         for lang in LANGS:
+            if args.only and not any(lang.name.startswith(only) for only in args.only):
+                continue
             runtime = lang.runtime()
             if runtime is None:
                 continue

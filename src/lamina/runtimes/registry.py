@@ -26,6 +26,9 @@ RUBY_BOOTSTRAP = HERE / "ruby" / "bootstrap.rb"
 JAVA_BUILD = HERE.parents[2] / "build"
 JAVA_CORE_JAR = JAVA_BUILD / "lamina-lambda-java-core.jar"
 JAVA_RUNTIME_JAR = JAVA_BUILD / "lamina-java-runtime.jar"
+#: Built by `make install` (cc -shared, runtimes/java/native): what lets a standby JVM take its function's
+#: environment variables; without it Java environments are started on demand only.
+JAVA_ENV_LIB = JAVA_BUILD / "liblamina-env.so"
 #: Node.js majors from npm (`make install`: build/node/NN/node_modules/node/bin/node).
 NODE_BUILD = JAVA_BUILD / "node"
 
@@ -74,6 +77,14 @@ class Runtime:
         prefixes = _STARTUP_PREFIXES.get(self.family, ())
         names = _STARTUP_NAMES.get(self.family, ())
         return sorted(name for name in env if name in names or name.startswith(prefixes))
+
+    @property
+    def can_standby(self) -> bool:
+        """lamina's own runtime clients can be started before a function needs them and wait for one
+        (``LAMINA_STANDBY``); a JVM only with liblamina-env.so, to take the function's variables."""
+        if self.family == "java":
+            return any(name == JAVA_ENV_LIB.name for _, name in self.runtime_files)
+        return self.family in ("python", "nodejs", "ruby")
 
     @property
     def execution_env(self) -> str | None:
@@ -187,6 +198,8 @@ def _find_java() -> list[Runtime]:
         return []
     found: dict[str, Runtime] = {}
     files = ((JAVA_RUNTIME_JAR, JAVA_RUNTIME_JAR.name), (JAVA_CORE_JAR, JAVA_CORE_JAR.name))
+    if JAVA_ENV_LIB.is_file():
+        files += ((JAVA_ENV_LIB, JAVA_ENV_LIB.name),)
     homes = [home for base in JVM_DIRS for home in sorted(glob.glob(f"{base}/*"))]
     homes += sorted(glob.glob(f"{JAVA_BUILD}/jre-*"))  # jlinked by `make install` from Debian's JDKs
     for home in homes:

@@ -192,7 +192,7 @@ def command_for(runtime: Runtime, layout: Layout, spec: SandboxSpec | None = Non
     if runtime.family == "java":
         # Lambda's JVM defaults: C1 only (fast start), serial GC, heap sized to the function's memory.
         heap = [f"-Xmx{max(spec.memory_mb * 85 // 100, 64)}m"] if spec is not None else []
-        jars = [f"{layout.runtime_dir}/{name}" for _, name in runtime.runtime_files]
+        jars = [f"{layout.runtime_dir}/{name}" for _, name in runtime.runtime_files if name.endswith(".jar")]
         return [runtime.interpreter_in(layout.lang_dir), "-XX:+TieredCompilation", "-XX:TieredStopAtLevel=1",
                 "-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", *heap,
                 "-cp", ":".join(jars), "lamina.runtime.Bootstrap"]

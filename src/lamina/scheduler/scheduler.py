@@ -45,10 +45,9 @@ def default_memory_budget_mb() -> int:
     return total_kb // 2048
 
 
-STANDBY_FAMILIES = ("python", "nodejs", "ruby")  # runtimes whose bootstrap (lamina's own) can wait for a function
-#: Runtimes started with flags from the function's MemorySize (node's V8 heap sizes): a standby fits only
-#: functions of the size it was started for.
-SIZED_AT_START = ("nodejs",)
+#: Runtimes started with flags from the function's MemorySize (node's V8 heap sizes, the JVM's -Xmx): a
+#: standby fits only functions of the size it was started for.
+SIZED_AT_START = ("nodejs", "java")
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
@@ -398,7 +397,7 @@ class Scheduler:
     def _take_standby(self, recipe: Recipe) -> Environment | None:
         """A standby environment of this runtime, given this code, if one fits."""
         runtime, code_dir = recipe.runtime, recipe.code_dir
-        if self._slots is None or runtime.family not in STANDBY_FAMILIES or recipe.opt_dir is not None:
+        if self._slots is None or not runtime.can_standby or recipe.opt_dir is not None:
             return None
         if recipe.config.ephemeral_storage_mb != STANDBY_TMP_MB or not self._slots.linkable(code_dir):
             return None
@@ -439,18 +438,24 @@ class Scheduler:
         environment.assign(recipe.config, recipe.env)
         await self._await_init(pool, environment)
 
-    def warm_runtime(self, runtime: Runtime) -> None:
+    def warm_runtime(self, runtime: Runtime, memory_mb: int) -> None:
         """A function of this runtime was just deployed: start its standby sandboxes now (for Python,
         this also starts the runtime's zygote), so that the first invocations, a burst of them
-        included, do not wait for either. Off the event loop it does nothing (the first invoke will)."""
+        included, do not wait for either; for a runtime sized at start, at this function's size (the
+        standbys of another size are stopped). Off the event loop it does nothing (the first invoke will)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return
+        if runtime.family in SIZED_AT_START and self._slots is not None:
+            self._standby_memory[runtime.id] = memory_mb
+            for other in [e for e in self._standby.get(runtime.id, ()) if e.spec.memory_mb != memory_mb]:
+                self._forget_standby(other)
+                other.kill()
         self._refill_standby(runtime)
 
     def _refill_standby(self, runtime: Runtime) -> None:
-        if self._slots is None or runtime.family not in STANDBY_FAMILIES:
+        if self._slots is None or not runtime.can_standby:
             return
         ready = self._standby.setdefault(runtime.id, [])
         while len(ready) < self._standby_target:

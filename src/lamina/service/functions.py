@@ -61,8 +61,9 @@ class FunctionService:
         self._deployed: dict[tuple[str, str], Deployed] = {}
         #: Called with (function name, version or None for every version) when a function changes.
         self.on_change: list[Callable[[str, str | None], None]] = []
-        #: Called with the runtime of a function just created or given a new runtime: invocations will follow.
-        self.on_deploy: list[Callable[[Runtime], None]] = []
+        #: Called with the runtime and memory size of a function just created or given a new runtime or size:
+        #: invocations will follow.
+        self.on_deploy: list[Callable[[Runtime, int], None]] = []
         self.versions = VersionService(store, self.arns, self._version_deleted)
         self.aliases = AliasService(store, self.arns, rng or random.Random())
         self.layers = LayerService(store, blobs, clock, self.arns)
@@ -157,7 +158,7 @@ class FunctionService:
         ).replace(**given)
         self._store.create_function(config, tags)
         self._prepare_layers(config)
-        self._deployed_runtime(runtime)
+        self._deployed_runtime(runtime, config.memory_mb)
         if publish:
             return self.versions.publish(name, PublishVersion())
         return config
@@ -176,8 +177,8 @@ class FunctionService:
                                   last_update_status="Successful", content_id=str(uuid.uuid4()))
         self._prepare_layers(updated)
         saved = self._save(current, updated)
-        if new_runtime is not None and new_runtime.id != current.runtime:
-            self._deployed_runtime(new_runtime)
+        if updated.runtime != current.runtime or updated.memory_mb != current.memory_mb:
+            self._deployed_runtime(self._registry.get(updated.runtime or ""), updated.memory_mb)
         return saved
 
     def update_code(self, name: str, zip_bytes: bytes, revision_id: str | None, *, publish: bool = False,
@@ -240,9 +241,11 @@ class FunctionService:
             callback(name, version)
         remove_unused_packages(self._store, self._blobs)
 
-    def _deployed_runtime(self, runtime: Runtime) -> None:
+    def _deployed_runtime(self, runtime: Runtime | None, memory_mb: int) -> None:
+        if runtime is None:
+            return
         for callback in self.on_deploy:
-            callback(runtime)
+            callback(runtime, memory_mb)
 
     def _prepare_layers(self, config: FunctionConfig) -> None:
         """Build the merged /opt tree now, so the first invoke does not have to."""

@@ -37,8 +37,13 @@ import java.util.Map;
  * RequestHandler / RequestStreamHandler) from LAMBDA_TASK_ROOT (classes at the root or in classes/,
  * jars in lib/) and reports failures to /runtime/init/error, then exits 1. The loop gets each event,
  * maps it to the handler's input type (InputStream, String, Map, List, a POJO, ...), and posts the
- * JSON result or {errorMessage, errorType, stackTrace}. No standby support: only python and nodejs
- * environments are prestarted.
+ * JSON result or {errorMessage, errorType, stackTrace}.
+ *
+ * Standby (lamina's own extension): started with LAMINA_STANDBY before any function needed this
+ * environment, it pays the JVM's start and its HTTP client's first request (most of a Java cold start),
+ * then waits in GET /lamina/standby for a function and takes that function's variables into the JVM's
+ * environment (System.getenv() and the environ its child processes inherit) through liblamina-env.so
+ * (runtimes/java/native/lamina_env.c), which lamina offers Java standbys only with.
  */
 public final class Bootstrap {
     private static final String RUNTIME = "/2018-06-01/runtime";
@@ -59,6 +64,14 @@ public final class Bootstrap {
     public static void main(String[] args) throws Exception {
         String api = System.getenv().getOrDefault("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
         Bootstrap runtime = new Bootstrap(api);
+        if (System.getenv("LAMINA_STANDBY") != null) {
+            try {
+                runtime.awaitAssignment(api);
+            } catch (Throwable e) {
+                System.err.println("lamina bootstrap: no assignment: " + e);
+                System.exit(1);
+            }
+        }
         try {
             runtime.load(System.getenv("_HANDLER"));
         } catch (Throwable e) {
@@ -71,6 +84,46 @@ public final class Bootstrap {
             System.exit(1);
         }
         runtime.loop();
+    }
+
+    // standby ------------------------------------------------------------------------------------
+
+    /** setenv(3) and System.getenv()'s map (liblamina-env.so); value null unsets. 0 when both changed. */
+    private static native int setenv(String name, String value);
+
+    @SuppressWarnings("unchecked")
+    private void awaitAssignment(String api) throws Exception {
+        String runtimeDir = System.getenv().getOrDefault("LAMBDA_RUNTIME_DIR", "/var/runtime");
+        System.load(runtimeDir + "/liblamina-env.so");
+        warmUp();
+        HttpResponse<byte[]> reply = http.send(
+                HttpRequest.newBuilder(URI.create("http://" + api + "/2018-06-01/lamina/standby")).GET().build(),
+                HttpResponse.BodyHandlers.ofByteArray());
+        if (reply.statusCode() != 200) throw new IllegalStateException("GET /lamina/standby answered " + reply.statusCode());
+        Object assignment = ((Map<String, Object>) Json.parse(new String(reply.body(), StandardCharsets.UTF_8))).get("environment");
+        if (setenv("LAMINA_STANDBY", null) != 0) throw new IllegalStateException("cannot change the environment");
+        for (Map.Entry<String, Object> e : ((Map<String, Object>) assignment).entrySet()) {
+            if (setenv(e.getKey(), String.valueOf(e.getValue())) != 0) {
+                throw new IllegalStateException("cannot set " + e.getKey() + " in the environment");
+            }
+        }
+    }
+
+    /** What the init and the first invocations would load and link, done while no function waits:
+     *  JSON both ways, a class loader, reflection on a handler, the context, an error body, a POST. */
+    private void warmUp() throws Exception {
+        Object value = Json.parse("{\"a\":[1,2.5,true,null,\"b\"],\"m\":{\"k\":\"v\"}}");
+        Json.write(Json.convert(value, Map.class));
+        new URLClassLoader(new URL[] {new File(".").toURI().toURL()}, Bootstrap.class.getClassLoader()).close();
+        Method probe = pick(Bootstrap.class, "main");
+        probe.getGenericParameterTypes();
+        Modifier.isStatic(probe.getModifiers());
+        new LambdaContext(Map.of("Lambda-Runtime-Deadline-Ms", List.of("0")), "").getRemainingTimeInMillis();
+        Json.write(errorBody(new IllegalStateException("warm-up")));
+        HttpRequest.newBuilder(URI.create(base + "/invocation/warm-up/response"))
+                .header("Content-Type", "application/json")
+                .POST(HttpRequest.BodyPublishers.ofByteArray(new byte[0])).build();
+        HttpResponse.BodyHandlers.discarding();
     }
 
     // init ---------------------------------------------------------------------------------------
