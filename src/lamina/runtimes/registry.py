@@ -29,6 +29,8 @@ JAVA_RUNTIME_JAR = JAVA_BUILD / "lamina-java-runtime.jar"
 #: Built by `make install` (cc -shared, runtimes/java/native): what lets a standby JVM take its function's
 #: environment variables; without it Java environments are started on demand only.
 JAVA_ENV_LIB = JAVA_BUILD / "liblamina-env.so"
+#: Built by `make install` (cc -shared, runtimes/node/native): _X_AMZN_TRACE_ID set without setenv(3).
+NODE_ENV_ADDON = JAVA_BUILD / "lamina-env.node"
 #: Node.js majors from npm (`make install`: build/node/NN/node_modules/node/bin/node).
 NODE_BUILD = JAVA_BUILD / "node"
 
@@ -159,6 +161,8 @@ def _find_node(path: str | None = None) -> list[Runtime]:
         return []
     lang_root = None if _under_usr(real) else real.parent.parent
     files = ((NODE_BOOTSTRAP, "bootstrap.mjs"),)
+    if NODE_ENV_ADDON.is_file():
+        files += ((NODE_ENV_ADDON, NODE_ENV_ADDON.name),)
     return [Runtime(f"nodejs{match.group(1)}.x", "nodejs", real, lang_root, files)]
 
 
