@@ -7,6 +7,7 @@ DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go postgresql postgresql-1
 TOOLS  := bwrap setpriv nsenter mkfs.ext4 ruby go
 
 INIT_BIN := build/lamina-init
+STANDBY_BIN := build/lamina-standby
 JAVA_SRC := src/lamina/runtimes/java
 JAVA_JAR := build/lamina-lambda-java-core.jar
 JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
@@ -15,13 +16,20 @@ NODE_ENV_ADDON := build/lamina-env.node
 
 .PHONY: install run test bench clean system-packages node-runtimes node-ric
 
-install: $(STAMP) $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) node-runtimes $(NODE_ENV_ADDON) node-ric
+install: $(STAMP) $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) $(STANDBY_BIN) node-runtimes $(NODE_ENV_ADDON) node-ric
 
 # pid 1 of forked Python environments (src/lamina/sandbox/init.c): static, so it runs inside any sandbox
 # view. Optional: without a C compiler (or a static libc) environments keep a Python init (+1.2 MB each).
 $(INIT_BIN): src/lamina/sandbox/init.c | system-packages
 	@mkdir -p build; if command -v cc >/dev/null 2>&1 && cc -O2 -static -s -o $@ $<; then echo "built $@"; \
 	else echo "could not build $@: environments keep a Python init"; fi
+
+# A `provided` runtime's standby (src/lamina/sandbox/standby.c): waits for a function in a sandbox made
+# ahead of need, then execs its bootstrap. Static, like lamina-init. Optional: without it `provided`
+# environments are started on demand.
+$(STANDBY_BIN): src/lamina/sandbox/standby.c | system-packages
+	@mkdir -p build; if command -v cc >/dev/null 2>&1 && cc -O2 -static -s -o $@ $<; then echo "built $@"; \
+	else echo "could not build $@: provided runtimes have no standby"; fi
 
 # lamina's aws-lambda-java-core compatible interfaces, and the Java runtime client compiled against them
 # (javac + jar, no downloads); without a JDK the Java runtimes are simply not offered.

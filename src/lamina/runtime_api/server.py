@@ -107,6 +107,9 @@ class RuntimeApiServer:
                 return self._event(environment, await environment.next())
             if path == STANDBY and request.method == "GET":
                 assignment = await environment.standby()
+                if request.query.get("format") == "env":  # lamina-standby (sandbox/standby.c): NAME=VALUE\0 each
+                    return Response(b"".join(f"{name}={value}\0".encode() for name, value in assignment.items()),
+                                    content_type="application/octet-stream")
                 return Response(json.dumps({"environment": assignment}).encode(), content_type="application/json")
             if request.method == "POST":
                 if path == f"{PREFIX}/init/error":

@@ -29,6 +29,9 @@ JAVA_RUNTIME_JAR = JAVA_BUILD / "lamina-java-runtime.jar"
 #: Built by `make install` (cc -shared, runtimes/java/native): what lets a standby JVM take its function's
 #: environment variables; without it Java environments are started on demand only.
 JAVA_ENV_LIB = JAVA_BUILD / "liblamina-env.so"
+#: Built by `make install` (cc -static, sandbox/standby.c): a `provided` standby, which execs the function's
+#: bootstrap once assigned; without it `provided` environments are started on demand only.
+STANDBY_EXEC = JAVA_BUILD / "lamina-standby"
 #: Built by `make install` (cc -shared, runtimes/node/native): _X_AMZN_TRACE_ID set without setenv(3).
 NODE_ENV_ADDON = JAVA_BUILD / "lamina-env.node"
 #: Node.js majors from npm (`make install`: build/node/NN/node_modules/node/bin/node).
@@ -83,9 +86,12 @@ class Runtime:
     @property
     def can_standby(self) -> bool:
         """lamina's own runtime clients can be started before a function needs them and wait for one
-        (``LAMINA_STANDBY``); a JVM only with liblamina-env.so, to take the function's variables."""
+        (``LAMINA_STANDBY``); a JVM only with liblamina-env.so, to take the function's variables; a custom
+        runtime with lamina-standby, which waits in its place and execs the function's bootstrap."""
         if self.family == "java":
             return any(name == JAVA_ENV_LIB.name for _, name in self.runtime_files)
+        if self.family == "provided":
+            return any(name == STANDBY_EXEC.name for _, name in self.runtime_files)
         return self.family in ("python", "nodejs", "ruby")
 
     @property
@@ -266,7 +272,8 @@ class RuntimeRegistry:
         found += _npm_nodes({r.id for r in found})
         found += _find_ruby()
         found += _find_java()
-        found += [Runtime(rid, "provided") for rid in PROVIDED]
+        standby = ((STANDBY_EXEC, STANDBY_EXEC.name),) if STANDBY_EXEC.is_file() else ()
+        found += [Runtime(rid, "provided", runtime_files=standby) for rid in PROVIDED]
         for runtime_id, path in (overrides or {}).items():
             found.append(_override(runtime_id, path, sdk))
         return cls(found)

@@ -196,6 +196,8 @@ def command_for(runtime: Runtime, layout: Layout, spec: SandboxSpec | None = Non
         return [runtime.interpreter_in(layout.lang_dir), "-XX:+TieredCompilation", "-XX:TieredStopAtLevel=1",
                 "-XX:+UseSerialGC", "-XX:-UsePerfData", "-Xshare:auto", *heap,
                 "-cp", ":".join(jars), "lamina.runtime.Bootstrap"]
+    if spec is not None and spec.env.get("LAMINA_STANDBY"):  # waits for a function, then execs its bootstrap
+        return [f"{layout.runtime_dir}/lamina-standby"]
     if spec is not None and provided_bootstrap(spec) == "opt":
         return [f"{layout.opt_dir}/bootstrap"]
     return [f"{layout.task_root}/bootstrap"]

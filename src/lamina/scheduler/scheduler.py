@@ -403,6 +403,8 @@ class Scheduler:
             return None
         if runtime.startup_variables(recipe.env):  # a standby's interpreter has started without them
             return None
+        if runtime.family == "provided" and not os.access(code_dir / "bootstrap", os.X_OK):
+            return None  # lamina-standby execs /var/task/bootstrap; none there: _boot says so
         ready = self._standby.get(runtime.id)
         memory_mb = recipe.config.memory_mb
         self._standby_memory[runtime.id] = memory_mb  # the refill after this makes standbys of this size
