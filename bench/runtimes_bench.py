@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cold start and warm invoke per runtime: the conformance suite's echo handler in every runtime here.
 
-    .venv/bin/python bench/runtimes_bench.py [-n 200] [--cold 10] [--only java ...]
+    .venv/bin/python bench/runtimes_bench.py [-n 200] [--cold 10] [--gap 0.3] [--only java ...]
 
 For each runtime family the host has (python3.11, nodejs, ruby, java, Go on provided.al2023): 1769 MB
 (one vCPU), warm p50/p99 of `n` boto3 invokes, then `--cold` cold invokes (each after a configuration
@@ -28,6 +28,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=200)
     parser.add_argument("--cold", type=int, default=10)
+    parser.add_argument("--gap", type=float, default=0.3, metavar="S",
+                        help="seconds between a configuration change and its cold invoke (standbys refill meanwhile)")
     parser.add_argument("--only", action="append", default=[], metavar="LANG",
                         help="only the conformance suite's languages named so (python, nodejs, ruby, java, go)")
     args = parser.parse_args()
@@ -60,7 +62,7 @@ def main() -> None:
             cold, init = [], []
             for i in range(args.cold):
                 client.update_function_configuration(FunctionName=name, Environment={"Variables": {"RUN": str(i)}})
-                time.sleep(0.3)
+                time.sleep(args.gap)
                 t = time.perf_counter()
                 out = client.invoke(FunctionName=name, Payload=payload, LogType="Tail")
                 cold.append((time.perf_counter() - t) * 1000)

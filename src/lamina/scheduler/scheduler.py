@@ -380,15 +380,15 @@ class Scheduler:
             pool.envs.add(environment)
             self._enlist(environment, pool)
             self._start_task(self._adopt(pool, environment, recipe))
-        else:
-            env_id = uuid.uuid4().hex
-            spec = self._spec(env_id, recipe.runtime, recipe.code_dir, recipe.env, config.ephemeral_storage_mb,
-                              config.memory_mb, recipe.opt_dir)
-            environment = Environment(env_id, config, spec, self._driver, self._clock, self._sink, self._changed)
-            self._starting.add(environment)
-            pool.envs.add(environment)
-            self._enlist(environment, pool)
-            self._start_task(self._boot(pool, environment))
+            return environment  # _adopt refills the standbys once this one's init is over
+        env_id = uuid.uuid4().hex
+        spec = self._spec(env_id, recipe.runtime, recipe.code_dir, recipe.env, config.ephemeral_storage_mb,
+                          config.memory_mb, recipe.opt_dir)
+        environment = Environment(env_id, config, spec, self._driver, self._clock, self._sink, self._changed)
+        self._starting.add(environment)
+        pool.envs.add(environment)
+        self._enlist(environment, pool)
+        self._start_task(self._boot(pool, environment))
         self._refill_standby(recipe.runtime)
         return environment
 
@@ -425,7 +425,13 @@ class Scheduler:
 
     async def _adopt(self, pool: Pool, environment: Environment, recipe: Recipe) -> None:
         """A standby environment takes the function: its code is linked into its slot (off the loop: in a
-        burst, with the disk busy, a link could hold the loop for a millisecond), then it is assigned."""
+        burst, with the disk busy, a link could hold the loop for a millisecond), then it is assigned.
+        The standby taken is replaced once the init is over, not meanwhile: a new JVM (~0.4 CPU-s) starting
+        beside a Java init doubled that cold start (bench/runtimes_bench.py --only java)."""
+        await self._assign_standby(pool, environment, recipe)
+        self._refill_standby(recipe.runtime)  # not when cancelled: the server is stopping
+
+    async def _assign_standby(self, pool: Pool, environment: Environment, recipe: Recipe) -> None:
         assert self._slots is not None
         try:
             await asyncio.get_running_loop().run_in_executor(
