@@ -17,12 +17,8 @@ import java.lang.reflect.Method;
 import java.lang.reflect.Modifier;
 import java.lang.reflect.ParameterizedType;
 import java.lang.reflect.Type;
-import java.net.URI;
 import java.net.URL;
 import java.net.URLClassLoader;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -48,8 +44,7 @@ import java.util.Map;
 public final class Bootstrap {
     private static final String RUNTIME = "/2018-06-01/runtime";
 
-    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
-    private final String base;
+    private final RuntimeApi api;
 
     private Object target;
     private Method method;
@@ -57,8 +52,8 @@ public final class Bootstrap {
     private boolean stream;
     private boolean withContext;
 
-    private Bootstrap(String api) {
-        this.base = "http://" + api + RUNTIME;
+    private Bootstrap(String address) {
+        this.api = new RuntimeApi(address);
     }
 
     public static void main(String[] args) throws Exception {
@@ -66,7 +61,7 @@ public final class Bootstrap {
         Bootstrap runtime = new Bootstrap(api);
         if (System.getenv("LAMINA_STANDBY") != null) {
             try {
-                runtime.awaitAssignment(api);
+                runtime.awaitAssignment();
             } catch (Throwable e) {
                 System.err.println("lamina bootstrap: no assignment: " + e);
                 System.exit(1);
@@ -92,15 +87,13 @@ public final class Bootstrap {
     private static native int setenv(String name, String value);
 
     @SuppressWarnings("unchecked")
-    private void awaitAssignment(String api) throws Exception {
+    private void awaitAssignment() throws Exception {
         String runtimeDir = System.getenv().getOrDefault("LAMBDA_RUNTIME_DIR", "/var/runtime");
         System.load(runtimeDir + "/liblamina-env.so");
         warmUp();
-        HttpResponse<byte[]> reply = http.send(
-                HttpRequest.newBuilder(URI.create("http://" + api + "/2018-06-01/lamina/standby")).GET().build(),
-                HttpResponse.BodyHandlers.ofByteArray());
-        if (reply.statusCode() != 200) throw new IllegalStateException("GET /lamina/standby answered " + reply.statusCode());
-        Object assignment = ((Map<String, Object>) Json.parse(new String(reply.body(), StandardCharsets.UTF_8))).get("environment");
+        RuntimeApi.Reply reply = api.get("/2018-06-01/lamina/standby");
+        if (reply.status != 200) throw new IllegalStateException("GET /lamina/standby answered " + reply.status);
+        Object assignment = ((Map<String, Object>) Json.parse(new String(reply.body, StandardCharsets.UTF_8))).get("environment");
         if (setenv("LAMINA_STANDBY", null) != 0) throw new IllegalStateException("cannot change the environment");
         for (Map.Entry<String, Object> e : ((Map<String, Object>) assignment).entrySet()) {
             if (setenv(e.getKey(), String.valueOf(e.getValue())) != 0) {
@@ -110,7 +103,7 @@ public final class Bootstrap {
     }
 
     /** What the init and the first invocations would load and link, done while no function waits:
-     *  JSON both ways, a class loader, reflection on a handler, the context, an error body, a POST. */
+     *  JSON both ways, a class loader, reflection on a handler, the context, an error body. */
     private void warmUp() throws Exception {
         Object value = Json.parse("{\"a\":[1,2.5,true,null,\"b\"],\"m\":{\"k\":\"v\"}}");
         Json.write(Json.convert(value, Map.class));
@@ -120,10 +113,6 @@ public final class Bootstrap {
         Modifier.isStatic(probe.getModifiers());
         new LambdaContext(Map.of("Lambda-Runtime-Deadline-Ms", List.of("0")), "").getRemainingTimeInMillis();
         Json.write(errorBody(new IllegalStateException("warm-up")));
-        HttpRequest.newBuilder(URI.create(base + "/invocation/warm-up/response"))
-                .header("Content-Type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofByteArray(new byte[0])).build();
-        HttpResponse.BodyHandlers.discarding();
     }
 
     // init ---------------------------------------------------------------------------------------
@@ -216,15 +205,15 @@ public final class Bootstrap {
 
     private void loop() throws Exception {
         while (true) {
-            HttpResponse<byte[]> next = http.send(HttpRequest.newBuilder(URI.create(base + "/invocation/next")).GET().build(),
-                    HttpResponse.BodyHandlers.ofByteArray());
-            if (next.statusCode() != 200) throw new IllegalStateException("Runtime API answered " + next.statusCode() + " to next");
-            String requestId = next.headers().firstValue("Lambda-Runtime-Aws-Request-Id").orElse("");
-            LambdaContext context = new LambdaContext(next.headers().map(), requestId);
+            RuntimeApi.Reply next = api.get(RUNTIME + "/invocation/next");
+            if (next.status != 200) throw new IllegalStateException("Runtime API answered " + next.status + " to next");
+            String requestId = next.header("Lambda-Runtime-Aws-Request-Id");
+            if (requestId == null) requestId = "";
+            LambdaContext context = new LambdaContext(next.headers, requestId);
             if (context.traceId != null) System.setProperty("com.amazonaws.xray.traceHeader", context.traceId);
             byte[] result;
             try {
-                result = invoke(next.body(), context);
+                result = invoke(next.body, context);
             } catch (Throwable e) {
                 Throwable cause = unwrap(e);
                 String body = Json.write(errorBody(cause));
@@ -263,11 +252,7 @@ public final class Bootstrap {
     }
 
     private void post(String path, byte[] body, String errorType) throws Exception {
-        HttpRequest.Builder req = HttpRequest.newBuilder(URI.create(base + path))
-                .header("Content-Type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofByteArray(body));
-        if (errorType != null) req.header("Lambda-Runtime-Function-Error-Type", errorType);
-        http.send(req.build(), HttpResponse.BodyHandlers.discarding());
+        api.post(RUNTIME + path, body, errorType);
     }
 
     private static Throwable unwrap(Throwable e) {
