@@ -160,11 +160,11 @@ class SandboxDriver(Protocol):
         """What sets the CPUs every environment may run on at once (sandbox/cpufence.py), or None."""
 
 
-def provided_bootstrap(spec: SandboxSpec) -> str | None:
+def provided_bootstrap(code_dir: Path, opt_dir: Path | None) -> str | None:
     """Where a custom runtime's bootstrap is, Lambda's order: the package, then the layers; or None."""
-    if os.access(spec.code_dir / "bootstrap", os.X_OK):
+    if os.access(code_dir / "bootstrap", os.X_OK):
         return "task"
-    if spec.opt_dir is not None and os.access(spec.opt_dir / "bootstrap", os.X_OK):
+    if opt_dir is not None and os.access(opt_dir / "bootstrap", os.X_OK):
         return "opt"
     return None
 
@@ -198,7 +198,7 @@ def command_for(runtime: Runtime, layout: Layout, spec: SandboxSpec | None = Non
                 "-cp", ":".join(jars), "lamina.runtime.Bootstrap"]
     if spec is not None and spec.env.get("LAMINA_STANDBY"):  # waits for a function, then execs its bootstrap
         return [f"{layout.runtime_dir}/lamina-standby"]
-    if spec is not None and provided_bootstrap(spec) == "opt":
+    if spec is not None and provided_bootstrap(spec.code_dir, spec.opt_dir) == "opt":
         return [f"{layout.opt_dir}/bootstrap"]
     return [f"{layout.task_root}/bootstrap"]
 

@@ -403,7 +403,7 @@ class Scheduler:
             return None
         if runtime.startup_variables(recipe.env):  # a standby's interpreter has started without them
             return None
-        if runtime.family == "provided" and not os.access(code_dir / "bootstrap", os.X_OK):
+        if runtime.family == "provided" and provided_bootstrap(code_dir, None) != "task":
             return None  # lamina-standby execs /var/task/bootstrap; none there: _boot says so
         ready = self._standby.get(runtime.id)
         memory_mb = recipe.config.memory_mb
@@ -503,7 +503,7 @@ class Scheduler:
 
     async def _boot(self, pool: Pool, environment: Environment) -> None:
         spec = environment.spec
-        if spec.runtime.family == "provided" and provided_bootstrap(spec) is None:
+        if spec.runtime.family == "provided" and provided_bootstrap(spec.code_dir, spec.opt_dir) is None:
             self._abandon(pool, environment, InitFailure(
                 None, FunctionErrorType.INVALID_ENTRYPOINT,
                 "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]"))
