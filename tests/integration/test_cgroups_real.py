@@ -196,3 +196,34 @@ def test_cleanup_stale_removes_leftovers_of_a_previous_run(manager, spawned):
     assert [p.wait(timeout=5) for p in spawned] == [-9, -9]
     for directory in restarted.parents.values():
         assert directory.is_dir() and not [p for p in directory.iterdir() if p.is_dir()]
+
+
+SPIN_ON_ONE_CPU = """
+import os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+end = time.monotonic() + 1.5
+while time.monotonic() < end:
+    pass
+print(time.process_time())
+"""
+
+
+def test_an_init_phase_outweighs_a_running_environment_on_a_shared_cpu(manager, spawned):
+    """set_cpu(None) (an init) lifts the quota and weighs INIT_CPU_WEIGHT running environments: two busy
+    processes on one CPU, one in each, get ~16:1 of it, not half each."""
+    init, running = manager.create("env-init", Limits.for_memory(1769)), manager.create("env-run", Limits.for_memory(1769))
+    manager.set_cpu(init, None)
+    manager.set_cpu(running, 1.0)
+    cpu = str(min(os.sched_getaffinity(0)))
+    for cg in (init, running):
+        spawned.append(subprocess.Popen(manager.wrap_argv(cg, [PY, "-S", "-c", SPIN_ON_ONE_CPU, cpu]),
+                                        stdout=subprocess.PIPE, text=True))
+    used = [float(proc.communicate(timeout=20)[0]) for proc in spawned]
+    assert used[0] > 4 * used[1], used
+    manager.set_cpu(init, 1.0)  # the init is over: back to an equal share
+    spawned.clear()
+    for cg in (init, running):
+        spawned.append(subprocess.Popen(manager.wrap_argv(cg, [PY, "-S", "-c", SPIN_ON_ONE_CPU, cpu]),
+                                        stdout=subprocess.PIPE, text=True))
+    used = [float(proc.communicate(timeout=20)[0]) for proc in spawned]
+    assert 0.5 < used[0] / used[1] < 2, used

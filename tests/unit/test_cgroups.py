@@ -25,13 +25,13 @@ from lamina.sandbox.cgroups import Cgroup, CgroupManager, Limits, detect
 V1_FILES = {
     "memory": ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max_usage_in_bytes",
                "memory.oom_control"],
-    "cpu": ["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.stat"],
+    "cpu": ["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares", "cpu.stat"],
     "cpuacct": ["cpuacct.usage"],
-    "cpu,cpuacct": ["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpuacct.usage"],
+    "cpu,cpuacct": ["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares", "cpuacct.usage"],
     "pids": ["pids.max"],
 }
 V2_FILES = ["cgroup.controllers", "cgroup.subtree_control", "cgroup.kill", "memory.max", "memory.swap.max",
-            "memory.peak", "memory.current", "memory.events", "cpu.max", "cpu.stat", "pids.max"]
+            "memory.peak", "memory.current", "memory.events", "cpu.max", "cpu.weight", "cpu.stat", "pids.max"]
 V1_ROOT_FILES = {"memory": ["memory.oom_control"], "cpu": ["cpu.cfs_period_us"], "pids": [], "cpuacct": [],
                  "cpu,cpuacct": []}
 
@@ -289,6 +289,40 @@ def test_create_v2_without_swap_file(kernel):
     cg = manager(kernel(2, omit={"memory.swap.max"})).create("e", Limits.for_memory(128))
     assert not (cg.dirs["memory"] / "memory.swap.max").exists()
     assert (cg.dirs["memory"] / "cpu.max").read_text() == "7235 100000"
+
+
+# --- set_cpu: the init phase's CPU ----------------------------------------------------------------
+
+def test_set_cpu_v1_init_phase_lifts_the_quota_and_weighs_more_then_both_go_back(kernel):
+    m = manager(kernel(1))
+    cg = m.create("e", Limits.for_memory(128))
+    cpu = cg.dirs["cpu"]
+    m.set_cpu(cg, None)
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "-1"
+    assert (cpu / "cpu.shares").read_text() == str(1024 * cgroups.INIT_CPU_WEIGHT)
+    m.set_cpu(cg, Limits.for_memory(128).vcpus)
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "7235"
+    assert (cpu / "cpu.shares").read_text() == "1024"
+
+
+def test_set_cpu_v2_writes_max_and_weight(kernel):
+    m = manager(kernel(2))
+    cg = m.create("e", Limits.for_memory(1769))
+    d = cg.dirs["cpu"]
+    m.set_cpu(cg, None)
+    assert (d / "cpu.max").read_text() == "max 100000"
+    assert (d / "cpu.weight").read_text() == str(100 * cgroups.INIT_CPU_WEIGHT)
+    m.set_cpu(cg, 1.0)
+    assert (d / "cpu.max").read_text() == "100000 100000"
+    assert (d / "cpu.weight").read_text() == "100"
+
+
+def test_set_cpu_without_a_weight_file_still_sets_the_quota(kernel):
+    m = manager(kernel(1, omit={"cpu.shares"}))
+    cg = m.create("e", Limits.for_memory(128))
+    m.set_cpu(cg, None)
+    assert (cg.dirs["cpu"] / "cpu.cfs_quota_us").read_text() == "-1"
+    assert not (cg.dirs["cpu"] / "cpu.shares").exists()
 
 
 def test_create_failure_is_a_sandbox_error_and_leaves_nothing(kernel):

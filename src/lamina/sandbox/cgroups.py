@@ -4,6 +4,7 @@ Each environment (one process tree) gets its own cgroup with Lambda's resource m
 
     memory = MemorySize MB, and no swap beyond it
     CPU    = MemorySize / 1769 vCPUs (1,769 MB is one full core), at most 6 vCPUs
+             (no quota in the init phase, which also weighs INIT_CPU_WEIGHT running environments)
     pids   = 1,024 tasks by default, so a fork bomb stays inside
 
 and lamina reads back the peak memory (`Max Memory Used` in REPORT lines) and the OOM-kill count (to
@@ -57,6 +58,13 @@ MB_PER_VCPU = 1769
 MAX_VCPUS = 6.0
 CONTROLLERS = ("memory", "cpu", "pids")
 WRAP_EXIT_CANNOT_JOIN = 126  # spelled out in _WRAP_SCRIPT
+#: An environment in its init phase weighs this many running ones in the CPU scheduler (cpu.shares in
+#: v1, cpu.weight in v2; its quota is lifted too). Lambda gives an init its full CPU; on a busy host
+#: lamina's inits otherwise got one share among every busy environment: at 64 clients on 2 vCPUs, a
+#: Node.js cold start took 0.3-7 s and the pool 13 s to reach 64 (bench/scaleout_bench.py).
+INIT_CPU_WEIGHT = 16
+V1_DEFAULT_SHARES = 1024
+V2_DEFAULT_WEIGHT = 100
 
 _WRAP_SCRIPT = """n=$1; shift
 while [ "$n" -gt 0 ]; do
@@ -281,6 +289,7 @@ class CgroupManager:
         self._unique = list(dict.fromkeys(parents.values()))
         #: The cpuset over every environment (sandbox/cpufence.py), when there is one.
         self.fence: CpuFence | None = None
+        self._has_weight: bool | None = None  # whether cgroups have a CPU weight file (found at first use)
 
     def _cgroup(self, name: str) -> Cgroup:
         shared = [self.fence.procs_file] if self.fence is not None and self.fence.procs_file is not None else None
@@ -334,14 +343,23 @@ class CgroupManager:
             raise SandboxError(f"cannot update cgroup {cgroup.name!r}: {exc.strerror}") from exc
 
     def set_cpu(self, cgroup: Cgroup, vcpus: float | None) -> None:
-        """Set the CPU quota; None lifts it (lamina lets the init phase run at full speed, as Lambda does)."""
+        """Set the CPU quota; None lifts it for an init phase, which also gets INIT_CPU_WEIGHT times the
+        CPU weight of a running environment (see there); a quota puts the weight back to the default."""
         cpu = cgroup.dirs["cpu"]
         quota = -1 if vcpus is None else max(1000, int(CPU_PERIOD_US * vcpus))
+        weight = INIT_CPU_WEIGHT if vcpus is None else 1
+        weight_file = cpu / ("cpu.shares" if self.version == 1 else "cpu.weight")
+        if self._has_weight is None:
+            self._has_weight = weight_file.exists()
         try:
             if self.version == 1:
                 _write(cpu / "cpu.cfs_quota_us", str(quota))
+                if self._has_weight:
+                    _write(weight_file, str(V1_DEFAULT_SHARES * weight))
             else:
                 _write(cpu / "cpu.max", f"{'max' if quota < 0 else quota} {CPU_PERIOD_US}")
+                if self._has_weight:
+                    _write(weight_file, str(V2_DEFAULT_WEIGHT * weight))
         except OSError as exc:
             raise SandboxError(f"cannot set the CPU quota of cgroup {cgroup.name!r}: {exc.strerror}") from exc
 
