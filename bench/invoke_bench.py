@@ -404,8 +404,11 @@ def interleaved(targets: list, rounds: int, clients: int, secs: float) -> dict[s
         langs = [lang for lang in ("python", "node") if all(lang in t.functions() for t in targets)]
         for lang in langs:
             requests = {t.name: raw_request(t.port, t.functions()[lang], t.signed) for t in targets}
-            for t in targets:  # scale out to `clients` environments / workers first
-                throughput(t.port, requests[t.name], clients, secs)
+            for t in targets:  # scale out to `clients` environments / workers first: until the rate stops rising
+                rates = [throughput(t.port, requests[t.name], clients, secs)["rps"]]
+                while len(rates) < 4 and rates[-1] > 1.05 * max(rates[:-1], default=0):
+                    rates.append(throughput(t.port, requests[t.name], clients, secs)["rps"])
+                out.setdefault("warm_up_rps", {}).setdefault(lang, {})[t.name] = rates
             windows: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
             for r in range(rounds):
                 order = targets if r % 2 == 0 else list(reversed(targets))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 import urllib.request
 
 import pytest
@@ -122,5 +123,30 @@ def test_memory_budget_evicts_idle_environments_instead_of_refusing(tmp_path):
                    if line.startswith("lamina_environments{"))
         assert 1 <= live <= 5, metrics
         assert invoke(lam, "fn0") == "ok"  # an evicted function simply starts again
+    finally:
+        assert stop_server(srv) == 0
+
+
+SLOW_INIT = "import time\ntime.sleep(1.0)\ndef handler(event, context):\n    time.sleep(2.0)\n    return 'ok'\n"
+
+
+def test_a_function_scaling_out_does_not_hold_back_another_functions_first_environment(tmp_path):
+    """One environment may start at a time (LAMINA_MAX_STARTING=1): while a function with slow inits has
+    invocations waiting for four more environments, another function's first environment takes the next
+    start that frees instead of waiting for all four (~1 s, not ~5)."""
+    srv = start_server(tmp_path / "data", tmp_path / "fair.log", {"LAMINA_MAX_STARTING": "1", "LAMINA_PREWARM": "0"})
+    try:
+        lam = srv.client()
+        lam.create_function(FunctionName="slow", Runtime="python3.11", Handler="app.handler", Role=ROLE,
+                            Code={"ZipFile": make_zip({"app.py": SLOW_INIT})}, Timeout=30)
+        quick = create(lam, "quick")
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            slow = [pool.submit(lam.invoke, FunctionName="slow", Payload=b"{}") for _ in range(5)]
+            time.sleep(0.4)  # the first of the slow function's environments is in its init
+            started = time.monotonic()
+            assert invoke(lam, quick) == "ok"
+            waited = time.monotonic() - started
+            assert all(f.result()["StatusCode"] == 200 for f in slow)
+        assert waited < 2.5, waited
     finally:
         assert stop_server(srv) == 0

@@ -357,12 +357,15 @@ class Scheduler:
         return used + needed_mb <= self._memory_budget_mb
 
     def _rebalance_waiting(self) -> None:
-        """Room to start environments opened up: serve the pools whose invocations wait."""
-        for pool in list(self._pools.values()):
+        """Room to start environments opened up: serve the pools whose invocations wait, those with the
+        fewest environments first. A function scaling out (its invocations waiting by the dozen) would
+        otherwise take every start as it frees, and another function's first environment wait for
+        all of them (seconds, in a burst); on Lambda each function scales on its own."""
+        waiting = [pool for pool in self._pools.values() if pool.waiters]
+        for pool in sorted(waiting, key=lambda p: len(p.envs)) if len(waiting) > 1 else waiting:
             if len(self._starting) >= self._max_starting:
                 return
-            if pool.waiters:
-                self._rebalance(pool, None)
+            self._rebalance(pool, None)
 
     def _environment_count(self) -> int:
         return len(self._env_pool)
