@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.sandbox.zygote import init_binary
+from lamina.sandbox.zygote import init_binary, spawn_library
 from tests.conftest import make_zip
 from tests.integration.conftest import serving
 
@@ -46,7 +46,8 @@ def probe(event, context):
             "cgroup": open("/proc/self/cgroup").read(), "random": random.random(), "cwd": os.getcwd(),
             "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
             "sockets": _sockets(), "channel_env": [k for k in os.environ if "LAMINA" in k],
-            "init_caps": [line.split()[1] for line in open("/proc/1/status") if line.startswith(("CapPrm", "CapEff"))]}
+            "init_caps": [line.split()[1] for line in open("/proc/1/status") if line.startswith(("CapPrm", "CapEff"))],
+            "init_faults": int(open("/proc/1/stat").read().rsplit(")", 1)[1].split()[7])}
 
 def threads(event, context):
     import concurrent.futures, logging, subprocess, threading
@@ -116,6 +117,28 @@ def test_forked_runtimes_are_confined_like_exec_ones(forked):
         assert all(b["init"].startswith("lamina-init\0") for b in forked_ones), forked_ones[0]["init"]
         # exec'd by root with an empty bounding set (the zygote's): it keeps no capability at all
         assert all(b["init_caps"] == ["0000000000000000"] * 2 for b in forked_ones), forked_ones[0]["init_caps"]
+    if init_binary() and spawn_library():  # the init was spawn.c's code, not a copy of the zygote's Python:
+        # a few dozen page faults (its exec), not the ~400 of a Python init's copy-on-write
+        assert all(b["init_faults"] < 150 for b in forked_ones), [b["init_faults"] for b in forked_ones]
+
+
+def test_without_the_spawn_library_a_python_init_makes_the_sandbox(tmp_path_factory):
+    """LAMINA_SPAWN_LIBRARY="": the zygote's clone, a copy of its Python, makes the sandbox and execs lamina-init."""
+    with serving(tmp_path_factory, "python-spawn", {"LAMINA_PREWARM": "0", "LAMINA_SPAWN_LIBRARY": ""}) as server:
+        if "sandbox: bwrap" not in server.output():
+            pytest.skip("the zygote needs the isolated sandbox (root, bubblewrap, cgroups)")
+        lam = server.client()
+        lam.create_function(FunctionName="s", Runtime="python3.11", Handler="app.probe", Role=ROLE, Timeout=10,
+                            Code={"ZipFile": make_zip({"app.py": APP})})
+        for run in range(8):
+            body = _fresh(lam, "s", run)
+            if _forked(body):
+                break
+        assert _forked(body) and body["pids"] == [1, 2] and body["uid"] >= 990000, body["init"]
+        if init_binary():
+            assert body["init"].startswith("lamina-init\0") and body["init_faults"] > 150, body["init_faults"]
+        body = _fresh(lam, "s", 20, "app.crash")
+        assert body["errorType"] == "Runtime.ExitError" and body["errorMessage"].endswith("exit status 3")
 
 
 def test_without_the_init_binary_the_python_init_does_its_work(tmp_path_factory):

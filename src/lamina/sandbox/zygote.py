@@ -36,10 +36,21 @@ ZYGOTE_PY = Path(__file__).resolve().parents[1] / "runtimes" / "python" / "zygot
 INIT_BIN = Path(__file__).resolve().parents[3] / "build" / "lamina-init"
 
 
+#: The init's sandbox made by C code sharing the zygote's memory (spawn.c, built by `make install`).
+SPAWN_LIB = INIT_BIN.parent / "liblamina-spawn.so"
+
+
 def init_binary() -> str:
     """The init binary to hand zygotes ("": none). LAMINA_INIT_BINARY names another one, or, empty, none."""
     path = os.environ.get("LAMINA_INIT_BINARY", str(INIT_BIN))
     return path if path and os.access(path, os.X_OK) else ""
+
+
+def spawn_library() -> str:
+    """liblamina-spawn.so to hand zygotes ("": none, the init is Python). LAMINA_SPAWN_LIBRARY names another
+    one, or, empty, none."""
+    path = os.environ.get("LAMINA_SPAWN_LIBRARY", str(SPAWN_LIB))
+    return path if path and os.path.isfile(path) else ""
 MAX_FORKS = 64
 SUCCESSOR_AT = 16  # forks left when the next zygote starts
 
@@ -107,7 +118,8 @@ class Zygote:
             with cpus.unpinned():  # its environments inherit its CPUs
                 self._proc = subprocess.Popen(
                     [str(runtime.interpreter), "-S", "-B", str(ZYGOTE_PY), str(theirs.fileno()), str(lifeline),
-                     layout.runtime_dir, layout.lang_dir or "", str(runtime.lang_root or ""), init_binary()],
+                     layout.runtime_dir, layout.lang_dir or "", str(runtime.lang_root or ""), init_binary(),
+                     spawn_library()],
                     pass_fds=(theirs.fileno(), lifeline), stdin=subprocess.DEVNULL, close_fds=True,
                     env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
         finally:

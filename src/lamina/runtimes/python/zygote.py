@@ -2,10 +2,10 @@
 Python version, and each environment's runtime is a fork of this process that moves into that
 environment's sandbox before it runs any function code.
 
-lamina starts it as ``<python> -S -B zygote.py FD LIFELINE RUNTIME_DIR LANG_DIR LANG_ROOT INIT`` (root, on
-the host; FD a SOCK_SEQPACKET socket to the server; LIFELINE the read end of a pipe lamina holds open while
-it lives; then where the sandbox shows this directory and the interpreter's tree, and where the latter is
-on the host, or ""; INIT the lamina-init binary, or ""). Each request is one JSON
+lamina starts it as ``<python> -S -B zygote.py FD LIFELINE RUNTIME_DIR LANG_DIR LANG_ROOT INIT SPAWN`` (root,
+on the host; FD a SOCK_SEQPACKET socket to the server; LIFELINE the read end of a pipe lamina holds open
+while it lives; then where the sandbox shows this directory and the interpreter's tree, and where the latter
+is on the host, or ""; INIT the lamina-init binary, or ""; SPAWN liblamina-spawn.so, or ""). Each request is one JSON
 message with two or three file descriptors (the environment's output pipe, the write end of its status
 pipe, and the runtime's end of its Runtime API socket pair, which becomes its fd 3, when lamina sends
 one) that describes the sandbox: its cgroups, its network namespace (if private), the mount plan of its
@@ -27,6 +27,12 @@ paths. For each:
                 status pipe and exits, which ends whatever is left in the namespace; lamina sees the
                 pipe close. If lamina goes away (the lifeline closes), it exits too. Without the binary
                 the init's Python does the same (and keeps its copy of the zygote's pages, ~1.2 MB).
+
+With liblamina-spawn.so (lamina/sandbox/spawn.c) the init above is C code instead: cloned with CLONE_VM |
+CLONE_VFORK, it shares this process's memory (no copy of its page tables, none of the init's copy-on-write
+faults, nothing to tear down when it execs lamina-init) and does the same steps on the new mount API,
+while the zygote waits; the runtime it forks returns into the zygote's frame (`_spawn`). Kernels without
+the new mount API, or no lamina-init, keep the Python init.
 
 This is what bubblewrap + setpriv do for an exec'd runtime, without the execs: no interpreter start, no
 runtime-client imports (~25 ms of CPU), no bwrap/setpriv/shell/mount processes (~10 ms more).
@@ -54,6 +60,9 @@ CHANNEL_ENV = "_LAMINA_RUNTIME_FD"  # lamina's Runtime API socket pair, when it 
 CHANNEL_FD = 3
 #: lamina-init (lamina/sandbox/init.c), opened at start; -1: the init stays this Python.
 INIT_FD = -1
+#: liblamina-spawn.so (lamina/sandbox/spawn.c), loaded at start: the init is C code sharing this process's
+#: memory until it execs lamina-init (with the template mount namespace and lamina-init only); None: Python.
+SPAWN = None
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -490,6 +499,64 @@ def _sandbox(request: dict, output_fd: int, channel_fd: int, status_fd: int, lif
                 pass
 
 
+class _Plan(ctypes.Structure):
+    """spawn.c's struct lamina_plan."""
+    _fields_ = [("output_fd", ctypes.c_int), ("channel_fd", ctypes.c_int), ("status_fd", ctypes.c_int),
+                ("lifeline_fd", ctypes.c_int), ("template_fd", ctypes.c_int), ("init_fd", ctypes.c_int),
+                ("netns", ctypes.c_char_p), ("cgroup_procs", ctypes.POINTER(ctypes.c_char_p)),
+                ("ops", ctypes.POINTER(ctypes.c_char_p))]
+
+
+def _strings(values: list) -> ctypes.Array:
+    """A NULL-ended array of C strings (the array keeps the bytes alive)."""
+    return (ctypes.c_char_p * (len(values) + 1))(*[v.encode() for v in values], None)
+
+
+def _op_fields(op: list) -> list:
+    """One operation of the environment's own mounts as spawn.c reads it: five strings."""
+    kind = op[0]
+    if kind == "bind":
+        return ["bind", op[1], op[2], "ro" if op[3] else "", ""]
+    if kind == "mount":
+        return ["mount", op[1], op[2], op[3], op[4] or ""]
+    if kind == "devpts":
+        return ["devpts", op[1], "", "", ""]
+    if kind == "tmpfs":
+        return ["tmpfs", op[1], "%o" % op[2], str(op[3]) if op[3] else "", ""]
+    raise OSError("unknown mount operation %r" % (kind,))
+
+
+def _spawn(request: dict, output_fd: int, channel_fd: int, status_fd: int, lifeline_fd: int, template_fd: int) -> int:
+    """The environment made by spawn.c: returns the init's pid here, and 0 in the runtime (a copy of this
+    process, inside the sandbox), as a fork would. Raises OSError when the init cannot be cloned."""
+    ops = [field for op in request["mounts"] for field in _op_fields(op)]
+    procs, fields = _strings(request["cgroup_procs"]), _strings(ops)
+    plan = _Plan(output_fd, channel_fd, status_fd, lifeline_fd, template_fd, INIT_FD,
+                 (request.get("netns") or "").encode(), procs, fields)
+    _python.PyOS_BeforeFork()
+    pid = SPAWN.lamina_spawn(ctypes.byref(plan))
+    if pid == 0:
+        _python.PyOS_AfterFork_Child()
+        return 0
+    error = _failed("clone") if pid < 0 else None
+    _python.PyOS_AfterFork_Parent()
+    if error is not None:
+        raise error
+    return pid
+
+
+def _run_runtime(request: dict, output_fd: int, channel_fd: int) -> None:
+    """The runtime spawn.c forked: reset what the zygote set for itself, then run the client."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _become_runtime(request, output_fd, channel_fd)
+    except BaseException as e:
+        try:
+            os.write(output_fd, ("lamina zygote: cannot start the runtime: %s\n" % e).encode())
+        finally:
+            os._exit(126)
+
+
 def serve(sock: socket.socket, lifeline_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # environments' inits are reaped by the kernel
     gc.freeze()  # what is loaded now stays out of every runtime's collections, so its pages stay shared
@@ -519,12 +586,16 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
             except OSError as e:  # each environment builds its whole view instead
                 os.write(output_fd, ("lamina zygote: no template mount namespace: %s\n" % e).encode())
                 template.usable = False
+        spawned = SPAWN is not None and template_fd >= 0 and INIT_FD >= 0
         try:
-            pid = _clone_into_namespaces()
+            pid = _spawn(request, output_fd, channel_fd, status_fd, lifeline_fd, template_fd) if spawned \
+                else _clone_into_namespaces()
         except OSError as e:
             os.write(output_fd, ("lamina zygote: cannot make the sandbox: %s\n" % e).encode())
             os.write(status_fd, b"126\n")
             pid = -1
+        if pid == 0 and spawned:
+            _run_runtime(request, output_fd, channel_fd)
         if pid == 0:
             try:
                 sock.close()
@@ -535,7 +606,7 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
                     os.write(status_fd, b"126\n")
                 finally:
                     os._exit(126)
-        if pid > 0:
+        if pid > 0 and not spawned:
             os.write(status_fd, b"+")  # made: from now on the environment's own end is what lamina will hear
         os.close(output_fd)
         os.close(status_fd)
@@ -549,6 +620,14 @@ if __name__ == "__main__":
         __import__("codecs").lookup(codec)
     if len(sys.argv) > 6 and sys.argv[6]:
         INIT_FD = os.open(sys.argv[6], os.O_RDONLY | os.O_CLOEXEC)  # before the paths stop being the host's
+    if len(sys.argv) > 7 and sys.argv[7]:
+        try:
+            SPAWN = ctypes.PyDLL(sys.argv[7], use_errno=True)  # the GIL held across the call, as for clone
+            SPAWN.lamina_spawn.restype = ctypes.c_long
+            SPAWN.lamina_spawn.argtypes = [ctypes.c_void_p]
+        except (OSError, AttributeError) as e:
+            os.write(2, ("lamina zygote: %s: %s (the init stays Python)\n" % (sys.argv[7], e)).encode())
+            SPAWN = None
     _as_the_sandbox_shows_it(*sys.argv[3:6])
     _empty_bounding_set()
     serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
