@@ -150,3 +150,39 @@ def test_a_function_scaling_out_does_not_hold_back_another_functions_first_envir
         assert waited < 2.5, waited
     finally:
         assert stop_server(srv) == 0
+
+
+def _standbys(srv) -> int:
+    metrics = urllib.request.urlopen(srv.url + "/metrics").read().decode()
+    return sum(int(float(line.split()[-1])) for line in metrics.splitlines()
+               if line.startswith('lamina_environments{function="",state="standby"}'))
+
+
+def _until(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_standbys_taken_in_a_burst_are_replaced_once_it_is_over(tmp_path):
+    """While invocations wait for environments, a taken standby is not replaced at once (it would be taken
+    straight away, at a higher cost than a start for the function); after the burst, they are all back."""
+    srv = start_server(tmp_path / "data", tmp_path / "burst.log")
+    try:
+        lam = srv.client()
+        lam.create_function(FunctionName="burst", Runtime="python3.11", Handler="app.handler", Role=ROLE,
+                            Code={"ZipFile": make_zip({"app.py": SLOW_INIT})}, Timeout=30)
+        assert _until(lambda: _standbys(srv) >= 2, 10), _standbys(srv)  # CreateFunction warmed the runtime
+        ready = _standbys(srv)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            calls = [pool.submit(lam.invoke, FunctionName="burst", Payload=b"{}") for _ in range(8)]
+            time.sleep(0.5)  # every invocation waits (1-s inits): the standbys taken are not replaced yet
+            slots = list((tmp_path / "data" / "work" / "slots").iterdir())  # one per standby ever started
+            assert len(slots) == ready, (len(slots), ready)
+            assert all(c.result()["StatusCode"] == 200 for c in calls)
+        assert _until(lambda: _standbys(srv) >= ready, 5), (_standbys(srv), ready)
+    finally:
+        assert stop_server(srv) == 0
