@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cold start and warm invoke per runtime: the conformance suite's echo handler in every runtime here.
 
-    .venv/bin/python bench/runtimes_bench.py [-n 200] [--cold 10] [--gap 0.3] [--only java ...]
+    .venv/bin/python bench/runtimes_bench.py [-n 200] [--cold 10] [--gap 0.3] [--only java ...] [--layer]
 
 For each runtime family the host has (python3.11, nodejs, ruby, java, Go on provided.al2023): 1769 MB
 (one vCPU), warm p50/p99 of `n` boto3 invokes, then `--cold` cold invokes (each after a configuration
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.invoke_bench import lamina_server, pct  # noqa: E402
+from bench.invoke_bench import lamina_server, pct, zip_of  # noqa: E402
 from tests.integration.test_conformance import LANGS  # noqa: E402
 
 
@@ -32,6 +32,8 @@ def main() -> None:
                         help="seconds between a configuration change and its cold invoke (standbys refill meanwhile)")
     parser.add_argument("--only", action="append", default=[], metavar="LANG",
                         help="only the conformance suite's languages named so (python, nodejs, ruby, java, go)")
+    parser.add_argument("--layer", action="store_true",
+                        help="a custom runtime's package as a layer (its bootstrap at /opt/bootstrap), not as the code")
     args = parser.parse_args()
     print("| runtime | warm p50 / p99 ms (boto3) | cold invoke p50 / p99 ms | Init Duration p50 ms |")
     print("|---|---|---|---|")
@@ -48,9 +50,13 @@ def main() -> None:
                 print(f"| {lang.name} | skipped: {exc} | | |")
                 continue
             name = f"rt-{lang.name}"
+            extra = {}
+            if args.layer and runtime.startswith("provided"):
+                arn = client.publish_layer_version(LayerName=name, Content={"ZipFile": code})["LayerVersionArn"]
+                extra, code = {"Layers": [arn]}, zip_of("readme.txt", "the bootstrap is in a layer")
             client.create_function(FunctionName=name, Runtime=runtime, Handler=lang.handler("echo"),
                                    Role="arn:aws:iam::000000000000:role/x", MemorySize=1769,
-                                   Code={"ZipFile": code}, Timeout=30)
+                                   Code={"ZipFile": code}, Timeout=30, **extra)
             payload = json.dumps({"k": "v"}).encode()
             for _ in range(10):
                 client.invoke(FunctionName=name, Payload=payload)

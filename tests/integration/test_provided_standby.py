@@ -70,3 +70,32 @@ def test_a_custom_runtime_starts_in_a_standby_sandbox(server):
     out, body = _invoke(lam, "sh-env")
     assert "FunctionError" not in out, body
     assert body["var"] == "second", body
+
+
+# The same, as a layer's /opt/bootstrap; it also answers with a file of the function's own code.
+LAYER_BOOTSTRAP = BOOTSTRAP.replace('\\"age\\": $AGE}', '\\"age\\": $AGE, \\"code\\": \\"$(cat /var/task/data.txt)\\"}')
+
+
+def test_a_custom_runtime_from_a_layer_starts_in_a_standby_sandbox(server):
+    """A bootstrap that comes in a layer (/opt/bootstrap, as Lambda looks for it when the function has none):
+    the layer is linked into the standby's /opt slot with the code into its /var/task slot."""
+    lam = server.client()
+    isolated = "sandbox: bwrap" in server.output()
+    layer = lam.publish_layer_version(LayerName="sh-runtime", Content={"ZipFile": make_zip(
+        {"bootstrap": LAYER_BOOTSTRAP}, {"bootstrap": 0o755})})["LayerVersionArn"]
+    lam.create_function(FunctionName="sh-layer", Runtime="provided.al2023", Handler="x", Role=ROLE, Layers=[layer],
+                        Code={"ZipFile": make_zip({"data.txt": "from the code"})},
+                        Environment={"Variables": {"USER_VAR": "layered"}})
+    time.sleep(1.5)
+    out, body = _invoke(lam, "sh-layer")
+    assert "FunctionError" not in out, body
+    assert body["var"] == "layered" and body["code"] == "from the code" and body["marker"] == "unset", body
+    if isolated and STANDBY_EXEC.is_file():
+        assert body["age"] > 100, body  # waiting before the function was assigned: a standby
+
+    bare = lam.publish_layer_version(LayerName="no-runtime", Content={"ZipFile": make_zip({"lib.txt": "x"})})
+    lam.create_function(FunctionName="sh-layer-none", Runtime="provided.al2023", Handler="x", Role=ROLE,
+                        Layers=[bare["LayerVersionArn"]], Code={"ZipFile": make_zip({"data.txt": "x"})})
+    time.sleep(0.5)
+    out, body = _invoke(lam, "sh-layer-none")
+    assert out["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.InvalidEntrypoint", body

@@ -90,6 +90,8 @@ int main(int argc, char **argv) {
     const char *root = getenv("LAMBDA_TASK_ROOT");
     char path[4096];
     snprintf(path, sizeof path, "%s/bootstrap", root ? root : "/var/task");
+    if (access(path, X_OK) != 0) /* the function's own, else its layers' (as Lambda looks for it) */
+        snprintf(path, sizeof path, "/opt/bootstrap");
     if (chdir(root ? root : "/var/task") != 0) return fail(127, "cannot enter the task root");
     argv[0] = path;
     execv(path, argv);

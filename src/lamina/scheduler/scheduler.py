@@ -401,15 +401,19 @@ class Scheduler:
 
     def _take_standby(self, recipe: Recipe) -> Environment | None:
         """A standby environment of this runtime, given this code, if one fits."""
-        runtime, code_dir = recipe.runtime, recipe.code_dir
-        if self._slots is None or not runtime.can_standby or recipe.opt_dir is not None:
+        runtime, code_dir, opt_dir = recipe.runtime, recipe.code_dir, recipe.opt_dir
+        if self._slots is None or not runtime.can_standby:
+            return None
+        # Layers reach a custom runtime's standby through its /opt slot; the interpreters' standbys have set
+        # up their search paths already, so functions with layers start without one.
+        if opt_dir is not None and (runtime.family != "provided" or not self._slots.linkable(opt_dir)):
             return None
         if recipe.config.ephemeral_storage_mb != STANDBY_TMP_MB or not self._slots.linkable(code_dir):
             return None
         if runtime.startup_variables(recipe.env):  # a standby's interpreter has started without them
             return None
-        if runtime.family == "provided" and provided_bootstrap(code_dir, None) != "task":
-            return None  # lamina-standby execs /var/task/bootstrap; none there: _boot says so
+        if runtime.family == "provided" and provided_bootstrap(code_dir, opt_dir) is None:
+            return None  # lamina-standby execs /var/task/bootstrap or /opt/bootstrap; neither: _boot says so
         ready = self._standby.get(runtime.id)
         memory_mb = recipe.config.memory_mb
         self._standby_memory[runtime.id] = memory_mb  # the refill after this makes standbys of this size
@@ -439,8 +443,7 @@ class Scheduler:
     async def _assign_standby(self, pool: Pool, environment: Environment, recipe: Recipe) -> None:
         assert self._slots is not None
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._slots.fill, environment.spec.code_dir, recipe.code_dir)
+            await asyncio.get_running_loop().run_in_executor(None, self._fill_slots, environment.spec, recipe)
         except OSError as exc:
             log.warning("environment %s: cannot link the function's code: %s", environment.id, exc)
             environment.kill()
@@ -478,6 +481,25 @@ class Scheduler:
             return
         self._refill_standby(runtime)
 
+    def _fill_slots(self, spec: SandboxSpec, recipe: Recipe) -> None:
+        """Link the function's code, and a custom runtime's layers, into a standby's slots (blocking)."""
+        assert self._slots is not None
+        self._slots.fill(spec.code_dir, recipe.code_dir)
+        if recipe.opt_dir is not None and spec.opt_dir is not None:
+            self._slots.fill(spec.opt_dir, recipe.opt_dir)
+
+    def _create_slots(self, spec: SandboxSpec) -> None:
+        assert self._slots is not None
+        self._slots.create(spec.code_dir)
+        if spec.opt_dir is not None:
+            self._slots.create(spec.opt_dir)
+
+    def _remove_slots(self, spec: SandboxSpec) -> None:
+        assert self._slots is not None
+        self._slots.remove(spec.code_dir)  # not a slot (an environment started for its function): left alone
+        if spec.opt_dir is not None:
+            self._slots.remove(spec.opt_dir)
+
     def _refill_standby(self, runtime: Runtime) -> None:
         if self._slots is None or not runtime.can_standby:
             return
@@ -485,7 +507,10 @@ class Scheduler:
         while len(ready) < self._standby_target:
             env_id = uuid.uuid4().hex
             slot = self._slots.path(env_id)  # made by _start_standby, off the loop
-            spec = self._spec(env_id, runtime, slot, {}, STANDBY_TMP_MB, self._standby_memory.get(runtime.id, 128))
+            # a custom runtime's standby also has an (empty) /opt slot, for the layers of the function it takes
+            opt = self._slots.path(env_id + "-opt") if runtime.family == "provided" else None
+            spec = self._spec(env_id, runtime, slot, {}, STANDBY_TMP_MB, self._standby_memory.get(runtime.id, 128),
+                              opt)
             environment = Environment(env_id, None, spec, self._driver, self._clock, self._sink, self._changed)
             ready.append(environment)
             self._standby_runtime[environment] = runtime
@@ -494,9 +519,9 @@ class Scheduler:
     async def _start_standby(self, environment: Environment) -> None:
         assert self._slots is not None
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self._slots.create, environment.spec.code_dir)
+            await asyncio.get_running_loop().run_in_executor(None, self._create_slots, environment.spec)
             if environment not in self._standby_runtime and environment not in self._env_pool:
-                self._slots.remove(environment.spec.code_dir)  # evicted before it started: nothing to run
+                self._remove_slots(environment.spec)  # evicted before it started: nothing to run
                 return
             await environment.start(self._open_endpoint)
         except Exception as exc:  # supervisor: a standby that cannot start is dropped, loudly
@@ -577,7 +602,7 @@ class Scheduler:
             self._fail_first_waiter(pool, InitFailure(failure[0], failure[1], "", environment))
         elif state is EnvState.DEAD:
             if self._slots is not None:
-                self._slots.remove(environment.spec.code_dir)
+                self._remove_slots(environment.spec)
             pool.envs.discard(environment)
             self._delist(environment)
             if environment in pool.idle:
@@ -597,7 +622,7 @@ class Scheduler:
         if runtime is not None and environment in self._standby.get(runtime.id, []):
             self._standby[runtime.id].remove(environment)
         if self._slots is not None:
-            self._slots.remove(environment.spec.code_dir)
+            self._remove_slots(environment.spec)
 
     def _became_idle(self, pool: Pool, environment: Environment) -> None:
         if pool.retired:

@@ -529,10 +529,13 @@ def _op_fields(op: list) -> list:
 def _spawn(request: dict, output_fd: int, channel_fd: int, status_fd: int, lifeline_fd: int, template_fd: int) -> int:
     """The environment made by spawn.c: returns the init's pid here, and 0 in the runtime (a copy of this
     process, inside the sandbox), as a fork would. Raises OSError when the init cannot be cloned."""
-    ops = [field for op in request["mounts"] for field in _op_fields(op)]
-    procs, fields = _strings(request["cgroup_procs"]), _strings(ops)
-    plan = _Plan(output_fd, channel_fd, status_fd, lifeline_fd, template_fd, INIT_FD,
-                 (request.get("netns") or "").encode(), procs, fields)
+    try:
+        ops = [field for op in request["mounts"] for field in _op_fields(op)]
+        procs, fields = _strings(request["cgroup_procs"]), _strings(ops)
+        plan = _Plan(output_fd, channel_fd, status_fd, lifeline_fd, template_fd, INIT_FD,
+                     (request.get("netns") or "").encode(), procs, fields)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a malformed request fails its environment only
+        raise OSError("bad request: %r" % (e,)) from None
     _python.PyOS_BeforeFork()
     pid = SPAWN.lamina_spawn(ctypes.byref(plan))
     if pid == 0:
