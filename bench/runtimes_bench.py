@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], metavar="LANG",
                         help="only the conformance suite's languages named so (python, nodejs, ruby, java, go)")
     parser.add_argument("--layer", action="store_true",
-                        help="a custom runtime's package as a layer (its bootstrap at /opt/bootstrap), not as the code")
+                        help="functions with a layer: a custom runtime's package as the layer (its bootstrap at "
+                             "/opt/bootstrap), the others' code as it is beside a one-file layer")
     args = parser.parse_args()
     print("| runtime | warm p50 / p99 ms (boto3) | cold invoke p50 / p99 ms | Init Duration p50 ms |")
     print("|---|---|---|---|")
@@ -54,6 +55,10 @@ def main() -> None:
             if args.layer and runtime.startswith("provided"):
                 arn = client.publish_layer_version(LayerName=name, Content={"ZipFile": code})["LayerVersionArn"]
                 extra, code = {"Layers": [arn]}, zip_of("readme.txt", "the bootstrap is in a layer")
+            elif args.layer:
+                layer = zip_of("nodejs/node_modules/bench-layer/index.js", "module.exports = 1;\n")
+                extra = {"Layers": [client.publish_layer_version(LayerName=name, Content={"ZipFile": layer})[
+                    "LayerVersionArn"]]}
             client.create_function(FunctionName=name, Runtime=runtime, Handler=lang.handler("echo"),
                                    Role="arn:aws:iam::000000000000:role/x", MemorySize=1769,
                                    Code={"ZipFile": code}, Timeout=30, **extra)

@@ -8,6 +8,8 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
+import time
 import urllib.request
 import zipfile
 
@@ -15,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_zip
-from tests.integration.conftest import start_server, stop_server
+from tests.integration.conftest import serving, start_server, stop_server
 
 ROLE = "arn:aws:iam::000000000000:role/x"
 LAYER_ARN = "arn:aws:lambda:us-east-1:000000000000:layer:"
@@ -241,6 +243,25 @@ def test_node_requires_from_a_layer(lam, fname, lname):
                                     "exports.handler = async () => [greeter(), versioned];\n"},
            [layer["LayerVersionArn"]], runtime="nodejs20.x", handler="index.handler")
     assert invoke(lam, fname) == ["hi from node layer", "node20 dir"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node on this host")
+def test_a_node_function_with_layers_starts_in_a_standby(tmp_path_factory):
+    """Node.js resolves NODE_PATH (/opt/nodejs/...) as it requires: its standbys have an /opt slot, and a
+    function's layers are linked into it with its code, so a function with layers needs no start of its own."""
+    with serving(tmp_path_factory, "node-layer-standby", {"LAMINA_PREWARM": "2"}) as server:
+        lam = server.client()
+        layer = publish(lam, "greeter", make_zip({
+            "nodejs/node_modules/greeter/index.js": "module.exports = () => 'hi from node layer';\n"}))
+        major = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout[1:].split(".")[0]
+        create(lam, "node-layered", {"index.js": "const greeter = require('greeter');\n"
+                                                 "exports.handler = async () => [greeter(), process.uptime()];\n"},
+               [layer["LayerVersionArn"]], runtime=f"nodejs{major}.x", handler="index.handler")
+        time.sleep(2.0)  # the standbys CreateFunction started (at this function's size) are up
+        greeting, uptime = invoke(lam, "node-layered")
+        assert greeting == "hi from node layer"
+        if "sandbox: bwrap" in server.output():  # standbys need the isolated sandbox
+            assert uptime > 1.0, uptime  # the process was waiting before the function was assigned to it
 
 
 SH_BOOTSTRAP = r'''#!/bin/sh

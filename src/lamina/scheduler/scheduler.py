@@ -49,6 +49,11 @@ def default_memory_budget_mb() -> int:
 #: standby fits only functions of the size it was started for.
 SIZED_AT_START = ("nodejs", "java")
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
+#: Runtimes whose standbys have an /opt slot, into which a function's layers are linked with its code: a
+#: custom runtime's bootstrap may come from one, and Node.js resolves NODE_PATH (/opt/nodejs/...) as it
+#: requires. Python's, Ruby's and Java's search paths (sys.path's finders, gem paths, the classpath) are set
+#: up before the function is known: their functions with layers start without a standby.
+STANDBY_LAYERS = ("provided", "nodejs")
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
 
@@ -404,9 +409,7 @@ class Scheduler:
         runtime, code_dir, opt_dir = recipe.runtime, recipe.code_dir, recipe.opt_dir
         if self._slots is None or not runtime.can_standby:
             return None
-        # Layers reach a custom runtime's standby through its /opt slot; the interpreters' standbys have set
-        # up their search paths already, so functions with layers start without one.
-        if opt_dir is not None and (runtime.family != "provided" or not self._slots.linkable(opt_dir)):
+        if opt_dir is not None and (runtime.family not in STANDBY_LAYERS or not self._slots.linkable(opt_dir)):
             return None
         if recipe.config.ephemeral_storage_mb != STANDBY_TMP_MB or not self._slots.linkable(code_dir):
             return None
@@ -507,8 +510,8 @@ class Scheduler:
         while len(ready) < self._standby_target:
             env_id = uuid.uuid4().hex
             slot = self._slots.path(env_id)  # made by _start_standby, off the loop
-            # a custom runtime's standby also has an (empty) /opt slot, for the layers of the function it takes
-            opt = self._slots.path(env_id + "-opt") if runtime.family == "provided" else None
+            # an (empty) /opt slot too, for the layers of the function it takes
+            opt = self._slots.path(env_id + "-opt") if runtime.family in STANDBY_LAYERS else None
             spec = self._spec(env_id, runtime, slot, {}, STANDBY_TMP_MB, self._standby_memory.get(runtime.id, 128),
                               opt)
             environment = Environment(env_id, None, spec, self._driver, self._clock, self._sink, self._changed)
