@@ -460,16 +460,7 @@ def _sandbox(request: dict, output_fd: int, channel_fd: int, status_fd: int, lif
     signal.signal(signal.SIGCHLD, lambda *_: None)
     runtime = _fork_runtime()
     if runtime == 0:
-        try:
-            os.close(status_fd)
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _become_runtime(request, output_fd, channel_fd)
-        except BaseException as e:
-            try:
-                os.write(output_fd, ("lamina zygote: cannot start the runtime: %s\n" % e).encode())
-            finally:
-                os._exit(126)
+        _run_runtime(request, output_fd, channel_fd, status_fd)
     os.close(output_fd)
     if channel_fd >= 0:  # the runtime's alone: lamina hears EOF when it ends
         os.close(channel_fd)
@@ -548,9 +539,13 @@ def _spawn(request: dict, output_fd: int, channel_fd: int, status_fd: int, lifel
     return pid
 
 
-def _run_runtime(request: dict, output_fd: int, channel_fd: int) -> None:
-    """The runtime spawn.c forked: reset what the zygote set for itself, then run the client."""
+def _run_runtime(request: dict, output_fd: int, channel_fd: int, status_fd: int = -1) -> None:
+    """A runtime just forked (by the Python init, or by spawn.c's): reset what the zygote and the init set
+    for themselves (the init's status pipe, its wake-up fd, SIGCHLD), then run the client. Never returns."""
     try:
+        if status_fd >= 0:
+            os.close(status_fd)
+        signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _become_runtime(request, output_fd, channel_fd)
     except BaseException as e:
