@@ -485,7 +485,7 @@ class Scheduler:
         self._refill_standby(runtime)
 
     def _fill_slots(self, spec: SandboxSpec, recipe: Recipe) -> None:
-        """Link the function's code, and a custom runtime's layers, into a standby's slots (blocking)."""
+        """Link the function's code, and its layers (STANDBY_LAYERS runtimes), into a standby's slots (blocking)."""
         assert self._slots is not None
         self._slots.fill(spec.code_dir, recipe.code_dir)
         if recipe.opt_dir is not None and spec.opt_dir is not None:
