@@ -264,6 +264,26 @@ def test_a_node_function_with_layers_starts_in_a_standby(tmp_path_factory):
             assert uptime > 1.0, uptime  # the process was waiting before the function was assigned to it
 
 
+def test_a_python_function_with_layers_starts_in_a_standby(tmp_path_factory):
+    """lamina's Python client sets sys.path once it has its function: a standby's /opt slot, with the layer
+    linked in, serves /opt/python and its site-packages."""
+    age = ("def handler(e, c):\n    import greet, deep\n"
+           "    start = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])\n"
+           "    uptime = float(open('/proc/uptime').read().split()[0])\n"
+           "    return [greet.hello(), deep.WHERE, uptime - start / 100]\n")
+    with serving(tmp_path_factory, "python-layer-standby", {"LAMINA_PREWARM": "2"}) as server:
+        lam = server.client()
+        layer = publish(lam, "greet", make_zip({
+            "python/greet.py": "def hello():\n    return 'hi from python layer'\n",
+            "python/lib/python3.11/site-packages/deep.py": "WHERE = 'site-packages'\n"}))
+        create(lam, "py-layered", {"app.py": age}, [layer["LayerVersionArn"]])
+        time.sleep(2.0)  # the standbys CreateFunction started are up
+        greeting, where, seconds = invoke(lam, "py-layered")
+        assert greeting == "hi from python layer" and where == "site-packages"
+        if "sandbox: bwrap" in server.output():  # standbys need the isolated sandbox
+            assert seconds > 1.0, seconds  # the process was waiting before the function was assigned to it
+
+
 SH_BOOTSTRAP = r'''#!/bin/sh
 set -eu
 API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"

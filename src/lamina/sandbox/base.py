@@ -232,8 +232,8 @@ def environment_for(spec: SandboxSpec, layout: Layout) -> dict[str, str]:
             "HOME": layout.tmp_dir,
         }
     )
-    if spec.opt_dir is not None and "LAMINA_STANDBY" not in spec.env:  # (a standby's is its empty /opt slot)
-        env["LAMINA_OPT_DIR"] = layout.opt_dir  # where the layers are, as this sandbox sees them
+    if spec.opt_dir is not None and layout.opt_dir != "/opt":  # the process driver: a host directory
+        env["LAMINA_OPT_DIR"] = layout.opt_dir  # where the layers are, as this process sees them
     if lang_lib:  # the interpreter's own libraries must win over the host's copies
         env["LD_LIBRARY_PATH"] = ":".join(lang_lib + [env["LD_LIBRARY_PATH"]])
     return env

@@ -50,10 +50,11 @@ def default_memory_budget_mb() -> int:
 SIZED_AT_START = ("nodejs", "java")
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
 #: Runtimes whose standbys have an /opt slot, into which a function's layers are linked with its code: a
-#: custom runtime's bootstrap may come from one, and Node.js resolves NODE_PATH (/opt/nodejs/...) as it
-#: requires. Python's, Ruby's and Java's search paths (sys.path's finders, gem paths, the classpath) are set
-#: up before the function is known: their functions with layers start without a standby.
-STANDBY_LAYERS = ("provided", "nodejs")
+#: custom runtime's bootstrap may come from one, Node.js resolves NODE_PATH (/opt/nodejs/...) as it
+#: requires, and lamina's Python client puts /opt/python on sys.path once it has its function. Ruby's gem
+#: paths and Java's classpath are read as the interpreter starts: their functions with layers start
+#: without a standby.
+STANDBY_LAYERS = ("provided", "nodejs", "python")
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
 
