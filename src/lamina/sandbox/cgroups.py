@@ -347,19 +347,18 @@ class CgroupManager:
         CPU weight of a running environment (see there); a quota puts the weight back to the default."""
         cpu = cgroup.dirs["cpu"]
         quota = -1 if vcpus is None else max(1000, int(CPU_PERIOD_US * vcpus))
-        weight = INIT_CPU_WEIGHT if vcpus is None else 1
-        weight_file = cpu / ("cpu.shares" if self.version == 1 else "cpu.weight")
+        v1 = self.version == 1
+        weight_file = cpu / ("cpu.shares" if v1 else "cpu.weight")
         if self._has_weight is None:
             self._has_weight = weight_file.exists()
         try:
-            if self.version == 1:
+            if v1:
                 _write(cpu / "cpu.cfs_quota_us", str(quota))
-                if self._has_weight:
-                    _write(weight_file, str(V1_DEFAULT_SHARES * weight))
             else:
                 _write(cpu / "cpu.max", f"{'max' if quota < 0 else quota} {CPU_PERIOD_US}")
-                if self._has_weight:
-                    _write(weight_file, str(V2_DEFAULT_WEIGHT * weight))
+            if self._has_weight:
+                default = V1_DEFAULT_SHARES if v1 else V2_DEFAULT_WEIGHT
+                _write(weight_file, str(default * (INIT_CPU_WEIGHT if vcpus is None else 1)))
         except OSError as exc:
             raise SandboxError(f"cannot set the CPU quota of cgroup {cgroup.name!r}: {exc.strerror}") from exc
 

@@ -34,8 +34,6 @@ ZYGOTE_PY = Path(__file__).resolve().parents[1] / "runtimes" / "python" / "zygot
 #: pid 1 of each forked environment once its runtime runs (init.c, built by `make install`); without it
 #: the zygote's own Python copy stays on as the init.
 INIT_BIN = Path(__file__).resolve().parents[3] / "build" / "lamina-init"
-
-
 #: The init's sandbox made by C code sharing the zygote's memory (spawn.c, built by `make install`).
 SPAWN_LIB = INIT_BIN.parent / "liblamina-spawn.so"
 
@@ -51,6 +49,8 @@ def spawn_library() -> str:
     one, or, empty, none."""
     path = os.environ.get("LAMINA_SPAWN_LIBRARY", str(SPAWN_LIB))
     return path if path and os.path.isfile(path) else ""
+
+
 MAX_FORKS = 64
 SUCCESSOR_AT = 16  # forks left when the next zygote starts
 
