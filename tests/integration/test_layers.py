@@ -367,3 +367,84 @@ def test_layers_under_the_process_driver(tmp_path):
         assert invoke(lam, "plain") == "hello from a layer"
     finally:
         assert stop_server(srv) == 0
+
+
+RUBY_LAYERED = r'''
+require 'greeter'
+require 'shiny'
+
+def handler(event:, context:)
+  start = File.read('/proc/self/stat').rpartition(')').last.split[19].to_i
+  uptime = File.read('/proc/uptime').split.first.to_f
+  [Greeter.hello, Shiny::NAME, uptime - start / 100.0]
+end
+'''
+
+
+@pytest.mark.skipif(shutil.which("ruby") is None, reason="no ruby on this host")
+def test_a_ruby_function_with_layers_starts_in_a_standby(tmp_path_factory):
+    """RUBYLIB and GEM_PATH name /opt/ruby/lib and /opt/ruby/gems/X.Y.0 from the interpreter's start: a
+    standby's /opt slot, with the layer linked in as the function is assigned, serves a library and a gem."""
+    from lamina.runtimes.registry import RuntimeRegistry
+
+    runtimes = [r.id for r in RuntimeRegistry.discover().all() if r.family == "ruby"]
+    if not runtimes:
+        pytest.skip("no ruby runtime registered")
+    abi = runtimes[0][4:] + ".0"
+    gemspec = ('Gem::Specification.new do |s|\n  s.name = "shiny"\n  s.version = "1.0.0"\n'
+               '  s.summary = "a gem from a layer"\n  s.authors = ["lamina"]\n  s.files = ["lib/shiny.rb"]\nend\n')
+    with serving(tmp_path_factory, "ruby-layer-standby", {"LAMINA_PREWARM": "2"}) as server:
+        lam = server.client()
+        layer = publish(lam, "rubylib", make_zip({
+            "ruby/lib/greeter.rb": "module Greeter\n  def self.hello = 'hi from ruby layer'\nend\n",
+            f"ruby/gems/{abi}/specifications/shiny-1.0.0.gemspec": gemspec,
+            f"ruby/gems/{abi}/gems/shiny-1.0.0/lib/shiny.rb": "module Shiny\n  NAME = 'a layer gem'\nend\n"}))
+        create(lam, "rb-layered", {"app.rb": RUBY_LAYERED}, [layer["LayerVersionArn"]], runtime=runtimes[0])
+        time.sleep(2.0)  # the standbys CreateFunction started are up
+        greeting, gem, seconds = invoke(lam, "rb-layered")
+        assert (greeting, gem) == ("hi from ruby layer", "a layer gem")
+        if "sandbox: bwrap" in server.output():  # standbys need the isolated sandbox
+            assert seconds > 1.0, seconds  # the process was waiting before the function was assigned to it
+
+
+JAVA_GREETER = "package layer;\npublic class Greeter {\n    public static String hello() { return \"hi from a jar in a layer\"; }\n}\n"
+JAVA_LAYERED = r'''
+package example;
+
+import java.lang.management.ManagementFactory;
+import java.util.List;
+import java.util.Map;
+
+public class Layered {
+    private static final long AGE_AT_LOAD_MS = System.currentTimeMillis()
+            - ManagementFactory.getRuntimeMXBean().getStartTime();
+
+    public List<Object> handleRequest(Map<String, Object> event) {
+        return List.of(layer.Greeter.hello(), AGE_AT_LOAD_MS);
+    }
+}
+'''
+
+
+def test_a_java_function_with_layers_starts_in_a_standby(tmp_path_factory):
+    """lamina's Java client puts /opt/java/lib/*.jar on the function's class loader as it loads the handler:
+    a standby JVM's /opt slot, with the layer linked in as the function is assigned, serves a layer's jar."""
+    from lamina.runtimes.registry import JAVA_ENV_LIB
+    from tests.integration.test_java import compile_java, java_runtime
+
+    runtime = java_runtime()
+    classes = compile_java(tmp_path_factory.mktemp("java-layered"),
+                           {"layer/Greeter.java": JAVA_GREETER, "example/Layered.java": JAVA_LAYERED})
+    jar = make_zip({"layer/Greeter.class": (classes / "layer" / "Greeter.class").read_bytes()})
+    with serving(tmp_path_factory, "java-layer-standby", {"LAMINA_PREWARM": "2"}) as server:
+        lam = server.client()
+        layer = publish(lam, "javalib", make_zip({"java/lib/greeter.jar": jar}))
+        lam.create_function(FunctionName="java-layered", Runtime=runtime, Handler="example.Layered::handleRequest",
+                            Role=ROLE, MemorySize=512, Timeout=20, Layers=[layer["LayerVersionArn"]],
+                            Code={"ZipFile": make_zip({"example/Layered.class":
+                                                       (classes / "example" / "Layered.class").read_bytes()})})
+        time.sleep(3.0)  # CreateFunction started standby JVMs of 512 MB
+        greeting, age_ms = invoke(lam, "java-layered")
+        assert greeting == "hi from a jar in a layer"
+        if "sandbox: bwrap" in server.output() and JAVA_ENV_LIB.is_file():  # what standby JVMs need
+            assert age_ms > 1000, age_ms  # the JVM was up before the function was assigned to it

@@ -51,10 +51,10 @@ SIZED_AT_START = ("nodejs", "java")
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
 #: Runtimes whose standbys have an /opt slot, into which a function's layers are linked with its code: a
 #: custom runtime's bootstrap may come from one, Node.js resolves NODE_PATH (/opt/nodejs/...) as it
-#: requires, and lamina's Python client puts /opt/python on sys.path once it has its function. Ruby's gem
-#: paths and Java's classpath are read as the interpreter starts: their functions with layers start
-#: without a standby.
-STANDBY_LAYERS = ("provided", "nodejs", "python")
+#: requires, lamina's Python client puts /opt/python on sys.path once it has its function, Ruby's
+#: RUBYLIB and GEM_PATH name /opt/ruby/... from the start (lamina's client rescans the gem specifications
+#: once assigned), and lamina's Java client reads /opt/java/lib as it loads the handler.
+STANDBY_LAYERS = ("provided", "nodejs", "python", "ruby", "java")
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
 

@@ -10,7 +10,9 @@
 #   * standby (lamina's own extension): started with LAMINA_STANDBY before any function needed this
 #     environment, it waits in GET /2018-06-01/lamina/standby for lamina to assign one, takes that
 #     function's variables and goes on as above: the interpreter start is already paid. (A function that
-#     sets a variable ruby reads only at start, RUBYOPT, RUBYLIB, GEM_PATH, ..., never gets a standby.)
+#     sets a variable ruby reads only at start, RUBYOPT, RUBYLIB, GEM_PATH, ..., never gets a standby.
+#     A function's layers are linked into the standby's /opt as it is assigned: RUBYLIB and GEM_PATH
+#     name /opt/ruby/lib and /opt/ruby/gems/X.Y.0 from the start, and the gem specifications are rescanned.)
 
 require 'json'
 require 'socket'
@@ -242,6 +244,9 @@ module LaminaRuntime
 
     ENV.delete('LAMINA_STANDBY')
     JSON.parse(body).fetch('environment').each { |name, value| ENV[name] = value }
+    # The function's code and layers were linked into /var/task and /opt as it was assigned: RUBYLIB and
+    # GEM_PATH named them from the start, but the gem specifications seen so far may be cached.
+    Gem::Specification.reset if defined?(Gem::Specification)
   end
 
   def run
