@@ -5,13 +5,12 @@ ListTargetsByRule, RemoveTargets. Only schedule rules on the default bus; `event
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from lamina.api import sigv4
+from lamina.api import paging, sigv4
 from lamina.clock import Clock
 from lamina.errors import Json11Error
 from lamina.events import schedule
@@ -135,11 +134,11 @@ class EventBridgeApi:
 
     def list_rules(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         rules = self._store.rules(body.get("NamePrefix") or "")
-        start = _untoken(body.get("NextToken"))
+        start = paging.position(body.get("NextToken"), Validation)
         limit = int(body.get("Limit") or 100)
         out: dict[str, Any] = {"Rules": [self._render(request, r) for r in rules[start:start + limit]]}
         if start + limit < len(rules):
-            out["NextToken"] = _token(start + limit)
+            out["NextToken"] = paging.token(start + limit)
         return out
 
     def _set_state(self, body: dict[str, Any], state: str) -> dict[str, Any]:
@@ -210,16 +209,3 @@ class EventBridgeApi:
                 failed.append({"TargetId": target_id, "ErrorCode": "ResourceNotFoundException",
                                "ErrorMessage": f"Target {target_id} does not exist on rule {rule.name}."})
         return {"FailedEntryCount": len(failed), "FailedEntries": failed}
-
-
-def _token(value: int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode()
-
-
-def _untoken(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError as exc:
-        raise Validation("The specified nextToken is invalid.") from exc

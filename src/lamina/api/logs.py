@@ -5,11 +5,11 @@ DescribeLogGroups, DescribeLogStreams, GetLogEvents, FilterLogEvents — what `a
 
 from __future__ import annotations
 
-import base64
 import json
 import shlex
 from typing import Any
 
+from lamina.api import paging
 from lamina.errors import Json11Error
 from lamina.http.server import Request, Response
 from lamina.store.logs import LogEvent, LogStore
@@ -32,19 +32,6 @@ class LogGroupNotFound(LogsError):
 
 class InvalidParameter(LogsError):
     aws_code = "InvalidParameterException"
-
-
-def _token(value: int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode()
-
-
-def _untoken(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.split("/")[-1].encode()).decode())
-    except ValueError as exc:
-        raise InvalidParameter("The specified nextToken is invalid.") from exc
 
 
 def matches(pattern: str, message: str) -> bool:
@@ -98,14 +85,14 @@ class LogsApi:
 
     def describe_log_groups(self, body: dict[str, Any]) -> dict[str, Any]:
         groups = self._store.groups(body.get("logGroupNamePrefix") or "")
-        start = _untoken(body.get("nextToken"))
+        start = paging.position(body.get("nextToken"), InvalidParameter)
         limit = int(body.get("limit") or 50)
         page = groups[start:start + limit]
         out: dict[str, Any] = {"logGroups": [
             {"logGroupName": g, "creationTime": first, "storedBytes": size or 0, "arn": self._arn(g),
              "metricFilterCount": 0} for g, first, size in page]}
         if start + limit < len(groups):
-            out["nextToken"] = _token(start + limit)
+            out["nextToken"] = paging.token(start + limit)
         return out
 
     def _require_group(self, group: str | None) -> str:
@@ -122,14 +109,14 @@ class LogsApi:
             streams.sort(key=lambda s: s.stream)
         if body.get("descending"):
             streams.reverse()
-        start = _untoken(body.get("nextToken"))
+        start = paging.position(body.get("nextToken"), InvalidParameter)
         limit = int(body.get("limit") or 50)
         out: dict[str, Any] = {"logStreams": [
             {"logStreamName": s.stream, "creationTime": s.first_ms, "firstEventTimestamp": s.first_ms,
              "lastEventTimestamp": s.last_ms, "lastIngestionTime": s.last_ms, "storedBytes": s.stored_bytes,
              "arn": self._arn(group)[:-1] + f"log-stream:{s.stream}"} for s in streams[start:start + limit]]}
         if start + limit < len(streams):
-            out["nextToken"] = _token(start + limit)
+            out["nextToken"] = paging.token(start + limit)
         return out
 
     @staticmethod
@@ -146,7 +133,7 @@ class LogsApi:
         limit = min(int(body.get("limit") or MAX_EVENTS), MAX_EVENTS)
         token = body.get("nextToken") or ""
         backward = token.startswith("b/") or (not token and not body.get("startFromHead"))
-        after = _untoken(token)
+        after = paging.position(token, InvalidParameter)
         events = self._store.events(group, [stream] if stream else None, body.get("startTime"), body.get("endTime"),
                                     after, limit, descending=backward)
         if backward:
@@ -154,7 +141,7 @@ class LogsApi:
         first = events[0].id if events else after
         last = events[-1].id if events else after
         return {"events": [self._event(e, False) for e in events],
-                "nextForwardToken": "f/" + _token(last), "nextBackwardToken": "b/" + _token(first)}
+                "nextForwardToken": "f/" + paging.token(last), "nextBackwardToken": "b/" + paging.token(first)}
 
     def filter_log_events(self, body: dict[str, Any]) -> dict[str, Any]:
         group = self._require_group(body.get("logGroupName"))
@@ -164,7 +151,7 @@ class LogsApi:
             streams = [s.stream for s in self._store.streams(group, prefix)] or ["\0none"]
         limit = min(int(body.get("limit") or MAX_EVENTS), MAX_EVENTS)
         pattern = body.get("filterPattern") or ""
-        after = _untoken(body.get("nextToken"))
+        after = paging.position(body.get("nextToken"), InvalidParameter)
         found: list[LogEvent] = []
         scanned_to = after
         while len(found) < limit:
@@ -177,5 +164,5 @@ class LogsApi:
                                "searchedLogStreams": [{"logStreamName": s, "searchedCompletely": True}
                                                       for s in sorted({e.stream for e in found[:limit]})]}
         if len(found) > limit:
-            out["nextToken"] = _token(found[limit - 1].id)
+            out["nextToken"] = paging.token(found[limit - 1].id)
         return out
