@@ -187,6 +187,15 @@ def test_zygote_off_execs_every_runtime(tmp_path_factory):
             assert not body["sockets"][0][2]
 
 
+def _is_zygote(process) -> bool:
+    import psutil
+
+    try:
+        return "zygote.py" in " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie not reaped yet
+        return False
+
+
 def test_deploying_a_function_warms_its_runtime(tmp_path_factory):
     """CreateFunction starts the runtime's standby sandboxes and its zygote before any invocation, so a burst
     right after a deploy does not wait for either; the first invocation is served by a standby."""
@@ -203,8 +212,7 @@ def test_deploying_a_function_warms_its_runtime(tmp_path_factory):
         deadline, metrics, zygotes = time.monotonic() + 30, "", []
         while time.monotonic() < deadline:
             metrics = urllib.request.urlopen(server.url + "/metrics").read().decode()
-            zygotes = [p for p in psutil.Process(server.process.pid).children(recursive=True)
-                       if "zygote.py" in " ".join(p.cmdline())]
+            zygotes = [p for p in psutil.Process(server.process.pid).children(recursive=True) if _is_zygote(p)]
             if 'lamina_environments{function="",state="standby"} 2' in metrics and zygotes:
                 break
             time.sleep(0.1)

@@ -10,6 +10,15 @@ mkfs.ext4 (≈12 ms, ≈3 ms of CPU) runs once per size: each image is a sparse 
 of that size (≈0.2 ms: only the ~60 KB of metadata blocks are copied; the template's root is already
 1777 with no lost+found).
 
+Images are slots of a few shared sparse files (SLOTS_PER_SLAB slots each, one series per size), each
+attached as a loop device limited to its slot (offset, size limit): making a file per environment meant
+an inode allocated and later freed for each, and on an ext4 without a journal (this project's test VM)
+every allocation first scans the inodes freed in the last minutes — after a burst's environments were
+removed, the next burst's images took ~9% of its CPU in that scan. A slot whose environment is gone is
+reused once its loop device has let go of it (its ext4 may write its superblock as it goes): its blocks
+are punched out, then the template copied in again. A few environments per file, not all of them: a
+loop device writes into its backing file under that file's lock.
+
 Each image is mounted in a mount namespace of the environment's own, never in the host's: a forked Python
 environment mounts its loop device (`device`) itself, with fsopen/fsmount (runtimes/python/zygote.py); an
 exec'd one goes through `mount_argv` (unshare, mount, then exec the sandbox). bubblewrap reads the whole
@@ -21,8 +30,11 @@ unmount.
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import errno
 import fcntl
+import heapq
 import os
 import shutil
 import struct
@@ -49,41 +61,71 @@ MOUNT_OPTIONS = "nobarrier,noinit_itable"
 #: Run by /bin/sh inside the environment's new mount namespace: mount its loop device, exec the sandbox.
 _MOUNT_SCRIPT = f'mount -t ext4 -o nosuid,nodev,{MOUNT_OPTIONS} "$1" "$2" || exit 125; shift 2; exec "$@"'
 
+#: Environments' images per shared file (see above).
+SLOTS_PER_SLAB = 16
+#: Slots are this aligned (a loop device's offset must be a multiple of its block size).
+SLOT_ALIGN = 1 << 20
+
 LOOP_CTL_GET_FREE = 0x4C82
 LOOP_CONFIGURE = 0x4C0A
 LO_FLAGS_AUTOCLEAR = 4
-_LOOP_CONFIG = struct.Struct("=II40xIIII64s64s32s16x64x")  # fd, block_size, loop_info64 (flags at 52), reserved
+#: fd, block_size, loop_info64 (device, inode, rdevice skipped; offset, sizelimit; flags at 52), reserved
+_LOOP_CONFIG = struct.Struct("=II24xQQIIII64s64s32s16x64x")
+FALLOC_FL_KEEP_SIZE = 1
+FALLOC_FL_PUNCH_HOLE = 2
 
 
-def attach_loop(image: Path) -> tuple[int, str]:
-    """Attach `image` to a free loop device with autoclear (it detaches once nothing holds it: no mount,
-    no open fd). Returns (an open fd on the device, its path): the caller holds the fd until the image is
-    mounted. `mount -o loop` would instead scan every loop device in sysfs for one already on the file:
-    with hundreds of environments up, most of mount's time."""
+def attach_loop(backing: int, offset: int, size: int, name: str) -> tuple[int, str]:
+    """Attach `size` bytes at `offset` of the open file `backing` to a free loop device with autoclear (it
+    detaches once nothing holds it: no mount, no open fd). Returns (an open fd on the device, its path): the
+    caller holds the fd until the image is mounted. `mount -o loop` would instead scan every loop device in
+    sysfs for one already on the file: with hundreds of environments up, most of mount's time."""
     control = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
     try:
-        backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            for _ in range(64):
-                number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
-                device = f"/dev/loop{number}"
-                try:
-                    fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    continue
-                config = _LOOP_CONFIG.pack(backing, 0, 0, 0, 0, LO_FLAGS_AUTOCLEAR, image.name.encode()[:63], b"", b"")
-                try:
-                    fcntl.ioctl(fd, LOOP_CONFIGURE, config)
-                    return fd, device
-                except OSError as exc:
-                    os.close(fd)
-                    if exc.errno != errno.EBUSY:  # another thread took it between the two calls: try again
-                        raise
-            raise SandboxError("no free loop device")
-        finally:
-            os.close(backing)
+        for _ in range(64):
+            number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
+            device = f"/dev/loop{number}"
+            try:
+                fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            config = _LOOP_CONFIG.pack(backing, 0, offset, size, 0, 0, 0, LO_FLAGS_AUTOCLEAR,
+                                       name.encode()[:63], b"", b"")
+            try:
+                fcntl.ioctl(fd, LOOP_CONFIGURE, config)
+                return fd, device
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno != errno.EBUSY:  # another thread took it between the two calls: try again
+                    raise
+        raise SandboxError("no free loop device")
     finally:
         os.close(control)
+
+
+def still_attached(device: str, backing: Path, offset: int) -> bool:
+    """Whether loop `device` still serves `offset` of `backing` (sysfs shows a loop's file and offset only
+    while it is bound; bound to anything else, it has let go of this one)."""
+    sysfs = f"/sys/block/{os.path.basename(device)}/loop/"
+    try:
+        with open(sysfs + "offset") as f:
+            if int(f.read()) != offset:
+                return False
+        with open(sysfs + "backing_file") as f:
+            return f.read().strip() == str(backing)
+    except (OSError, ValueError):
+        return False
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+
+
+def punch(fd: int, offset: int, size: int) -> None:
+    """Free the blocks of `size` bytes at `offset` (they read as zeros again; the file keeps its size)."""
+    if _libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, size) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def available() -> tuple[bool, str]:
@@ -106,26 +148,37 @@ def _run(argv: list[str]) -> None:
         raise SandboxError(f"{' '.join(argv[:2])} failed: {result.stderr.strip() or result.returncode}")
 
 
+def data_extents(fd: int) -> list[tuple[int, int]]:
+    """(offset, length) of each stretch of data in the file (SEEK_DATA / SEEK_HOLE): the rest is holes."""
+    extents, offset = [], 0
+    while True:
+        try:
+            data = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after offset
+            return extents
+        offset = os.lseek(fd, data, os.SEEK_HOLE)
+        extents.append((data, offset - data))
+
+
+def copy_extents(src: int, dst: int, extents: list[tuple[int, int]], at: int = 0) -> None:
+    """Copy those stretches of `src` to the same offsets plus `at` in `dst` (copy_file_range)."""
+    for data, length in extents:
+        end = data + length
+        while data < end:
+            copied = os.copy_file_range(src, dst, end - data, data, data + at)
+            if copied <= 0:
+                raise OSError(f"copy_file_range stopped at {data} of {end}")
+            data += copied
+
+
 def sparse_copy(source: Path, target: Path) -> None:
-    """Copy only the data extents of `source` (SEEK_DATA/SEEK_HOLE + copy_file_range): holes stay holes."""
+    """Copy only the data of `source` to a new file: holes stay holes."""
     src = os.open(source, os.O_RDONLY)
     try:
         dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.ftruncate(dst, os.fstat(src).st_size)
-            offset = 0
-            while True:
-                try:
-                    data = os.lseek(src, offset, os.SEEK_DATA)
-                except OSError:  # ENXIO: no data after offset
-                    break
-                hole = os.lseek(src, data, os.SEEK_HOLE)
-                while data < hole:
-                    copied = os.copy_file_range(src, dst, hole - data, data, data)
-                    if copied <= 0:
-                        raise OSError(f"copy_file_range stopped at {data} of {hole}")
-                    data += copied
-                offset = hole
+            copy_extents(src, dst, data_extents(src))
         finally:
             os.close(dst)
     finally:
@@ -144,14 +197,82 @@ def _tidy_root(image: Path, mountpoint: Path) -> None:
     mountpoint.rmdir()
 
 
+class _Series:
+    """The slots of one image size: files `slab-<size>-<k>.img` of SLOTS_PER_SLAB slots each, made as needed
+    and sparse. Not thread-safe: TmpVolumes holds its lock around every call."""
+
+    def __init__(self, root: Path, size_mb: int, template: Path) -> None:
+        self.root = root
+        self.size_mb = size_mb
+        self.stride = -(-size_mb * 2**20 // SLOT_ALIGN) * SLOT_ALIGN
+        self.template = os.open(template, os.O_RDONLY | os.O_CLOEXEC)
+        self.extents = data_extents(self.template)  # the template never changes: read its layout once
+        self._files: dict[int, int] = {}  # slab number -> fd
+        self._free: list[int] = []  # a heap: the lowest free slot first, so the slabs stay few
+        self._next = 0
+        self._cooling: collections.deque[tuple[int, str]] = collections.deque()  # (slot, its loop device)
+
+    def path(self, slot: int) -> Path:
+        return self.root / f"slab-{self.size_mb}-{slot // SLOTS_PER_SLAB}.img"
+
+    def locate(self, slot: int) -> tuple[int, int]:
+        """(an fd on the slot's slab, the slot's offset in it)."""
+        number = slot // SLOTS_PER_SLAB
+        fd = self._files.get(number)
+        if fd is None:
+            fd = os.open(self.path(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.ftruncate(fd, SLOTS_PER_SLAB * self.stride)
+            self._files[number] = fd
+        return fd, (slot % SLOTS_PER_SLAB) * self.stride
+
+    def take(self) -> int:
+        self._sweep()
+        if self._free:
+            return heapq.heappop(self._free)
+        self._next += 1
+        return self._next - 1
+
+    def release(self, slot: int, device: str) -> None:
+        """The slot's environment is gone; its loop device (if any) lets go of it once its mount is gone."""
+        self._cooling.append((slot, device))
+        self._sweep()
+
+    def _sweep(self, most: int = 8) -> None:
+        """Slots given back whose loop device has let go of them: blocks punched out, free again. A few at
+        a time (each is two sysfs reads), oldest first; one still held goes to the back."""
+        for _ in range(min(most, len(self._cooling))):
+            slot, device = self._cooling.popleft()
+            fd, offset = self.locate(slot)
+            if device and still_attached(device, self.path(slot), offset):
+                self._cooling.append((slot, device))
+                continue
+            punch(fd, offset, self.stride)
+            heapq.heappush(self._free, slot)
+
+    def close(self) -> None:
+        for fd in [self.template, *self._files.values()]:
+            os.close(fd)
+        self._files.clear()
+
+
+class _Volume:
+    __slots__ = ("series", "slot", "fd", "device")
+
+    def __init__(self, series: _Series, slot: int) -> None:
+        self.series = series
+        self.slot = slot
+        self.fd = -1  # holds the loop device until the environment is removed
+        self.device = ""
+
+
 class TmpVolumes:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._templates = root / "templates"
         self._template_lock = threading.Lock()
-        #: env id -> (an fd holding its loop device until the environment is removed, the device's path)
-        self._loops: dict[str, tuple[int, str]] = {}
-        self._loops_lock = threading.Lock()
+        self._lock = threading.Lock()  # the series and the volumes
+        self._series: dict[int, _Series] = {}  # image size (MB) -> its slots
+        self._volumes: dict[str, _Volume] = {}  # env id -> its slot and loop device
 
     def _template(self, size_mb: int) -> Path:
         """A formatted, empty image of `size_mb` (made once per size; later images copy it)."""
@@ -184,18 +305,22 @@ class TmpVolumes:
     def mountpoint(self, env_id: str) -> Path:
         return self.root / env_id
 
-    def image(self, env_id: str) -> Path:
-        return self.root / f"{env_id}.img"
-
     def create(self, env_id: str, size_mb: int) -> str:
-        """Make the environment's image (a copy of the formatted template) and attach it to a loop device;
-        returns the device."""
+        """Make the environment's image (a slot holding a copy of the formatted template) and attach it to a
+        loop device; returns the device."""
         size = int(size_mb * OVERHEAD) + EXTRA_MB
         try:
-            sparse_copy(self._template(size), self.image(env_id))
-            fd, device = attach_loop(self.image(env_id))
-            with self._loops_lock:
-                self._loops[env_id] = (fd, device)
+            template = self._template(size)
+            with self._lock:
+                series = self._series.get(size)
+                if series is None:
+                    series = self._series[size] = _Series(self.root, size, template)
+                volume = self._volumes[env_id] = _Volume(series, series.take())
+                backing, offset = series.locate(volume.slot)
+            copy_extents(series.template, backing, series.extents, offset)
+            fd, device = attach_loop(backing, offset, series.stride, env_id)
+            with self._lock:
+                volume.fd, volume.device = fd, device
         except (OSError, SandboxError) as exc:
             self.remove(env_id)
             raise SandboxError(f"cannot make /tmp for {env_id}: {exc}") from exc
@@ -203,8 +328,8 @@ class TmpVolumes:
 
     def device(self, env_id: str) -> str:
         """The loop device the environment's image is attached to."""
-        with self._loops_lock:
-            return self._loops[env_id][1]
+        with self._lock:
+            return self._volumes[env_id].device
 
     def mount_argv(self, env_id: str) -> list[str]:
         """A prefix for the sandbox's argv: a new mount namespace in which the image is mounted."""
@@ -214,12 +339,16 @@ class TmpVolumes:
                 device, str(self.mountpoint(env_id))]
 
     def remove(self, env_id: str) -> None:
-        """Delete the image and its mount point (idempotent; a host mount, from an older lamina, is undone).
-        The environment is gone, so its mount is too: closing our fd on the loop device detaches it."""
-        with self._loops_lock:
-            loop = self._loops.pop(env_id, None)
-        if loop is not None:
-            os.close(loop[0])
+        """Give the environment's slot back and remove its mount point (idempotent; a host mount, from an older
+        lamina, is undone). The environment is gone, so its mount is going: once it is, our fd on the loop
+        device closed, the device detaches and the slot is reused."""
+        with self._lock:
+            volume = self._volumes.pop(env_id, None)
+        if volume is not None:
+            if volume.fd >= 0:
+                os.close(volume.fd)
+            with self._lock:
+                volume.series.release(volume.slot, volume.device)
         target = self.mountpoint(env_id)
         if os.path.ismount(target):
             subprocess.run(["umount", "-l", str(target)], capture_output=True)
@@ -227,7 +356,6 @@ class TmpVolumes:
             target.rmdir()
         except OSError:
             pass
-        (self.root / f"{env_id}.img").unlink(missing_ok=True)
 
     def cleanup_stale(self) -> None:
         """Volumes a previous run left behind (a crash, kill -9)."""
@@ -237,6 +365,11 @@ class TmpVolumes:
         for point in mounted:
             subprocess.run(["umount", "-l", point], capture_output=True)
         shutil.rmtree(self._templates, ignore_errors=True)  # made again on first use, by this version
+        with self._lock:
+            series, self._series = list(self._series.values()), {}
+            self._volumes.clear()  # the slabs go: loop devices still on them keep their (unlinked) files
+        for one in series:
+            one.close()
         for entry in self.root.iterdir():
             if entry.suffix == ".img":
                 entry.unlink(missing_ok=True)
