@@ -345,3 +345,42 @@ def test_standbys_are_made_the_size_of_the_function_that_took_the_last_one(tmp_p
         # the function's environment and the standby made after it; standbys are taken last-made first, so
         # one made before the function (128 MB) may still wait
         assert sum(v == 1024 << 20 for v in limits.values()) >= 2, limits
+
+
+def test_a_stuck_zygote_is_killed_not_waited_for(tmp_path):
+    """Requests are handed to a zygote on the event loop: one that stops reading them is killed once its
+    socket has stayed full for SEND_TIMEOUT_S (the spawn then execs, and the next request starts another
+    zygote), instead of holding the loop for good. Before: the loop waited in sendmsg for ever."""
+    import signal as signals
+
+    from lamina.runtimes.registry import RuntimeRegistry
+    from lamina.sandbox.bwrap import LAYOUT
+    from lamina.sandbox.zygote import Zygotes
+
+    if os.geteuid() != 0:
+        pytest.skip("zygotes make their sandboxes as root")
+    runtime = next(r for r in RuntimeRegistry.discover().all() if r.family == "python")
+    zygotes = Zygotes(tmp_path / "root", LAYOUT)
+    try:
+        deadline, zygote = time.monotonic() + 30, None
+        while zygote is None and time.monotonic() < deadline:
+            zygote = zygotes.get(runtime)  # started in the background on first use
+            time.sleep(0.05)
+        assert zygote is not None and zygote.alive
+        os.kill(zygote._proc.pid, signals.SIGSTOP)  # it reads nothing more
+        zygote._sock.settimeout(1.0)  # SEND_TIMEOUT_S, shortened for the test
+        request = {"env": {"FILLER": "x" * 1_000}}
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            for _ in range(100):  # the socket takes ten (net.unix.max_dgram_qlen), then waits
+                read_end, write_end = os.pipe()
+                try:
+                    os.close(zygote.fork(request, [], write_end, None, lambda: None).exit_fd)
+                finally:
+                    os.close(read_end)
+                    os.close(write_end)
+        assert time.monotonic() - started < 3
+        assert not zygote.alive  # killed: Zygotes.get starts another
+        assert zygotes.get(runtime) is None
+    finally:
+        zygotes.close()

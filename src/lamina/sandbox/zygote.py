@@ -53,6 +53,10 @@ def spawn_library() -> str:
 
 MAX_FORKS = 64
 SUCCESSOR_AT = 16  # forks left when the next zygote starts
+#: How long a request may wait for room in a zygote's socket before the zygote is taken for stuck (one
+#: takes a request in a millisecond or two; one still starting, in a few dozen; a host so loaded that it
+#: needs more is better served by exec'd environments meanwhile).
+SEND_TIMEOUT_S = 10.0
 
 
 class ForkedSandbox:
@@ -108,12 +112,14 @@ class Zygote:
     def __init__(self, runtime: Runtime, lifeline: int, layout: Layout) -> None:
         self.runtime = runtime
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.settimeout(SEND_TIMEOUT_S)
         self._sock = ours
         self._lock = threading.Lock()
         self.forks = 0
         self._pending = 0  # hand-overs given this zygote and not finished yet
         self._retired = False
         self._template_sent = False  # the zygote keeps the plan of its template from its first request
+        self._stuck = False  # killed for not reading its requests (it may linger in the kernel a while)
         try:
             with cpus.unpinned():  # its environments inherit its CPUs
                 self._proc = subprocess.Popen(
@@ -127,7 +133,7 @@ class Zygote:
 
     @property
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        return not self._stuck and self._proc.poll() is None
 
     def acquire(self) -> None:
         with self._lock:
@@ -152,14 +158,25 @@ class Zygote:
     def fork(self, request: dict[str, object], template: list[object], output_fd: int, channel_fd: int | None,
              kill: Callable[[], None]) -> ForkedSandbox:
         """Have the zygote make one environment; raises OSError when the zygote cannot be reached.
-        `template`, the plan every environment of the runtime shares, goes with the first request only."""
+        `template`, the plan every environment of the runtime shares, goes with the first request only.
+
+        This runs on the event loop: a zygote takes a request within milliseconds, but one whose socket is
+        full (ten requests, net.unix.max_dgram_qlen) for SEND_TIMEOUT_S is stuck (an init of its waiting
+        in the kernel, say) and is killed — its environments live on — so that the next request starts
+        another."""
         exit_r, exit_w = os.pipe()
         os.set_blocking(exit_r, False)
         try:
             with self._lock:
                 data = json.dumps(request if self._template_sent else dict(request, template=template)).encode()
                 fds = array.array("i", [output_fd, exit_w] + ([] if channel_fd is None else [channel_fd]))
-                self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                try:
+                    self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                except TimeoutError:
+                    log.warning("zygote_stuck runtime=%s pid=%d: killed", self.runtime.id, self._proc.pid)
+                    self._stuck = True
+                    self._proc.kill()
+                    raise
                 self._template_sent = True
         except BaseException:
             os.close(exit_r)
