@@ -612,7 +612,11 @@ def serve(sock: socket.socket, lifeline_fd: int) -> None:
             os.close(channel_fd)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """argv: [1] lamina's socket, [2] the lifeline, [3:6] the runtime, language and interpreter directories,
+    [6] lamina-init, [7] liblamina-spawn.so. lamina starts this module by importing it (LAUNCH in
+    lamina/sandbox/zygote.py), so that it and bootstrap are read from the bytecode lamina had compiled."""
+    global INIT_FD, SPAWN
     __import__("array")  # socket.recv_fds imports it on first use: after the remap it could not
     for codec in ("ascii", "latin-1", "utf-8"):  # nor could open() or str.encode find these on the host
         __import__("codecs").lookup(codec)
@@ -626,6 +630,12 @@ if __name__ == "__main__":
         except (OSError, AttributeError) as e:
             os.write(2, ("lamina zygote: %s: %s (the init stays Python)\n" % (sys.argv[7], e)).encode())
             SPAWN = None
+    sock, lifeline = socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2])
     _as_the_sandbox_shows_it(*sys.argv[3:6])
+    sys.argv[:] = [sys.argv[3] + "/bootstrap.py"]  # what the runtimes see, as exec'd ones do (no host paths)
     _empty_bounding_set()
-    serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
+    serve(sock, lifeline)
+
+
+if __name__ == "__main__":
+    main()
