@@ -35,11 +35,15 @@ def mountpoint(tmp_path):
     point.mkdir()
     yield point
     if os.path.ismount(point):
-        subprocess.run(["umount", str(point)], check=True)
+        _umount(point)
 
 
 def _mount(device: str, point: Path) -> None:
     subprocess.run(["mount", "-t", "ext4", "-o", "nosuid,nodev", device, str(point)], check=True)
+
+
+def _umount(point: Path) -> None:
+    subprocess.run(["umount", str(point)], check=True)
 
 
 def test_environments_share_slab_files_each_limited_to_its_slot(volumes):
@@ -62,10 +66,10 @@ def test_a_slot_is_a_fresh_ext4_of_its_size_and_writes_stay_in_it(volumes, mount
     usable = os.statvfs(mountpoint)
     assert 512 <= usable.f_blocks * usable.f_frsize / 2**20 <= 560
     (mountpoint / "big").write_bytes(os.urandom(1 << 20) * 64)
-    subprocess.run(["umount", str(mountpoint)], check=True)
+    _umount(mountpoint)
     _mount(second, mountpoint)  # the neighbouring slot saw none of it
     assert os.listdir(mountpoint) == []
-    subprocess.run(["umount", str(mountpoint)], check=True)
+    _umount(mountpoint)
     volumes.remove("a")
     volumes.remove("b")
 
@@ -78,7 +82,7 @@ def test_a_slot_given_back_is_reused_empty_once_its_device_let_go(volumes, mount
     assert _sysfs(device, "offset") == "0"
     other = volumes.create("other", 512)
     assert _sysfs(other, "offset") != "0"
-    subprocess.run(["umount", str(mountpoint)], check=True)  # the environment's mount is gone: detached
+    _umount(mountpoint)  # the environment's mount is gone: detached
     deadline = time.monotonic() + 5
     while os.path.exists(f"/sys/block/{os.path.basename(device)}/loop/offset") and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -86,7 +90,7 @@ def test_a_slot_given_back_is_reused_empty_once_its_device_let_go(volumes, mount
     assert _sysfs(reused, "offset") == "0"  # the lowest free slot
     _mount(reused, mountpoint)
     assert os.listdir(mountpoint) == []  # punched out and formatted again: nothing of the last one
-    subprocess.run(["umount", str(mountpoint)], check=True)
+    _umount(mountpoint)
     volumes.remove("new")
     volumes.remove("other")
 
@@ -95,7 +99,7 @@ def test_a_slot_given_back_frees_its_blocks(volumes, mountpoint):
     device = volumes.create("filler", 512)
     _mount(device, mountpoint)
     (mountpoint / "data").write_bytes(os.urandom(1 << 20) * 32)
-    subprocess.run(["umount", str(mountpoint)], check=True)
+    _umount(mountpoint)
     slab = volumes.root / "slab-543-0.img"
     assert os.stat(slab).st_blocks * 512 >= 32 * 2**20
     volumes.remove("filler")

@@ -310,11 +310,15 @@ class TmpVolumes:
         loop device; returns the device."""
         size = int(size_mb * OVERHEAD) + EXTRA_MB
         try:
-            template = self._template(size)
             with self._lock:
                 series = self._series.get(size)
-                if series is None:
-                    series = self._series[size] = _Series(self.root, size, template)
+            if series is None:  # the first of its size: its template (mkfs) made outside the lock
+                template = self._template(size)
+                with self._lock:
+                    series = self._series.get(size)  # another thread may have made it meanwhile
+                    if series is None:
+                        series = self._series[size] = _Series(self.root, size, template)
+            with self._lock:
                 volume = self._volumes[env_id] = _Volume(series, series.take())
                 backing, offset = series.locate(volume.slot)
             copy_extents(series.template, backing, series.extents, offset)

@@ -49,12 +49,6 @@ def default_memory_budget_mb() -> int:
 #: standby fits only functions of the size it was started for.
 SIZED_AT_START = ("nodejs", "java")
 STANDBY_TMP_MB = 512  # a standby's /tmp is sized at start: only the default EphemeralStorage fits
-#: Runtimes whose standbys have an /opt slot, into which a function's layers are linked with its code: a
-#: custom runtime's bootstrap may come from one, Node.js resolves NODE_PATH (/opt/nodejs/...) as it
-#: requires, lamina's Python client puts /opt/python on sys.path once it has its function, Ruby's
-#: RUBYLIB and GEM_PATH name /opt/ruby/... from the start (lamina's client rescans the gem specifications
-#: once assigned), and lamina's Java client reads /opt/java/lib as it loads the handler.
-STANDBY_LAYERS = ("provided", "nodejs", "python", "ruby", "java")
 
 PoolKey = tuple[str, str, str]  # (function name, version, revision id)
 
@@ -106,6 +100,11 @@ class Pool:
                 finishing += 1
         waiting = len(self.waiters)  # answered ones are popped, abandoned ones removed (_wait_for_env)
         return PoolCounts(len(self.idle), starting, finishing, waiting)
+
+
+def _in_burst(pool: Pool) -> bool:
+    """More of the function's invocations wait than one environment about to start would take."""
+    return len(pool.waiters) > 1
 
 
 @dataclasses.dataclass(slots=True)
@@ -369,8 +368,7 @@ class Scheduler:
         fewest environments first. A function scaling out (its invocations waiting by the dozen) would
         otherwise take every start as it frees, and another function's first environment wait for
         all of them (seconds, in a burst); on Lambda each function scales on its own."""
-        waiting = [pool for pool in self._pools.values() if pool.waiters]
-        for pool in sorted(waiting, key=lambda p: len(p.envs)) if len(waiting) > 1 else waiting:
+        for pool in sorted((p for p in self._pools.values() if p.waiters), key=lambda p: len(p.envs)):
             if len(self._starting) >= self._max_starting:
                 return
             self._rebalance(pool, None)
@@ -410,7 +408,7 @@ class Scheduler:
         runtime, code_dir, opt_dir = recipe.runtime, recipe.code_dir, recipe.opt_dir
         if self._slots is None or not runtime.can_standby:
             return None
-        if opt_dir is not None and (runtime.family not in STANDBY_LAYERS or not self._slots.linkable(opt_dir)):
+        if opt_dir is not None and not self._slots.linkable(opt_dir):
             return None
         if recipe.config.ephemeral_storage_mb != STANDBY_TMP_MB or not self._slots.linkable(code_dir):
             return None
@@ -480,13 +478,18 @@ class Scheduler:
         costs more than an environment started for the function (its code slot's directories and links,
         then the assignment), while the refills race the burst's own starts for the CPU. A burst of 1,000
         ran ~5-8% faster without them (docs/benchmarks.md). reap() tops them up once the burst is over."""
-        if len(pool.waiters) > 1:
+        if _in_burst(pool):
             self._refill_later[runtime.id] = runtime
             return
         self._refill_standby(runtime)
 
     def _fill_slots(self, spec: SandboxSpec, recipe: Recipe) -> None:
-        """Link the function's code, and its layers (STANDBY_LAYERS runtimes), into a standby's slots (blocking)."""
+        """Link the function's code, and its layers, into a standby's slots (blocking). Every runtime takes its
+        layers from /opt as a function is assigned: a custom runtime's bootstrap may come from one, Node.js
+        resolves NODE_PATH (/opt/nodejs/...) as it requires, lamina's Python client puts /opt/python on
+        sys.path once it has its function, Ruby's RUBYLIB and GEM_PATH name /opt/ruby/... from the start
+        (lamina's client rescans the gem specifications once assigned), and lamina's Java client reads
+        /opt/java/lib as it loads the handler."""
         assert self._slots is not None
         self._slots.fill(spec.code_dir, recipe.code_dir)
         if recipe.opt_dir is not None and spec.opt_dir is not None:
@@ -511,8 +514,7 @@ class Scheduler:
         while len(ready) < self._standby_target:
             env_id = uuid.uuid4().hex
             slot = self._slots.path(env_id)  # made by _start_standby, off the loop
-            # an (empty) /opt slot too, for the layers of the function it takes
-            opt = self._slots.path(env_id + "-opt") if runtime.family in STANDBY_LAYERS else None
+            opt = self._slots.path(env_id + "-opt")  # an (empty) /opt slot too, for the function's layers
             spec = self._spec(env_id, runtime, slot, {}, STANDBY_TMP_MB, self._standby_memory.get(runtime.id, 128),
                               opt)
             environment = Environment(env_id, None, spec, self._driver, self._clock, self._sink, self._changed)
@@ -729,7 +731,7 @@ class Scheduler:
                     pool.idle.pop(index).kill()
         self._rebalance_waiting()  # invocations held back by the memory budget get another chance
         for runtime_id, runtime in list(self._refill_later.items()):  # standbys not replaced in a burst
-            if not any(len(p.waiters) > 1 for p in self._pools.values()
+            if not any(_in_burst(p) for p in self._pools.values()
                        if p.recipe is not None and p.recipe.runtime.id == runtime_id):
                 del self._refill_later[runtime_id]
                 self._refill_standby(runtime)

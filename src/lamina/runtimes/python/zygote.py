@@ -2,7 +2,8 @@
 Python version, and each environment's runtime is a fork of this process that moves into that
 environment's sandbox before it runs any function code.
 
-lamina starts it as ``<python> -S -B zygote.py FD LIFELINE RUNTIME_DIR LANG_DIR LANG_ROOT INIT SPAWN`` (root,
+lamina starts it as ``<python> -S -B -c LAUNCH zygote.py FD LIFELINE RUNTIME_DIR LANG_DIR LANG_ROOT INIT SPAWN``
+(LAUNCH imports this module and calls main(), so that it is read from bytecode; root,
 on the host; FD a SOCK_SEQPACKET socket to the server; LIFELINE the read end of a pipe lamina holds open
 while it lives; then where the sandbox shows this directory and the interpreter's tree, and where the latter
 is on the host, or ""; INIT the lamina-init binary, or ""; SPAWN liblamina-spawn.so, or ""). Each request is one JSON
