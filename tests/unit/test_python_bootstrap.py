@@ -26,6 +26,8 @@ from queue import Queue
 
 import pytest
 
+from lamina.runtime_api.frames import HEAD, error_frame, event_frame, frame
+
 BOOTSTRAP = Path(__file__).resolve().parents[2] / "src" / "lamina" / "runtimes" / "python" / "bootstrap.py"
 API = "/2018-06-01/runtime"
 RID_RE = r"[0-9a-f-]{36}"
@@ -546,62 +548,121 @@ def test_the_runtime_api_connection_needs_no_resolver():
         listener.close()
 
 
-def test_the_inherited_channel_is_used_first_then_the_address():
-    """lamina hands its own runtimes a connected Unix socket (_LAMINA_RUNTIME_FD): the first connection is
-    that socket, not inheritable by the handler's children; once it closes, the client reconnects to
-    AWS_LAMBDA_RUNTIME_API like any other."""
+def _load_bootstrap():
     import importlib.util
-    import socket as _socket
     spec = importlib.util.spec_from_file_location("lamina_bootstrap_under_test", BOOTSTRAP)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _read_frames(sock, n: int = 1) -> list[tuple]:
+    """The next `n` frames the client sent, each (kind, a, b, body) (lamina/runtime_api/frames.py)."""
+    data, frames = b"", []
+    while len(frames) < n:
+        if len(data) >= HEAD.size:
+            kind, la, lb, lc = HEAD.unpack_from(data)
+            end = HEAD.size + la + lb + lc
+            if len(data) >= end:
+                at = HEAD.size
+                frames.append((kind, data[at:at + la], data[at + la:at + la + lb], data[at + la + lb:end]))
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the client went away")
+        data += chunk
+    assert not data, "more was sent than expected"
+    return frames
+
+
+def test_the_inherited_channel_is_used_first_then_the_address():
+    """lamina hands its own runtimes a connected Unix socket (_LAMINA_RUNTIME_FD), on which the Runtime API
+    travels in frames: the first connection is that socket, not inheritable by the handler's children;
+    once it closes, the client reconnects to AWS_LAMBDA_RUNTIME_API and speaks HTTP like any other."""
+    import socket as _socket
+    module = _load_bootstrap()
     ours, theirs = _socket.socketpair()
     listener = _socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
-    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nLambda-Runtime-Aws-Request-Id: %s\r\n\r\n%s"
     seen = []
 
-    def answer(sock, request_id):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(65536)
-        seen.append((sock.family, data.split(b" ")[1].decode()))
-        sock.sendall(reply % (2, request_id, b"{}"))
-
     def server():
-        answer(ours, b"via-channel")
+        seen.extend(_read_frames(ours))
+        ours.sendall(event_frame(("via-channel", "123", "arn:x", "Root=1", "", ""), b"{}"))
         ours.close()  # lamina's end goes away: the client must fall back to the address
         conn, _ = listener.accept()
         with conn:
-            answer(conn, b"via-tcp")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            seen.append(data.split(b" ")[1].decode())
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nLambda-Runtime-Aws-Request-Id: via-tcp\r\n\r\n{}")
 
     thread = threading.Thread(target=server, daemon=True)
     thread.start()
     try:
         client = module.RuntimeClient("127.0.0.1:%d" % listener.getsockname()[1], theirs.detach())
-        headers, _ = client.next_invocation()
-        assert headers.get("lambda-runtime-aws-request-id") == "via-channel"
+        headers, body = client.next_invocation()
+        assert headers == {"lambda-runtime-aws-request-id": "via-channel", "lambda-runtime-deadline-ms": "123",
+                           "lambda-runtime-invoked-function-arn": "arn:x", "lambda-runtime-trace-id": "Root=1"}
+        assert body == b"{}"
         assert client._sock.family == _socket.AF_UNIX and not client._sock.get_inheritable()
         headers, _ = client.next_invocation()
         assert headers.get("lambda-runtime-aws-request-id") == "via-tcp"
         thread.join(5)
-        assert [family for family, _ in seen] == [_socket.AF_UNIX, _socket.AF_INET]
-        assert all(path == "/2018-06-01/runtime/invocation/next" for _, path in seen)
+        assert seen == [(b"N", b"", b"", b""), "/2018-06-01/runtime/invocation/next"]
         client.close()
     finally:
         listener.close()
+
+
+def test_frames_on_the_channel_result_next_init_error_and_standby():
+    """What lamina's Python client sends on its channel, frame by frame: a result and the next `/next` in
+    one write, a refused result (x) skipped, a refused `/next` (X) raised, the standby's assignment, and an
+    init error (lamina/runtime_api/frames.py)."""
+    import socket as _socket
+    module = _load_bootstrap()
+    ours, theirs = _socket.socketpair()
+    client = module.RuntimeClient("127.0.0.1:1", theirs.detach())
+    ours.sendall(frame(b"A", body=b"A=1\0B=x=y\0"))
+    assert client.standby() == {"A": "1", "B": "x=y"}
+    assert _read_frames(ours) == [(b"S", b"", b"", b"")]
+
+    ours.sendall(error_frame(b"x", 400, "InvalidRequestID", "Invalid request ID")
+                 + event_frame(("r2", "5", "arn:y", "Root=2", '{"c": 1}', ""), b"[1]"))
+    headers, body = client.result_and_next("r1", "response", b'"ok"', "text/plain")
+    assert body == b"[1]" and headers["lambda-runtime-aws-request-id"] == "r2"
+    assert headers["lambda-runtime-client-context"] == '{"c": 1}'
+    assert "lambda-runtime-cognito-identity" not in headers
+    assert _read_frames(ours, 2) == [(b"R", b"r1", b"text/plain", b'"ok"'), (b"N", b"", b"", b"")]
+
+    big = b"x" * 300_000  # more than one read on both sides
+    sender = threading.Thread(target=ours.sendall, args=(event_frame(("r3", "5", "arn:y", "Root=3", "", ""), big),))
+    sender.start()  # more than the socket holds: sent while the client reads
+    headers, body = client.result_and_next("r2", "error", b'{"errorType": "E"}', "")
+    sender.join(5)
+    assert body == big
+    assert _read_frames(ours, 2) == [(b"E", b"r2", b"", b'{"errorType": "E"}'), (b"N", b"", b"", b"")]
+
+    ours.sendall(error_frame(b"X", 403, "InvalidStateTransition", "no"))
+    with pytest.raises(RuntimeError, match="403"):
+        client.result_and_next("r3", "response", b"{}", "application/json")
+    ours2, theirs2 = _socket.socketpair()
+    client3 = module.RuntimeClient("127.0.0.1:1", theirs2.detach())
+    client3.post_init_error({"errorType": "Runtime.ImportModuleError", "errorMessage": "m"})
+    [(kind, a, b, body)] = _read_frames(ours2)
+    assert (kind, a, b) == (b"I", b"", b"Runtime.ImportModuleError")
+    assert json.loads(body)["errorMessage"] == "m"
 
 
 def test_the_client_is_woken_once_per_answer_not_when_lamina_reads_its_request():
     """On a Unix socket, the peer's read of what a task sent wakes every task blocked in recv() on it (the
     "room to write" wake-up). The client waits in poll(POLLIN), which sleeps through that one: one
     voluntary context switch per answer, not two."""
-    import importlib.util
     import socket as _socket
-    spec = importlib.util.spec_from_file_location("lamina_bootstrap_under_test", BOOTSTRAP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load_bootstrap()
     ours, theirs = _socket.socketpair()
     client = module.RuntimeClient("127.0.0.1:1", theirs.detach())
     switches: list[int] = []
@@ -614,9 +675,9 @@ def test_the_client_is_woken_once_per_answer_not_when_lamina_reads_its_request()
         tid = threading.get_native_id()
         if client._sock is None:
             client._connect()
-        client._sock.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n")
+        client._sock.sendall(frame(b"N"))
         before = voluntary(tid)
-        client._read_response(client._sock)
+        client._read_event(client._sock)
         switches.append(voluntary(tid) - before)
 
     for _ in range(3):
@@ -625,7 +686,7 @@ def test_the_client_is_woken_once_per_answer_not_when_lamina_reads_its_request()
         time.sleep(0.05)  # the client blocks waiting for the answer
         ours.recv(65536)  # reading its request: room to write on its socket
         time.sleep(0.05)
-        ours.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        ours.sendall(event_frame(("r", "1", "arn", "t", "", ""), b"{}"))
         thread.join(5)
         if switches[-1] == 1:  # another wake-up (the machine's) may add one: a few tries
             break

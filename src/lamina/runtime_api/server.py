@@ -2,7 +2,9 @@
 
 One lamina HTTP server, one loopback listener per environment (official runtime clients only
 know `host:port`, so the port is what tells environments apart). Each handler validates, feeds one
-event to the environment, and renders; the wire shape of errors is made in `_error` only.
+event to the environment, and renders; the wire shape of errors is made in `_error` only. What a result
+and an event mean is in runtime_api/operations.py, shared with the frames lamina's Python client speaks
+on its inherited socket (runtime_api/frames.py).
 
 The two requests every invocation makes, `POST .../response` (or `/error`) and `GET /next`, are
 answered without a task (`_answer_now`): the result is settled as it is read, and a parked `/next` is
@@ -18,6 +20,8 @@ import re
 import socket
 
 from lamina.http.server import HttpServer, Reply, Request, Response
+from lamina.runtime_api.frames import FrameChannel
+from lamina.runtime_api.operations import accept_result, event_fields
 from lamina.runtime_api.state import InvalidStateTransition
 from lamina.model import Invocation
 from lamina.scheduler.environment import MAX_RESPONSE_BYTES, Environment
@@ -27,6 +31,9 @@ NEXT = f"{PREFIX}/invocation/next"
 STANDBY = "/2018-06-01/lamina/standby"  # lamina's own: where a pre-started runtime waits for a function
 _INVOCATION = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
 _OK = json.dumps({"status": "OK"}).encode()
+_EVENT_HEADERS = ("Lambda-Runtime-Aws-Request-Id", "Lambda-Runtime-Deadline-Ms", "Lambda-Runtime-Invoked-Function-Arn",
+                  "Lambda-Runtime-Trace-Id")
+
 
 def _error(status: int, error_type: str, message: str) -> Response:
     body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
@@ -38,20 +45,29 @@ def _accepted() -> Response:
 
 
 class _Listener:
-    def __init__(self, server: asyncio.AbstractServer, port: int, http: HttpServer, owner: RuntimeApiServer) -> None:
+    def __init__(self, server: asyncio.AbstractServer, port: int, http: HttpServer, owner: RuntimeApiServer,
+                 environment: Environment) -> None:
         self._server = server
         self.port = port
         self._http = http
         self._owner = owner
+        self._environment = environment
+        self._channels: set[FrameChannel] = set()
 
-    async def attach(self, sock: socket.socket) -> None:
-        """Serve one more connection, already made: the environment's end of a socket pair."""
-        await asyncio.get_running_loop().connect_accepted_socket(self._http, sock)
+    async def attach(self, sock: socket.socket, frames: bool = False) -> None:
+        """Serve one more connection, already made: the environment's end of a socket pair; `frames`: its
+        runtime speaks the Runtime API in frames (runtime_api/frames.py) rather than HTTP."""
+        loop = asyncio.get_running_loop()
+        if frames:
+            await loop.connect_accepted_socket(
+                lambda: FrameChannel(self._environment, self._channels), sock)
+        else:
+            await loop.connect_accepted_socket(self._http, sock)
 
     def close(self) -> None:
         self._owner._servers.discard(self._http)
         self._server.close()
-        for connection in list(self._http.connections):
+        for connection in [*self._http.connections, *self._channels]:
             connection.close()
 
 
@@ -74,7 +90,7 @@ class RuntimeApiServer:
                           cancel_on_disconnect=True, answer_now=functools.partial(self._answer_now, environment))
         self._servers.add(http)
         server = await loop.create_server(http, sock=sock, backlog=16)
-        return _Listener(server, port, http, self)
+        return _Listener(server, port, http, self, environment)
 
     async def aclose(self) -> None:
         for http in list(self._servers):
@@ -123,34 +139,20 @@ class RuntimeApiServer:
 
     @staticmethod
     def _event(environment: Environment, invocation: Invocation) -> Response:
-        headers = {
-            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-            "Lambda-Runtime-Deadline-Ms": str(environment.deadline_ms()),
-            "Lambda-Runtime-Invoked-Function-Arn": invocation.invoked_arn,
-            "Lambda-Runtime-Trace-Id": invocation.trace_id,
-        }
-        if invocation.client_context:
-            headers["Lambda-Runtime-Client-Context"] = invocation.client_context
-        if invocation.cognito_identity:
-            headers["Lambda-Runtime-Cognito-Identity"] = invocation.cognito_identity
+        fields = event_fields(environment, invocation)
+        headers = dict(zip(_EVENT_HEADERS, fields[:4]))
+        if fields[4]:
+            headers["Lambda-Runtime-Client-Context"] = fields[4]
+        if fields[5]:
+            headers["Lambda-Runtime-Cognito-Identity"] = fields[5]
         return Response(invocation.payload, headers=headers, content_type="application/json")
 
     @staticmethod
     def _result(request: Request, environment: Environment, request_id: str, kind: str) -> Response:
-        if not environment.check_request(request_id):
-            return _error(400, "InvalidRequestID", "Invalid request ID")
-        if request.get("too_large") or (request.content_length or 0) > MAX_RESPONSE_BYTES:
-            environment.too_large()
-            return _error(
-                413, "RequestEntityTooLarge",
-                f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
-            )
-        body = request.body
-        if kind == "response":
-            environment.respond(request_id, body, request.headers.get("Content-Type", ""))
-        else:
-            environment.fail(request_id, body, request.headers.get("Lambda-Runtime-Function-Error-Type"))
-        return _accepted()
+        detail = request.headers.get("Content-Type" if kind == "response" else "Lambda-Runtime-Function-Error-Type")
+        too_large = bool(request.get("too_large")) or (request.content_length or 0) > MAX_RESPONSE_BYTES
+        refused = accept_result(environment, request_id, kind, request.body, detail, too_large)
+        return _accepted() if refused is None else _error(*refused)
 
     async def _init_error(self, request: Request, environment: Environment) -> Response:
         body = request.body

@@ -57,7 +57,7 @@ class LogSink(Protocol):
 class Endpoint(Protocol):
     port: int
 
-    async def attach(self, sock: socket.socket) -> None: ...
+    async def attach(self, sock: socket.socket, frames: bool = False) -> None: ...
 
     def close(self) -> None: ...
 
@@ -154,7 +154,7 @@ class Environment:
         channel = None
         if self.spec.runtime.takes_channel:  # the same Runtime API over a socket the runtime inherits
             ours, channel = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            await self._endpoint.attach(ours)
+            await self._endpoint.attach(ours, frames=self.spec.runtime.speaks_frames)
             env[CHANNEL_ENV] = str(channel.fileno())
         if self._assignment is not None:
             env["LAMINA_STANDBY"] = "1"

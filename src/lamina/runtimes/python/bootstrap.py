@@ -18,6 +18,7 @@ import os
 import re
 import select
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -40,6 +41,13 @@ UNHANDLED_WARNING = (
 #: In a response's header block, lower-cased (for the responses whose other headers nobody reads).
 _LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)")
 _CLOSE = re.compile(rb"\r\nconnection:[ \t]*close[ \t]*(?:\r|$)")
+
+#: On lamina's inherited socket the Runtime API travels in frames (lamina/runtime_api/frames.py says
+#: which): kind, then the lengths of its two fields and of its body.
+_FRAME = struct.Struct("<cIII")
+_EVENT_HEADERS = ("lambda-runtime-aws-request-id", "lambda-runtime-deadline-ms",
+                  "lambda-runtime-invoked-function-arn", "lambda-runtime-trace-id",
+                  "lambda-runtime-client-context", "lambda-runtime-cognito-identity")
 
 #: Request id of the invocation in progress ("" during init); read by the logging filter.
 _request_id = ""
@@ -256,9 +264,10 @@ class RuntimeClient:
         self._buf = b""
         self._poll = None
         self._post_headers = {ctype: {"Content-Type": ctype} for ctype in ("application/json", "application/unknown")}
-        #: lamina's socket pair (same HTTP, a Unix socket instead of loopback TCP): used for the first
-        #: connection only; should it close, the client reconnects to ``address`` like any other.
+        #: lamina's socket pair (a Unix socket instead of loopback TCP, and frames instead of HTTP): used
+        #: for the first connection only; should it close, the client reconnects to ``address`` like any other.
         self._channel = channel_fd
+        self._frames = False  # the connection is lamina's socket pair
 
     def _connect(self):
         # No timeout: /next is a long poll, and user code may change socket's default timeout.
@@ -266,7 +275,9 @@ class RuntimeClient:
             fd, self._channel = self._channel, None
             sock = socket.socket(fileno=fd)
             sock.set_inheritable(False)  # the handler's subprocesses get no Runtime API connection
+            self._frames = True
             return self._use(sock)
+        self._frames = False
         if _is_ipv4(self._address[0]):  # Lambda's address is a literal: no resolver, and getaddrinfo's idna
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # codec (with re, unicodedata: ~2.5 ms)
             try:
@@ -359,10 +370,90 @@ class RuntimeClient:
             return self._roundtrip(method, path, body, headers)
 
     def next_invocation(self) -> tuple:
+        sock = self._sock or self._connect()
+        if self._frames:
+            return self._exchange(sock, _FRAME.pack(b"N", 0, 0, 0), self._read_event)
         status, headers, body = self._request("GET", API + "/invocation/next", None, None)
         if status != 200:
             raise RuntimeError("GET /invocation/next returned %d: %r" % (status, body[:200]))
         return headers, body
+
+    def result_and_next(self, request_id: str, kind: str, body, detail: str) -> tuple:
+        """Send the invocation's result (`kind` "response", `detail` its content type; or "error", `detail`
+        its error type) and ask for the next event in ONE write. Returns the next event."""
+        sock = self._sock or self._connect()
+        if not self._frames:
+            path = "%s/invocation/%s/%s" % (API, request_id, kind)
+            return self.post_and_next(path, body, detail if kind == "response" else "application/json")
+        rid, detail_b = request_id.encode(), detail.encode("latin-1")
+        head = _FRAME.pack(b"R" if kind == "response" else b"E", len(rid), len(detail_b), len(body))
+        return self._exchange(sock, b"".join((head, rid, detail_b, body, _FRAME.pack(b"N", 0, 0, 0))),
+                              self._read_event)
+
+    def _exchange(self, sock, data: bytes, read) -> tuple:
+        """Send `data` (ending with a `/next`) and return the event `read(sock)` gives. A dropped connection
+        is left and the event asked for anew, by the address: a result sent with it may be lost, as with
+        any client."""
+        try:
+            sock.sendall(data)
+            return read(sock)
+        except ConnectionError:
+            self.close()
+            return self.next_invocation()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_frame(self, sock) -> tuple:
+        """(kind, a, b, body) of the next frame from lamina."""
+        buf = self._buf
+        need = _FRAME.size
+        while True:
+            if len(buf) >= _FRAME.size:
+                kind, la, lb, lc = _FRAME.unpack_from(buf)
+                need = _FRAME.size + la + lb + lc
+                if len(buf) >= need:
+                    break
+            parts, have = [buf], len(buf)
+            while have < need:
+                self._poll.poll()
+                chunk = sock.recv(max(65536, need - have))
+                if not chunk:
+                    raise ConnectionError("Runtime API closed the connection")
+                parts.append(chunk)
+                have += len(chunk)
+            buf = b"".join(parts)
+        self._buf = buf[need:]
+        at = _FRAME.size
+        return kind, buf[at:at + la], buf[at + la:at + la + lb], buf[at + la + lb:need]
+
+    def _read_event(self, sock) -> tuple:
+        """The answer to a `next` frame: (headers as the HTTP API's, lower-case, body)."""
+        while True:
+            kind, a, _, body = self._read_frame(sock)
+            if kind == b"V":
+                fields = a.decode("utf-8").split("\0")
+                return {name: value for name, value in zip(_EVENT_HEADERS, fields) if value}, body
+            if kind != b"x":  # a refused result: nothing to do about it here (the 202 is not read either)
+                raise RuntimeError("GET /invocation/next returned %s: %r" % (a.decode("latin-1"), body[:200]))
+
+    def standby(self) -> dict:
+        """lamina's standby: wait until a function is assigned; its environment variables."""
+        sock = self._sock or self._connect()
+        if not self._frames:
+            status, _, body = self._request("GET", "/2018-06-01/lamina/standby")
+            if status != 200:
+                raise RuntimeError("GET /lamina/standby returned %d: %r" % (status, body[:200]))
+            return json.loads(body)["environment"]
+        try:
+            sock.sendall(_FRAME.pack(b"S", 0, 0, 0))
+            kind, a, _, body = self._read_frame(sock)
+        except BaseException:
+            self.close()
+            raise
+        if kind != b"A":
+            raise RuntimeError("GET /lamina/standby returned %s: %r" % (a.decode("latin-1"), body[:200]))
+        return dict(item.split("=", 1) for item in body.decode("utf-8").split("\0") if item)
 
     def post_and_next(self, path: str, body, content_type: str) -> tuple:
         """POST a result and ask for the next event in ONE write (HTTP/1.1 pipelining on lamina's own
@@ -370,21 +461,25 @@ class RuntimeClient:
         sock = self._sock or self._connect()
         head = "POST %s HTTP/1.1\r\n%sContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
             path, self._prefix, content_type, len(body))
-        try:
-            sock.sendall(b"".join((head.encode("latin-1"), body, self._next)))
-            self._read_response(sock, False)  # the 202 for the result
-            status, headers, next_body = self._read_response(sock)
-        except ConnectionError:
-            self.close()
-            return self.next_invocation()  # the result may be lost with the connection, as with any client
-        except BaseException:
-            self.close()
-            raise
+        return self._exchange(sock, b"".join((head.encode("latin-1"), body, self._next)), self._read_accepted_and_next)
+
+    def _read_accepted_and_next(self, sock) -> tuple:
+        self._read_response(sock, False)  # the 202 for the result
+        status, headers, body = self._read_response(sock)
         if status != 200:
-            raise RuntimeError("GET /invocation/next returned %d: %r" % (status, next_body[:200]))
-        return headers, next_body
+            raise RuntimeError("GET /invocation/next returned %d: %r" % (status, body[:200]))
+        return headers, body
 
     def post_init_error(self, error: dict) -> None:
+        sock = self._sock or self._connect()
+        if self._frames:
+            body, kind = json.dumps(error).encode("utf-8"), error["errorType"].encode("latin-1")
+            try:
+                sock.sendall(_FRAME.pack(b"I", 0, len(kind), len(body)) + kind + body)
+            except BaseException:
+                self.close()
+                raise
+            return
         headers = dict(self._post_headers["application/json"])
         headers[ERROR_TYPE_HEADER] = error["errorType"]
         self._request("POST", API + "/init/error", json.dumps(error).encode("utf-8"), headers)
@@ -486,11 +581,10 @@ def handle_invocation(client: RuntimeClient, handler, request_id: str, headers, 
         error = error_from_exception(e, request_id)
     else:
         _flush()
-        return client.post_and_next("%s/invocation/%s/response" % (API, request_id), payload, content_type)
+        return client.result_and_next(request_id, "response", payload, content_type)
     log_error(error, sys.stdout)
     _flush()
-    return client.post_and_next("%s/invocation/%s/error" % (API, request_id),
-                                json.dumps(error).encode("utf-8"), "application/json")
+    return client.result_and_next(request_id, "error", json.dumps(error).encode("utf-8"), "")
 
 
 _TRACE_C: list = []
@@ -609,11 +703,9 @@ def await_assignment(client: RuntimeClient) -> None:
     Wait until lamina assigns a function, take its environment variables, and carry on as a normal
     start: the interpreter start-up has already been paid, which is what hides the cold start.
     """
-    status, _, body = client._request("GET", "/2018-06-01/lamina/standby")
-    if status != 200:
-        raise RuntimeError("GET /lamina/standby returned %d: %r" % (status, body[:200]))
+    assignment = client.standby()
     os.environ.pop("LAMINA_STANDBY", None)
-    os.environ.update(json.loads(body)["environment"])
+    os.environ.update(assignment)
 
 
 def main() -> None:
