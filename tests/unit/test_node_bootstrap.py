@@ -663,3 +663,68 @@ def test_noop_invokes_are_cheap(tmp_path):
     elapsed = time.monotonic() - started
     assert [p.body for p in run.posts] == [b"null"] * count
     assert elapsed < 10, f"{count} no-op invokes took {elapsed:.2f}s"
+
+
+# ------------------------------------------------------------------------------------------------
+# lamina's socket pair: frames (lamina/runtime_api/frames.py)
+
+
+def test_on_the_inherited_socket_the_client_speaks_frames(tmp_path):
+    """Given `_LAMINA_RUNTIME_FD`, the client waits for its assignment (standby), asks for events and sends
+    results as frames on that socket: a result and the next `/next` in one write, the event's fields as
+    the HTTP API's headers; a refused `/next` ends it."""
+    import socket as _socket
+
+    from lamina.runtime_api.frames import HEAD, error_frame, event_frame, frame
+
+    write_files(tmp_path / "task", {"index.js": (
+        "exports.handler = async (event, context) => ({ got: event, id: context.awsRequestId,"
+        " arn: context.invokedFunctionArn, fn: process.env.AWS_LAMBDA_FUNCTION_NAME,"
+        " cc: context.clientContext });")})
+    ours, theirs = _socket.socketpair()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1",
+        "_LAMINA_RUNTIME_FD": str(theirs.fileno()), "LAMINA_STANDBY": "1", "LAMBDA_TASK_ROOT": str(tmp_path / "task"),
+        "LAMBDA_RUNTIME_DIR": str(NODE_BOOTSTRAP.parent),
+    }
+    proc = subprocess.Popen([NODE, str(NODE_BOOTSTRAP)], cwd=tmp_path / "task", env=env, pass_fds=[theirs.fileno()],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    theirs.close()
+    data = b""
+
+    def next_frame() -> tuple:
+        nonlocal data
+        while True:
+            if len(data) >= HEAD.size:
+                kind, la, lb, lc = HEAD.unpack_from(data)
+                end = HEAD.size + la + lb + lc
+                if len(data) >= end:
+                    at = HEAD.size
+                    out = kind, data[at:at + la], data[at + la:at + la + lb], data[at + la + lb:end]
+                    data = data[end:]
+                    return out
+            ready, _, _ = select.select([ours], [], [], 15)
+            assert ready, "the client sent nothing"
+            chunk = ours.recv(65536)
+            assert chunk, proc.stderr.read().decode() if proc.poll() is not None else "closed"
+            data += chunk
+
+    try:
+        assert next_frame() == (b"S", b"", b"", b"")
+        ours.sendall(frame(b"A", body=b"_HANDLER=index.handler\0AWS_LAMBDA_FUNCTION_NAME=fr\0"))
+        assert next_frame() == (b"N", b"", b"", b"")
+        ours.sendall(event_frame(("r1", str(int(time.time() * 1000) + 60000), "arn:aws:lambda:us-east-1:1:function:fr",
+                                  "Root=1-2-3", '{"client": {"installation_id": "i"}}', ""), b'{"k": 1}'))
+        kind, a, b, body = next_frame()
+        assert (kind, a, b) == (b"R", b"r1", b"application/json")
+        assert json.loads(body) == {"got": {"k": 1}, "id": "r1", "arn": "arn:aws:lambda:us-east-1:1:function:fr",
+                                    "fn": "fr", "cc": {"client": {"installation_id": "i"}}}
+        assert next_frame() == (b"N", b"", b"", b"")
+        ours.sendall(error_frame(b"X", 403, "InvalidStateTransition", "no more"))
+        assert proc.wait(timeout=15) == 1
+        assert b"403" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ours.close()

@@ -77,9 +77,9 @@ class Runtime:
 
     @property
     def speaks_frames(self) -> bool:
-        """On that socket, lamina's Python client speaks the Runtime API in frames rather than HTTP
+        """On that socket, lamina's own clients speak the Runtime API in frames rather than HTTP
         (runtime_api/frames.py): a dozen fewer parser callbacks and objects per message on lamina's loop."""
-        return self.family == "python"
+        return self.takes_channel
 
     def startup_variables(self, env: Mapping[str, str]) -> list[str]:
         """The function's variables this runtime's interpreter reads only as it starts (PYTHONPATH,

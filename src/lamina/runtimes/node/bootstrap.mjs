@@ -36,7 +36,9 @@ const REQUEST_ID = Symbol.for('aws.lambda.runtime.requestId');
 // Runtime API client: one keep-alive socket with Nagle off; requests are strictly sequential.
 
 /** The loop's own connection: a plain socket speaking just enough HTTP/1.1 (Content-Length bodies,
- *  keep-alive). node's http client costs ~100 us per round trip; this is the invoke hot path. */
+ *  keep-alive). node's http client costs ~100 us per round trip; this is the invoke hot path.
+ *  On lamina's socket pair it speaks frames instead (lamina/runtime_api/frames.py): kind (1 byte), the
+ *  lengths of two fields and a body (uint32 LE), then those; a result gets no answer, /next an event. */
 class RawClient {
   constructor(host, port, channelFd = null) {
     this.host = host;
@@ -47,6 +49,7 @@ class RawClient {
     this.buf = Buffer.alloc(0);
     this.waiters = []; // replies arrive in request order (HTTP/1.1 pipelining)
     this.prefetched = null; // a GET /next sent together with the last result
+    this.frames = false; // the connection is lamina's socket pair
   }
 
   connect() {
@@ -54,7 +57,9 @@ class RawClient {
       const fd = this.channelFd;
       this.channelFd = null;
       try {
-        return Promise.resolve(this.attach(new net.Socket({ fd, readable: true, writable: true })));
+        const socket = this.attach(new net.Socket({ fd, readable: true, writable: true }));
+        this.frames = true;
+        return Promise.resolve(socket);
       } catch {
         // not a usable socket: the address below
       }
@@ -75,11 +80,13 @@ class RawClient {
     socket.on('close', () => this.fail(new Error('Runtime API closed the connection')));
     this.socket = socket;
     this.buf = Buffer.alloc(0);
+    this.frames = false;
     return socket;
   }
 
   onData(chunk) {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    if (this.frames) return this.onFrames();
     while (this.waiters.length) {
       const end = this.buf.indexOf('\r\n\r\n');
       if (end < 0) return;
@@ -105,6 +112,43 @@ class RawClient {
     }
   }
 
+  onFrames() {
+    for (;;) {
+      const buf = this.buf;
+      if (buf.length < 13) return;
+      const la = buf.readUInt32LE(1), lb = buf.readUInt32LE(5), lc = buf.readUInt32LE(9);
+      const total = 13 + la + lb + lc;
+      if (buf.length < total) return;
+      const kind = buf[0], a = buf.toString('utf8', 13, 13 + la), body = buf.toString('utf8', 13 + la + lb, total);
+      this.buf = buf.subarray(total);
+      if (kind === 0x78) continue; // x: a refused result; nothing to do about it here (as a 202 is not read)
+      let reply;
+      if (kind === 0x56) { // V: an event
+        const f = a.split('\0');
+        const headers = {
+          'lambda-runtime-aws-request-id': f[0], 'lambda-runtime-deadline-ms': f[1],
+          'lambda-runtime-invoked-function-arn': f[2], 'lambda-runtime-trace-id': f[3],
+        };
+        if (f[4]) headers['lambda-runtime-client-context'] = f[4];
+        if (f[5]) headers['lambda-runtime-cognito-identity'] = f[5];
+        reply = { status: 200, headers, body };
+      } else if (kind === 0x41) { // A: the assignment, NAME=VALUE\0...
+        const environment = {};
+        for (const item of body.split('\0')) {
+          const at = item.indexOf('=');
+          if (at > 0) environment[item.slice(0, at)] = item.slice(at + 1);
+        }
+        reply = { status: 200, headers: {}, body: JSON.stringify({ environment }) };
+      } else { // X: /next or /standby refused
+        reply = { status: parseInt(a, 10) || 500, headers: {}, body };
+      }
+      const waiter = this.waiters.shift();
+      if (!waiter) continue;
+      if (!this.waiters.length) this.socket?.unref();
+      waiter.resolve(reply);
+    }
+  }
+
   drop() {
     const socket = this.socket;
     this.socket = null;
@@ -125,12 +169,47 @@ class RawClient {
     return payload ? Buffer.concat([Buffer.from(head, 'latin1'), payload]) : Buffer.from(head, 'latin1');
   }
 
-  /** Send requests in one write; one promise per reply. */
+  /** One request as a frame: [the frame, whether lamina answers it]. */
+  encodeFrame(method, urlPath, body, headers) {
+    let kind, a = '', b = '';
+    if (urlPath === NEXT) kind = 'N';
+    else if (urlPath === STANDBY) kind = 'S';
+    else if (urlPath === INIT_ERROR) [kind, b] = ['I', headers['Lambda-Runtime-Function-Error-Type'] ?? ''];
+    else {
+      const m = /^.*\/invocation\/([^/]+)\/(response|error)$/.exec(urlPath);
+      if (!m) throw new Error(`no frame for ${method} ${urlPath}`);
+      a = decodeURIComponent(m[1]);
+      [kind, b] = m[2] === 'response' ? ['R', headers['Content-Type'] ?? ''] :
+        ['E', headers['Lambda-Runtime-Function-Error-Type'] ?? ''];
+    }
+    const fa = Buffer.from(a, 'utf8'), fb = Buffer.from(b, 'latin1');
+    const payload = body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
+    const head = Buffer.allocUnsafe(13);
+    head.write(kind, 0, 'latin1');
+    head.writeUInt32LE(fa.length, 1);
+    head.writeUInt32LE(fb.length, 5);
+    head.writeUInt32LE(payload.length, 9);
+    return [Buffer.concat([head, fa, fb, payload]), kind === 'N' || kind === 'S'];
+  }
+
+  /** Send requests in one write; one promise per reply (a result sent as a frame: accepted at once). */
   async send(requests) {
     if (!this.socket) await this.connect();
-    const replies = requests.map(() => new Promise((resolve, reject) => this.waiters.push({ resolve, reject })));
+    const chunks = [];
+    const replies = requests.map((r) => {
+      let answered = true;
+      if (this.frames) {
+        const [data, answers] = this.encodeFrame(...r);
+        chunks.push(data);
+        answered = answers;
+      } else {
+        chunks.push(this.encode(...r));
+      }
+      if (!answered) return Promise.resolve(ACCEPTED);
+      return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    });
     this.socket.ref();
-    this.socket.write(Buffer.concat(requests.map((r) => this.encode(...r))));
+    this.socket.write(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
     return replies;
   }
 
@@ -154,6 +233,9 @@ class RawClient {
 
 const NEXT = `${RUNTIME}/invocation/next`;
 const INVOCATION = `${RUNTIME}/invocation/`;
+const INIT_ERROR = `${RUNTIME}/init/error`;
+const STANDBY = '/2018-06-01/lamina/standby';
+const ACCEPTED = { status: 202, headers: {}, body: '' };
 const raw = new RawClient(API_HOST, API_PORT, CHANNEL_FD);
 
 /** One request to the Runtime API; resolves to {status, headers, body} once the reply has ended.
@@ -578,7 +660,7 @@ process.on('unhandledRejection', (reason) => {
  *  lamina to assign one and take its environment variables. The node start-up is already paid. */
 if (env.LAMINA_STANDBY) {
   try {
-    const reply = await raw.request('GET', '/2018-06-01/lamina/standby', undefined, {});
+    const reply = await raw.request('GET', STANDBY, undefined, {});
     if (reply.status !== 200) throw new Error(`GET /lamina/standby answered ${reply.status}`);
     delete env.LAMINA_STANDBY;
     Object.assign(env, JSON.parse(reply.body).environment);
