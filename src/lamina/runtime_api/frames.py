@@ -1,10 +1,10 @@
-"""The Runtime API in frames: what lamina's own Python runtime client speaks on the socket it inherits.
+"""The Runtime API in frames: what lamina's own runtime clients speak on the socket they inherit.
 
 Official runtime clients speak HTTP to `AWS_LAMBDA_RUNTIME_API`, and lamina answers them there
-(runtime_api/server.py). lamina's Python client is also handed one end of a Unix socket pair
-(`_LAMINA_RUNTIME_FD`); on it, the same requests travel as frames instead of HTTP messages, because every
-invocation crosses it twice and an HTTP message costs lamina's event loop a dozen parser callbacks and
-header objects each way. The operations and their meaning are the Runtime API's, one for one:
+(runtime_api/server.py). lamina's own Python and Node.js clients are also handed one end of a Unix socket
+pair (`_LAMINA_RUNTIME_FD`); on it, the same requests travel as frames instead of HTTP messages, because
+every invocation crosses it twice and an HTTP message costs lamina's event loop a dozen parser callbacks
+and header objects each way. The operations and their meaning are the Runtime API's, one for one:
 
     frame   = kind (1 byte) | len(a) | len(b) | len(body) (3 × uint32, little-endian) | a | b | body
 
@@ -18,8 +18,8 @@ header objects each way. The operations and their meaning are the Runtime API's,
 
 A result is not acknowledged (HTTP's 202): its client sends `/next` with it and waits for the event.
 Whatever the runtime did wrong gets the HTTP API's error, in an `X` or `x` frame. A frame that is not
-one of these closes the channel (as a malformed HTTP request closes its connection). The Python client's
-half is `RuntimeClient` in runtimes/python/bootstrap.py.
+one of these closes the channel (as a malformed HTTP request closes its connection). The clients' half:
+`RuntimeClient` in runtimes/python/bootstrap.py, `RawClient` in runtimes/node/bootstrap.mjs.
 """
 
 from __future__ import annotations

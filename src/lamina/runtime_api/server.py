@@ -3,8 +3,8 @@
 One lamina HTTP server, one loopback listener per environment (official runtime clients only
 know `host:port`, so the port is what tells environments apart). Each handler validates, feeds one
 event to the environment, and renders; the wire shape of errors is made in `_error` only. What a result
-and an event mean is in runtime_api/operations.py, shared with the frames lamina's Python client speaks
-on its inherited socket (runtime_api/frames.py).
+and an event mean is in runtime_api/operations.py, shared with the frames lamina's own Python and Node.js
+clients speak on their inherited socket (runtime_api/frames.py).
 
 The two requests every invocation makes, `POST .../response` (or `/error`) and `GET /next`, are
 answered without a task (`_answer_now`): the result is settled as it is read, and a parked `/next` is
