@@ -35,3 +35,24 @@ def test_fills_room_only_when_any_counts_would_give_the_whole_room():
                             counts = PoolCounts(idle, starting, finishing, waiting)
                             assert to_spawn(counts, room) == room
     assert fills_room(600, 400, 1) and not fills_room(3, 2, 2)
+
+
+def test_a_standby_being_adopted_counts_as_starting():
+    """A standby taken for a pool is in it, still STANDBY, while its code is linked off the loop: it must
+    count as coming, or a rebalance then (room opening anywhere) starts a second environment for the
+    same waiting invocation — and the next invocation may land on that one instead of the warm one."""
+    import collections
+
+    from lamina.runtime_api.state import EnvState
+    from lamina.scheduler.scheduler import Pool
+
+    class Env:
+        def __init__(self, state: EnvState) -> None:
+            self.state = state
+
+    adopted, initialising, answered = (Env(s) for s in (EnvState.STANDBY, EnvState.INIT, EnvState.RESPONDED))
+    pool = Pool(("f", "$LATEST", "r"), envs={adopted, initialising, answered},
+                waiters=collections.deque([object(), object(), object()]))
+    counts = pool.counts()
+    assert (counts.starting, counts.finishing, counts.waiting) == (2, 1, 3)
+    assert to_spawn(counts, room=10) == 0

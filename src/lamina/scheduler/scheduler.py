@@ -94,8 +94,8 @@ class Pool:
         starting = finishing = 0
         for environment in self.envs:  # one pass: a burst asks this for every invocation that waits
             state = environment.state
-            if state is EnvState.INIT:
-                starting += 1
+            if state is EnvState.INIT or state is EnvState.STANDBY:  # STANDBY here: a standby being adopted
+                starting += 1                                          # (its code linked off the loop)
             elif state is EnvState.RESPONDED:
                 finishing += 1
         waiting = len(self.waiters)  # answered ones are popped, abandoned ones removed (_wait_for_env)
