@@ -349,19 +349,23 @@ class RuntimeClient:
         start = end + 4
         stop = start + int(length or 0)
         if len(buf) < stop:
-            parts = [buf]
-            have = len(buf)
-            while have < stop:
-                chunk = sock.recv(max(65536, stop - have))
-                if not chunk:
-                    raise ConnectionError("Runtime API closed the connection")
-                parts.append(chunk)
-                have += len(chunk)
-            buf = b"".join(parts)
+            buf = self._fill(sock, buf, stop)
         body, self._buf = buf[start:stop], buf[stop:]
         if close:
             self.close()
         return status, headers, body
+
+    def _fill(self, sock, buf: bytes, need: int) -> bytes:
+        """`buf` and what arrives after it, until it holds at least `need` bytes."""
+        parts, have = [buf], len(buf)
+        while have < need:
+            self._poll.poll()
+            chunk = sock.recv(max(65536, need - have))
+            if not chunk:
+                raise ConnectionError("Runtime API closed the connection")
+            parts.append(chunk)
+            have += len(chunk)
+        return b"".join(parts)
 
     def _request(self, method: str, path: str, body=None, headers=None) -> tuple:
         try:
@@ -414,15 +418,7 @@ class RuntimeClient:
                 need = _FRAME.size + la + lb + lc
                 if len(buf) >= need:
                     break
-            parts, have = [buf], len(buf)
-            while have < need:
-                self._poll.poll()
-                chunk = sock.recv(max(65536, need - have))
-                if not chunk:
-                    raise ConnectionError("Runtime API closed the connection")
-                parts.append(chunk)
-                have += len(chunk)
-            buf = b"".join(parts)
+            buf = self._fill(sock, buf, need)
         self._buf = buf[need:]
         at = _FRAME.size
         return kind, buf[at:at + la], buf[at + la:at + la + lb], buf[at + la + lb:need]
