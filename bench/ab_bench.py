@@ -14,6 +14,9 @@ arguments are set in both servers' environment; `--a-env` / `--b-env` in one's o
 twice compares two settings:
 
     .venv/bin/python bench/ab_bench.py . . --a-env LAMINA_RESERVE_LOOP_CPU=on --b-env LAMINA_RESERVE_LOOP_CPU=off
+
+`--a-python` / `--b-python` run a server on another interpreter (a venv with lamina installed), e.g. to
+compare CPython versions for the server process.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from bench.cpu_budget import window  # noqa: E402
 from bench.invoke_bench import Lamina, raw_request, stolen_s, throughput  # noqa: E402
 
 
-def start(tree: Path, extra: dict[str, str]) -> Lamina:
-    """A server from `tree`'s source with `extra` in its environment (this process's is left as it was)."""
-    target = Lamina()
+def start(tree: Path, extra: dict[str, str], python: Path | None = None) -> Lamina:
+    """A server from `tree`'s source with `extra` in its environment (this process's is left as it was),
+    on `python` (a venv's interpreter with lamina's dependencies) or the project's own."""
+    target = Lamina(python)
     saved = dict(os.environ)
     os.environ.update(extra, PYTHONPATH=str(tree / "src"))
     try:
@@ -51,6 +55,8 @@ def main() -> None:
     parser.add_argument("--a-env", action="append", default=[], metavar="KEY=VALUE",
                         help="set in A's environment only (the same tree twice compares two settings)")
     parser.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE", help="set in B's only")
+    parser.add_argument("--a-python", type=Path, help="the interpreter A's server runs on (default: .venv's)")
+    parser.add_argument("--b-python", type=Path, help="the interpreter B's server runs on")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -60,9 +66,9 @@ def main() -> None:
     function = {"python": "pyHello", "node": "nodeHello"}[args.runtime]
     targets = []
     try:
-        for tree, own in ((args.a, args.a_env), (args.b, args.b_env)):
-            target = start(tree.resolve(), dict(extra, **dict(kv.split("=", 1) for kv in own)))
-            name = " ".join([str(tree), *own])
+        for tree, own, python in ((args.a, args.a_env, args.a_python), (args.b, args.b_env, args.b_python)):
+            target = start(tree.resolve(), dict(extra, **dict(kv.split("=", 1) for kv in own)), python)
+            name = " ".join([str(tree), *own, *([str(python)] if python else [])])
             targets.append((name, target, raw_request(target.port, function, True)))
             throughput(target.port, targets[-1][2], args.clients, 2)  # scale out, warm up
         windows: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}

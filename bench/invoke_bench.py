@@ -247,16 +247,18 @@ class Lamina:
     def server_pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def __init__(self) -> None:
+    def __init__(self, python: Path | None = None) -> None:
         self.port = free_port()
         self.data = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
         self.proc: subprocess.Popen[bytes] | None = None
+        #: The interpreter `lamina serve` runs on (the project's venv unless another is named).
+        self.python = python or ROOT / ".venv/bin/python"
 
     def start(self) -> float:
         env = dict(os.environ, LAMINA_ACCESS_KEY_ID=KEY, LAMINA_SECRET_ACCESS_KEY=SECRET)
         t = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/python"), "-m", "lamina", "serve", "--port", str(self.port),
+            [str(self.python), "-m", "lamina", "serve", "--port", str(self.port),
              "--data-dir", str(self.data)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
         self.client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{self.port}", region_name="us-east-1",

@@ -15,7 +15,6 @@ import click
 
 from lamina import config as config_mod
 from lamina import cpus
-from lamina.app import Lamina
 
 
 class _Main(click.Group):
@@ -77,6 +76,8 @@ def _settle_heap() -> None:
 
 
 async def _serve(config: config_mod.Config) -> None:
+    from lamina.app import Lamina  # here: the client commands do without the server's ~100 modules
+
     async with Lamina(config) as app:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

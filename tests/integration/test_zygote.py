@@ -388,6 +388,40 @@ def test_a_stuck_zygote_is_killed_not_waited_for(tmp_path):
         zygotes.close()
 
 
+def test_the_last_hand_over_of_a_retired_zygote_does_not_wait_for_its_exit(tmp_path):
+    """`Zygote.fork` runs on the event loop and releases its hand-over there: when that is the last one of a
+    retired zygote, the zygote is closed — and closing waits for its exit. That wait is a thread's, not
+    the caller's (it held the loop ~200 ms in a burst)."""
+    import signal as signals
+
+    from lamina.runtimes.registry import RuntimeRegistry
+    from lamina.sandbox.bwrap import LAYOUT
+    from lamina.sandbox.zygote import Zygotes
+
+    if os.geteuid() != 0:
+        pytest.skip("zygotes make their sandboxes as root")
+    runtime = next(r for r in RuntimeRegistry.discover().all() if r.family == "python")
+    zygotes = Zygotes(tmp_path / "root", LAYOUT)
+    try:
+        deadline, zygote = time.monotonic() + 30, None
+        while zygote is None and time.monotonic() < deadline:
+            zygote = zygotes.get(runtime)  # started in the background on first use; one hand-over pending
+            time.sleep(0.05)
+        assert zygote is not None and zygote.alive
+        os.kill(zygote._proc.pid, signals.SIGSTOP)  # it will not see its socket close: close() waits 2 s
+        zygote.retire()
+        assert zygote.alive  # a hand-over is pending
+        started = time.monotonic()
+        zygote.release()
+        assert time.monotonic() - started < 0.5
+        deadline = time.monotonic() + 10
+        while zygote._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert zygote._proc.returncode is not None  # waited for, then killed, by the closing thread
+    finally:
+        zygotes.close()
+
+
 def test_the_zygote_and_the_client_are_read_from_bytecode(tmp_path):
     """A zygote imports zygote.py and bootstrap.py as it starts (every 64 environments): lamina compiles both
     once for each interpreter, beside them, instead of the zygote compiling them each time (~20 ms of CPU)."""

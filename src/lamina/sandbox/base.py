@@ -139,7 +139,8 @@ class SandboxDriver(Protocol):
         """A standby environment was assigned a function of this memory size."""
 
     def limit_cpu(self, spec: SandboxSpec, memory_mb: int) -> None:
-        """The init phase ended: apply the CPU share of this memory size."""
+        """The init phase ended: apply the CPU share of this memory size. Called off the event loop (it may
+        block on a cgroup write), possibly after the environment ended; must not raise."""
 
     def peak_memory_mb(self, spec: SandboxSpec) -> int | None:
         """Peak memory of the whole environment, when the driver can measure it."""

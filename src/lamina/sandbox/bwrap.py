@@ -227,10 +227,14 @@ class BwrapDriver:
         self._cgroups.set_cpu(group, None)
 
     def limit_cpu(self, spec: SandboxSpec, memory_mb: int) -> None:
-        """End of the init phase: from now on the CPU is MemorySize / 1769 vCPUs."""
+        """End of the init phase: from now on the CPU is MemorySize / 1769 vCPUs. Called off the loop, so
+        the environment may be gone meanwhile (its cgroup with it): then there is nothing to limit."""
         group = self._groups.get(spec.env_id)
         if group is not None and self._cgroups is not None:
-            self._cgroups.set_cpu(group, Limits.for_memory(memory_mb).vcpus)
+            try:
+                self._cgroups.set_cpu(group, Limits.for_memory(memory_mb).vcpus)
+            except SandboxError as exc:
+                log.debug("cpu_limit_not_set env=%s error=%s", spec.env_id, exc)
 
     def cpu_fence(self) -> Callable[[frozenset[int]], None] | None:
         fence = self._cgroups.fence if self._cgroups is not None else None

@@ -335,7 +335,10 @@ class Environment:
         if self.init_ms is None and not self._ready.done():
             self.init_over = True
             self.init_ms = (self._clock.monotonic() - self._started) * 1000
-            self._driver.limit_cpu(self.spec, self.config.memory_mb)
+            # A cgroup write (~0.1-0.5 ms, more in a burst): the first invocation may start a moment
+            # before the quota applies, which no function can tell from its CPU share.
+            asyncio.get_running_loop().run_in_executor(None, self._driver.limit_cpu, self.spec,
+                                                       self.config.memory_mb)
             self._ready.set_result(None)
         self.idle_since = self._clock.monotonic()
         self._on_change(self)
