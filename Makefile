@@ -15,7 +15,7 @@ JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
 JAVA_ENV_LIB := build/liblamina-env.so
 NODE_ENV_ADDON := build/lamina-env.node
 
-.PHONY: install run test bench clean system-packages node-runtimes node-ric
+.PHONY: install bytecode run test bench clean system-packages node-runtimes node-ric
 
 install: $(STAMP) bytecode $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) $(SPAWN_LIB) $(STANDBY_BIN) node-runtimes $(NODE_ENV_ADDON) node-ric
 
