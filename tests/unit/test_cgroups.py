@@ -540,3 +540,26 @@ def test_wrap_needs_an_argv(tmp_path):
     m, cg = fake_cgroup(tmp_path, 1)
     with pytest.raises(ValueError):
         m.wrap_argv(cg, [])
+
+
+def test_the_cpu_limit_of_an_environment_gone_meanwhile_is_dropped_quietly():
+    """`limit_cpu` runs off the event loop, after the init phase: the environment may have ended (its cgroup
+    removed) by then. The refused write is not an error anyone could act on; nothing is raised."""
+    import types
+
+    from lamina.sandbox.bwrap import BwrapDriver
+
+    calls = []
+
+    class Gone:
+        def set_cpu(self, group, vcpus):  # type: ignore[no-untyped-def]
+            calls.append(vcpus)
+            raise SandboxError("cannot set the CPU quota of cgroup 'env-e1': No such file or directory")
+
+    driver = BwrapDriver(cgroups=Gone())  # type: ignore[arg-type]
+    spec = types.SimpleNamespace(env_id="e1")
+    driver.limit_cpu(spec, 1769)  # type: ignore[arg-type]
+    assert calls == []  # no group (prepare never made one, or cleanup took it): nothing to write
+    driver._groups["e1"] = object()  # type: ignore[assignment]
+    driver.limit_cpu(spec, 1769)  # type: ignore[arg-type]
+    assert calls == [1.0]
