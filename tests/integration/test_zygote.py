@@ -349,12 +349,8 @@ def test_standbys_are_made_the_size_of_the_function_that_took_the_last_one(tmp_p
         assert sum(v == 1024 << 20 for v in limits.values()) >= 2, limits
 
 
-def test_a_stuck_zygote_is_killed_not_waited_for(tmp_path):
-    """Requests are handed to a zygote on the event loop: one that stops reading them is killed once its
-    socket has stayed full for SEND_TIMEOUT_S (the spawn then execs, and the next request starts another
-    zygote), instead of holding the loop for good. Before: the loop waited in sendmsg for ever."""
-    import signal as signals
-
+def _python_zygote(tmp_path):  # type: ignore[no-untyped-def]
+    """(Zygotes, the first Python runtime's zygote, up): a zygote of its own, outside any server."""
     from lamina.runtimes.registry import RuntimeRegistry
     from lamina.sandbox.bwrap import LAYOUT
     from lamina.sandbox.zygote import Zygotes
@@ -363,12 +359,22 @@ def test_a_stuck_zygote_is_killed_not_waited_for(tmp_path):
         pytest.skip("zygotes make their sandboxes as root")
     runtime = next(r for r in RuntimeRegistry.discover().all() if r.family == "python")
     zygotes = Zygotes(tmp_path / "root", LAYOUT)
+    deadline, zygote = time.monotonic() + 30, None
+    while zygote is None and time.monotonic() < deadline:
+        zygote = zygotes.get(runtime)  # started in the background on first use; one hand-over pending
+        time.sleep(0.05)
+    assert zygote is not None and zygote.alive
+    return zygotes, runtime, zygote
+
+
+def test_a_stuck_zygote_is_killed_not_waited_for(tmp_path):
+    """Requests are handed to a zygote on the event loop: one that stops reading them is killed once its
+    socket has stayed full for SEND_TIMEOUT_S (the spawn then execs, and the next request starts another
+    zygote), instead of holding the loop for good. Before: the loop waited in sendmsg for ever."""
+    import signal as signals
+
+    zygotes, runtime, zygote = _python_zygote(tmp_path)
     try:
-        deadline, zygote = time.monotonic() + 30, None
-        while zygote is None and time.monotonic() < deadline:
-            zygote = zygotes.get(runtime)  # started in the background on first use
-            time.sleep(0.05)
-        assert zygote is not None and zygote.alive
         os.kill(zygote._proc.pid, signals.SIGSTOP)  # it reads nothing more
         zygote._sock.settimeout(1.0)  # SEND_TIMEOUT_S, shortened for the test
         request = {"env": {"FILLER": "x" * 1_000}}
@@ -394,20 +400,8 @@ def test_the_last_hand_over_of_a_retired_zygote_does_not_wait_for_its_exit(tmp_p
     the caller's (it held the loop ~200 ms in a burst)."""
     import signal as signals
 
-    from lamina.runtimes.registry import RuntimeRegistry
-    from lamina.sandbox.bwrap import LAYOUT
-    from lamina.sandbox.zygote import Zygotes
-
-    if os.geteuid() != 0:
-        pytest.skip("zygotes make their sandboxes as root")
-    runtime = next(r for r in RuntimeRegistry.discover().all() if r.family == "python")
-    zygotes = Zygotes(tmp_path / "root", LAYOUT)
+    zygotes, _, zygote = _python_zygote(tmp_path)
     try:
-        deadline, zygote = time.monotonic() + 30, None
-        while zygote is None and time.monotonic() < deadline:
-            zygote = zygotes.get(runtime)  # started in the background on first use; one hand-over pending
-            time.sleep(0.05)
-        assert zygote is not None and zygote.alive
         os.kill(zygote._proc.pid, signals.SIGSTOP)  # it will not see its socket close: close() waits 2 s
         zygote.retire()
         assert zygote.alive  # a hand-over is pending
