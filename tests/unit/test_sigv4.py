@@ -7,7 +7,9 @@ path and query exactly as sent, the headers (plus the Host header urllib3 adds),
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
+import os
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -230,10 +232,19 @@ def test_unsigned_payload_header_is_honoured() -> None:
 def test_signing_keys_are_cached() -> None:
     wire = signed("GET", f"{ENDPOINT}/p")
     wire.verify()
-    before = sigv4._signing_key.cache_info()
+    before = sigv4._signer.cache_info()
     wire.verify()
-    after = sigv4._signing_key.cache_info()
+    after = sigv4._signer.cache_info()
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 1000])
+def test_the_cached_signer_is_hmac_sha256(size: int) -> None:
+    key = os.urandom(32)
+    message = os.urandom(size)
+    signer = sigv4._Signer(key)
+    assert signer.hexdigest(message) == hmac.new(key, message, hashlib.sha256).hexdigest()
+    assert signer.hexdigest(message) == signer.hexdigest(message)  # its pre-hashed blocks are not used up
 
 
 # --- requests that do not verify --------------------------------------------------------------------

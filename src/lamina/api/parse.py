@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import json
 import re
 from typing import Any
@@ -49,6 +50,7 @@ class FunctionRef:
     qualifier: str | None
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and the same names come back with every invoke
 def function_ref(value: str, qualifier: str | None = None, member: str = "functionName") -> FunctionRef:
     """Split a function name, partial ARN or ARN (optionally `:qualifier`) into name and qualifier."""
     match = _NAME_ARN.match(value)

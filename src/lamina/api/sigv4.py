@@ -21,8 +21,10 @@ the payload hash is always the `X-Amz-Content-Sha256` header (a hex digest, `UNS
 `STREAMING-*` value for aws-chunked bodies), which the caller checks against the body as it streams
 (S3 bodies are not in memory when the signature is checked); presigned S3 URLs sign `UNSIGNED-PAYLOAD`.
 
-Deriving a signing key costs four HMACs; keys are cached per (secret, date, region, service), so the
-invoke hot path pays two hashes and one HMAC per request.
+Deriving a signing key costs four HMACs; keys are cached per (secret, date, region, service), with the
+HMAC's two padded key blocks already hashed (`_Signer`), so the invoke hot path pays two hashes and two
+hash-state copies per request (OpenSSL 3's one-shot HMAC looks its digest up again at every call: 3.5 µs
+against 1.1 here).
 """
 
 from __future__ import annotations
@@ -194,15 +196,15 @@ def _verify(
         (method.upper(), canonical_uri, _canonical_query(query), canonical_headers, ";".join(signed))
     )
     scope = f"{date}/{region}/{scope_service}/aws4_request"
-    key = _signing_key(secret, date, region, scope_service)
+    signer = _signer(secret, date, region, scope_service)
     provided = claim.signature.encode("utf-8", "replace")
     for payload_hash in payload_hashes(header_map, claim.presigned):
         canonical = f"{prefix}\n{payload_hash}".encode("utf-8", "surrogateescape")
         string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{hashlib.sha256(canonical).hexdigest()}"
-        expected = hmac.digest(key, string_to_sign.encode(), "sha256").hex().encode()
+        expected = signer.hexdigest(string_to_sign.encode()).encode()
         if hmac.compare_digest(expected, provided):
             principal = Principal(access_key_id=access_key_id, region=region, service=scope_service, date=date)
-            return principal, claim.signature, timestamp, scope, key
+            return principal, claim.signature, timestamp, scope, signer.key
     raise InvalidSignature()
 
 
@@ -385,12 +387,31 @@ def _payload_hashes(header_map: dict[str, list[str]], body: bytes, presigned: bo
     return (value,)
 
 
+class _Signer:
+    """HMAC-SHA256 under one signing key, its inner and outer padded key blocks hashed once (RFC 2104)."""
+
+    __slots__ = ("key", "_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        block = key.ljust(64, b"\0")  # a signing key is a 32-byte digest: never longer than the block
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
 @lru_cache(maxsize=256)
-def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+def _signer(secret: str, date: str, region: str, service: str) -> _Signer:
     key = f"AWS4{secret}".encode()
     for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
+    return _Signer(key)
 
 
 def scope_service(authorization: str | None, raw_query: str) -> str | None:

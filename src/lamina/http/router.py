@@ -24,8 +24,14 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(f"^{regex}$")
 
 
+#: Pattern matches remembered (a function's invoke path comes back again and again); the memory is
+#: dropped whole when it is full.
+MATCH_CACHE_SIZE = 4096
+
+
 class Router:
     def __init__(self, routes: list[Route]) -> None:
+        self._cache: dict[tuple[str, str], tuple[Handler, dict[str, str]]] = {}
         self._exact: dict[tuple[str, str], Handler] = {}
         self._patterns: list[tuple[str, re.Pattern[str], Handler]] = []
         for r in routes:
@@ -35,12 +41,20 @@ class Router:
                 self._exact[(r.method, r.pattern)] = r.handler
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
-        handler = self._exact.get((method, path))
+        key = (method, path)
+        handler = self._exact.get(key)
         if handler is not None:
             return handler, {}
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached[0], dict(cached[1])
         for route_method, regex, handler in self._patterns:
             if route_method == method:
                 found = regex.match(path)
                 if found:
-                    return handler, found.groupdict()
+                    if len(self._cache) >= MATCH_CACHE_SIZE:
+                        self._cache.clear()
+                    groups = found.groupdict()
+                    self._cache[key] = (handler, groups)
+                    return handler, dict(groups)
         return None

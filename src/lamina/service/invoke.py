@@ -74,7 +74,8 @@ def new_request_id() -> str:
 
 
 def new_trace_id() -> str:
-    return f"Root=1-{int(time.time()):08x}-{_entropy.hex(12)};Parent={_entropy.hex(8)};Sampled=0"
+    h = _entropy.hex(20)
+    return f"Root=1-{int(time.time()):08x}-{h[:24]};Parent={h[24:]};Sampled=0"
 
 
 def _check_payload(payload: bytes, invocation_type: InvocationType) -> bytes:
