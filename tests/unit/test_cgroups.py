@@ -371,11 +371,28 @@ def test_v2_readings(kernel):
     assert cg.peak_memory_bytes() == 5000
     assert cg.oom_kills() == 1
     assert cg.cpu_usage_usec() == 777
+    fake.omit.add("memory.peak")  # kernels before 5.19
     older = manager(fake).create("f", Limits.for_memory(128))
     d = older.dirs["memory"]
-    (d / "memory.peak").unlink()  # kernels before 5.19
     (d / "memory.current").write_text("4000\n")
     assert older.peak_memory_bytes() == 4000
+
+
+def test_the_peak_memory_file_is_opened_when_the_cgroup_is_made(kernel):
+    """Made on an I/O thread; the loop then only reads it after invocations."""
+    cg = manager(kernel(1)).create("e", Limits.for_memory(128))
+    assert cg._peak_fd >= 0
+    (cg.dirs["memory"] / "memory.max_usage_in_bytes").write_text("1048576\n")
+    assert cg.peak_memory_bytes() == 1 << 20
+
+
+def test_a_peak_memory_file_that_cannot_be_opened_fails_the_read_not_the_cgroup(kernel):
+    fake = kernel(1)
+    fake.omit.add("memory.max_usage_in_bytes")
+    cg = manager(fake).create("e", Limits.for_memory(128))
+    assert (cg.dirs["memory"] / "memory.limit_in_bytes").read_text() == str(128 << 20)
+    with pytest.raises(SandboxError, match="memory.max_usage_in_bytes"):
+        cg.peak_memory_bytes()
 
 
 def test_v1_without_cpuacct_has_no_usage(kernel):

@@ -43,6 +43,7 @@ mount option (Linux 6.0+) or spawning ahead of demand (a warm pool) keeps that o
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import threading
@@ -52,6 +53,8 @@ from pathlib import Path
 
 from lamina.errors import SandboxError
 from lamina.sandbox.cpufence import CpuFence
+
+log = logging.getLogger("lamina.sandbox")
 
 CPU_PERIOD_US = 100_000
 MB_PER_VCPU = 1769
@@ -169,18 +172,27 @@ class Cgroup:
         except OSError as exc:
             raise SandboxError(f"cannot read {path}: {exc.strerror}") from exc
 
+    def open_peak(self) -> None:
+        """Open the peak-memory file now (CgroupManager.create does, off the event loop: in a burst an
+        open of a new cgroup's file took 73 µs at the median and up to 1.8 ms, a read 11 µs)."""
+        with self._peak_lock:
+            self._open_peak()
+
+    def _open_peak(self) -> None:
+        if self._peak_fd < 0:
+            memory = self.dirs["memory"]
+            if self.version == 1:
+                path = memory / "memory.max_usage_in_bytes"
+            else:
+                path = memory / "memory.peak" if (memory / "memory.peak").exists() else memory / "memory.current"
+            try:
+                self._peak_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise SandboxError(f"cannot read {path}: {exc.strerror}") from exc
+
     def peak_memory_bytes(self) -> int:
         with self._peak_lock:
-            if self._peak_fd < 0:
-                memory = self.dirs["memory"]
-                if self.version == 1:
-                    path = memory / "memory.max_usage_in_bytes"
-                else:
-                    path = memory / "memory.peak" if (memory / "memory.peak").exists() else memory / "memory.current"
-                try:
-                    self._peak_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError as exc:
-                    raise SandboxError(f"cannot read {path}: {exc.strerror}") from exc
+            self._open_peak()
             try:
                 return int(os.pread(self._peak_fd, 32, 0))
             except OSError as exc:
@@ -312,6 +324,10 @@ class CgroupManager:
                     pass
             why = "already exists" if isinstance(exc, FileExistsError) else exc.strerror
             raise SandboxError(f"cannot create cgroup {name!r} ({exc.filename}): {why}") from exc
+        try:
+            cgroup.open_peak()
+        except SandboxError as exc:  # then the first read tries again, and says why
+            log.debug("cgroup_peak_file_not_opened error=%s", exc)
         return cgroup
 
     def _apply(self, cgroup: Cgroup, limits: Limits) -> None:
