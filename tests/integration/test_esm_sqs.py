@@ -73,7 +73,10 @@ def test_messages_are_delivered_in_batches_and_deleted(lam, fn, sqs, recorder):
     assert wait_until(lambda: len(seen(recorder, fn)) >= 25), seen(recorder, fn)
     assert wait_until(lambda: queue_empty(sqs, url))
     records = seen(recorder, fn)
-    assert sorted(json.loads(r["body"])["n"] for r in records) == list(range(25))
+    # Every message, none lost. SQS delivers at least once, and the stand-in (moto) can hand one message
+    # to two of the poller's concurrent ReceiveMessage calls (its receive takes no lock): a repeat is
+    # not a failure, a missing message is.
+    assert sorted({json.loads(r["body"])["n"] for r in records}) == list(range(25))
     assert all(len(b["records"]) <= 10 for b in recorder.where(lambda b: b.get("key") == fn))
     record = records[0]
     assert list(record) == ["messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody",

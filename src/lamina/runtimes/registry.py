@@ -117,14 +117,22 @@ def _under_usr(path: Path) -> bool:
 
 
 def _python_candidates(version: str) -> list[Path]:
+    """Where to look for python<version>, best first: lamina's own interpreter unless it is under /usr,
+    then version managers' trees (bound at /var/lang, as on Lambda), then /usr/local and /usr. A /usr
+    interpreter comes after a tree of its own even when lamina runs on it (`make install` prefers the
+    distribution's python3 for lamina: built with PGO, see the Makefile): a function sees Lambda's
+    /var/lang/bin/python3.x where there is one to bind."""
     roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv"), "/root/.pyenv"]
     found: list[Path] = []
     base = Path(sys.base_prefix) / "bin" / f"python{version}"
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+    own = f"{sys.version_info.major}.{sys.version_info.minor}" == version
+    if own and not _under_usr(base):
         found.append(base)
     for root in dict.fromkeys(r for r in roots if r):
         for prefix in sorted(glob.glob(f"{root}/versions/{version}.*"), reverse=True):
             found.append(Path(prefix) / "bin" / f"python{version}")
+    if own and _under_usr(base):
+        found.append(base)
     found += [Path(f"/usr/local/bin/python{version}"), Path(f"/usr/bin/python{version}")]
     return found
 
