@@ -24,9 +24,23 @@ JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
 JAVA_ENV_LIB := build/liblamina-env.so
 NODE_ENV_ADDON := build/lamina-env.node
 
-.PHONY: install bytecode run test bench clean system-packages node-runtimes node-ric
+.PHONY: python-trees install bytecode run test bench clean system-packages node-runtimes node-ric
 
-install: $(STAMP) bytecode $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) $(SPAWN_LIB) $(STANDBY_BIN) node-runtimes $(NODE_ENV_ADDON) node-ric
+install: $(STAMP) bytecode $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) $(SPAWN_LIB) $(STANDBY_BIN) node-runtimes $(NODE_ENV_ADDON) node-ric python-trees
+
+# The distribution's python3.X (built with PGO: see PYTHON above) as a tree of its own that a function's
+# sandbox binds at /var/lang, as Lambda lays its interpreter out: build/lang/python3.X/bin/python3.X, a copy
+# (a symlink would lead Python back to /usr for its prefix), and lib -> /usr/lib for the standard library.
+# runtimes/registry.py takes it while it matches /usr/bin/python3.X (size and time); else pyenv's tree.
+python-trees:
+	@for py in /usr/bin/python3.[0-9] /usr/bin/python3.[0-9][0-9]; do \
+	    [ -f "$$py" ] && [ ! -L "$$py" ] && [ -d "/usr/lib/$${py##*/}" ] || continue; \
+	    tree=build/lang/$${py##*/}; \
+	    if [ ! -f "$$tree/bin/$${py##*/}" ] || [ "$$py" -nt "$$tree/bin/$${py##*/}" ]; then \
+	        mkdir -p "$$tree/bin" && cp -p "$$py" "$$tree/bin/" && ln -sfn /usr/lib "$$tree/lib" && \
+	        ln -sfn "$${py##*/}" "$$tree/bin/python3" && ln -sfn "$${py##*/}" "$$tree/bin/python" && \
+	        echo "built $$tree (from $$py)"; fi; \
+	done
 
 # pid 1 of forked Python environments (src/lamina/sandbox/init.c): static, so it runs inside any sandbox
 # view. Optional: without a C compiler (or a static libc) environments keep a Python init (+1.2 MB each).

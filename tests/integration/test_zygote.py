@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from lamina.runtimes import registry
 from lamina.sandbox.zygote import init_binary, spawn_library
 from tests.conftest import make_zip
 from tests.integration.conftest import serving
@@ -47,7 +49,8 @@ def probe(event, context):
             "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
             "sockets": _sockets(), "channel_env": [k for k in os.environ if "LAMINA" in k],
             "init_caps": [line.split()[1] for line in open("/proc/1/status") if line.startswith(("CapPrm", "CapEff"))],
-            "init_faults": int(open("/proc/1/stat").read().rsplit(")", 1)[1].split()[7]), "argv": sys.argv}
+            "init_faults": int(open("/proc/1/stat").read().rsplit(")", 1)[1].split()[7]), "argv": sys.argv,
+            "prefix": sys.prefix, "version": sys.version}
 
 def threads(event, context):
     import concurrent.futures, logging, subprocess, threading
@@ -299,6 +302,19 @@ def _processes() -> list[tuple[int, int]]:
                 continue
             found.append((int(pid), uid))
     return found
+
+
+def test_python_is_laid_out_as_on_lambda_exec_d_or_forked(forked):
+    """/var/lang/bin/python3.11 with its prefix /var/lang, whether the interpreter is a version manager's
+    tree or the distribution's (PGO) python3.11 copied into build/lang by `make install`; in the latter
+    case it is the interpreter lamina itself runs on."""
+    bodies = [_fresh(forked, "z", 100 + run) for run in range(4)]
+    for body in bodies:
+        assert body["executable"] == "/var/lang/bin/python3.11" and body["prefix"] == "/var/lang", body["paths"]
+        assert all(p.startswith(("/var/lang/lib/python3", "/var/runtime", "/var/task", "/opt"))
+                   for p in body["paths"] if p), body["paths"]
+    if sys.version_info[:2] == (3, 11) and sys.base_prefix == "/usr" and registry.distribution_tree("3.11"):
+        assert {b["version"] for b in bodies} == {sys.version}
 
 
 @pytest.mark.parametrize("version", ["3.9", "3.10", "3.11", "3.12", "3.13"])

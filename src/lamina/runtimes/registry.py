@@ -36,6 +36,9 @@ STANDBY_EXEC = JAVA_BUILD / "lamina-standby"
 NODE_ENV_ADDON = JAVA_BUILD / "lamina-env.node"
 #: Node.js majors from npm (`make install`: build/node/NN/node_modules/node/bin/node).
 NODE_BUILD = JAVA_BUILD / "node"
+#: The distribution's Python interpreters as trees of their own (`make install`: build/lang/python3.X, its
+#: bin/python3.X a copy of /usr/bin/python3.X, its lib a link to /usr/lib), for binding at /var/lang.
+LANG_BUILD = JAVA_BUILD / "lang"
 
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
 NODE_MAJORS = ("18", "20", "22", "24")
@@ -116,18 +119,33 @@ def _under_usr(path: Path) -> bool:
     return path.parts[:2] == ("/", "usr")
 
 
+def distribution_tree(version: str, lang_build: Path | None = None, usr: Path = Path("/usr")) -> Path | None:
+    """build/lang/python<version>/bin/python<version> while it is a copy of /usr/bin/python<version> (the
+    same size and modification time: `make install` copies with -p and again after an upgrade)."""
+    copy = (lang_build or LANG_BUILD) / f"python{version}" / "bin" / f"python{version}"
+    try:
+        mine, theirs = copy.stat(), (usr / "bin" / f"python{version}").stat()
+    except OSError:
+        return None
+    if copy.is_symlink() or (mine.st_size, mine.st_mtime_ns) != (theirs.st_size, theirs.st_mtime_ns):
+        return None
+    return copy
+
+
 def _python_candidates(version: str) -> list[Path]:
-    """Where to look for python<version>, best first: lamina's own interpreter unless it is under /usr,
-    then version managers' trees (bound at /var/lang, as on Lambda), then /usr/local and /usr. A /usr
-    interpreter comes after a tree of its own even when lamina runs on it (`make install` prefers the
-    distribution's python3 for lamina: built with PGO, see the Makefile): a function sees Lambda's
-    /var/lang/bin/python3.x where there is one to bind."""
+    """Where to look for python<version>, best first: lamina's own interpreter, as a tree that can be
+    bound at /var/lang (as on Lambda); then version managers' trees; then /usr/local and /usr. lamina's
+    own interpreter under /usr (`make install` prefers the distribution's python3, built with PGO: see
+    the Makefile) is taken as its copy in build/lang, else after the version managers' trees: a function
+    sees Lambda's /var/lang/bin/python3.x wherever there is a tree to bind."""
     roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv"), "/root/.pyenv"]
     found: list[Path] = []
     base = Path(sys.base_prefix) / "bin" / f"python{version}"
     own = f"{sys.version_info.major}.{sys.version_info.minor}" == version
     if own and not _under_usr(base):
         found.append(base)
+    elif own and (tree := distribution_tree(version)) is not None:
+        found.append(tree)
     for root in dict.fromkeys(r for r in roots if r):
         for prefix in sorted(glob.glob(f"{root}/versions/{version}.*"), reverse=True):
             found.append(Path(prefix) / "bin" / f"python{version}")
