@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """A/B of two lamina source trees: both servers up at once, short throughput windows alternating.
 
-    git worktree add /work/oldtree REV && cp -r build /work/oldtree/     # the tree to compare against
+    git worktree add /work/oldtree REV && cp -a build /work/oldtree/     # the tree to compare against
     .venv/bin/python bench/ab_bench.py /work/oldtree /work/main --clients 1 --rounds 16 --seconds 1.5
+
+(`cp -a`, not `-r`: build/lang's copy of /usr/bin/python3.X counts only with its time kept, else the
+other tree's functions run on another interpreter; runtimes/registry.py `distribution_tree`.)
 
 Each tree's `src` goes on PYTHONPATH of its own `lamina serve` (the same interpreter and packages), each
 server gets one hello-world function, and the two are measured window by window in alternating order
