@@ -23,8 +23,8 @@ const env = process.env;
 const API = env.AWS_LAMBDA_RUNTIME_API ?? '127.0.0.1:9001';
 const API_HOST = API.slice(0, API.lastIndexOf(':'));
 const API_PORT = Number(API.slice(API.lastIndexOf(':') + 1));
-// lamina's socket pair: the same HTTP over a Unix socket this process inherited (about half the
-// kernel's work of loopback TCP per message); used for the first connection only. Not for the handler.
+// lamina's socket pair: the Runtime API as frames over a Unix socket this process inherited (blocking;
+// ChannelClient below). Not for the handler.
 const CHANNEL_FD = /^\d+$/.test(env._LAMINA_RUNTIME_FD ?? '') ? Number(env._LAMINA_RUNTIME_FD) : null;
 delete env._LAMINA_RUNTIME_FD;
 const RUNTIME = '/2018-06-01/runtime';
@@ -33,60 +33,40 @@ const USER_AGENT = `lamina-nodejs/${process.versions.node}`;
 const REQUEST_ID = Symbol.for('aws.lambda.runtime.requestId');
 
 // ---------------------------------------------------------------------------------------------
-// Runtime API client: one keep-alive socket with Nagle off; requests are strictly sequential.
+// Runtime API clients.
 
-/** The loop's own connection: a plain socket speaking just enough HTTP/1.1 (Content-Length bodies,
- *  keep-alive). node's http client costs ~100 us per round trip; this is the invoke hot path.
- *  On lamina's socket pair it speaks frames instead (lamina/runtime_api/frames.py): kind (1 byte), the
- *  lengths of two fields and a body (uint32 LE), then those; a result gets no answer, /next an event. */
+/** Over loopback TCP: one keep-alive socket with Nagle off, speaking just enough HTTP/1.1
+ *  (Content-Length bodies, keep-alive); requests are strictly sequential. node's http client costs
+ *  ~100 us per round trip. Used where lamina hands over no socket pair (and for crash reports). */
 class RawClient {
-  constructor(host, port, channelFd = null) {
+  constructor(host, port) {
     this.host = host;
     this.port = port;
-    this.channelFd = channelFd;
     this.prefix = `Host: ${host}:${port}\r\nUser-Agent: ${USER_AGENT}\r\n`;
     this.socket = null;
     this.buf = Buffer.alloc(0);
     this.waiters = []; // replies arrive in request order (HTTP/1.1 pipelining)
     this.prefetched = null; // a GET /next sent together with the last result
-    this.frames = false; // the connection is lamina's socket pair
   }
 
   connect() {
-    if (this.channelFd !== null) {
-      const fd = this.channelFd;
-      this.channelFd = null;
-      try {
-        const socket = this.attach(new net.Socket({ fd, readable: true, writable: true }));
-        this.frames = true;
-        return Promise.resolve(socket);
-      } catch {
-        // not a usable socket: the address below
-      }
-    }
     return new Promise((resolve, reject) => {
       const socket = net.createConnection({ host: this.host, port: this.port }, () => {
         socket.off('error', reject);
         socket.setNoDelay(true);
-        resolve(this.attach(socket));
+        socket.on('data', (chunk) => this.onData(chunk));
+        socket.on('error', (err) => this.fail(err));
+        socket.on('close', () => this.fail(new Error('Runtime API closed the connection')));
+        this.socket = socket;
+        this.buf = Buffer.alloc(0);
+        resolve(socket);
       });
       socket.once('error', reject);
     });
   }
 
-  attach(socket) {
-    socket.on('data', (chunk) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(err));
-    socket.on('close', () => this.fail(new Error('Runtime API closed the connection')));
-    this.socket = socket;
-    this.buf = Buffer.alloc(0);
-    this.frames = false;
-    return socket;
-  }
-
   onData(chunk) {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    if (this.frames) return this.onFrames();
     while (this.waiters.length) {
       const end = this.buf.indexOf('\r\n\r\n');
       if (end < 0) return;
@@ -112,43 +92,6 @@ class RawClient {
     }
   }
 
-  onFrames() {
-    for (;;) {
-      const buf = this.buf;
-      if (buf.length < 13) return;
-      const la = buf.readUInt32LE(1), lb = buf.readUInt32LE(5), lc = buf.readUInt32LE(9);
-      const total = 13 + la + lb + lc;
-      if (buf.length < total) return;
-      const kind = buf[0], a = buf.toString('utf8', 13, 13 + la), body = buf.toString('utf8', 13 + la + lb, total);
-      this.buf = buf.subarray(total);
-      if (kind === 0x78) continue; // x: a refused result; nothing to do about it here (as a 202 is not read)
-      let reply;
-      if (kind === 0x56) { // V: an event
-        const f = a.split('\0');
-        const headers = {
-          'lambda-runtime-aws-request-id': f[0], 'lambda-runtime-deadline-ms': f[1],
-          'lambda-runtime-invoked-function-arn': f[2], 'lambda-runtime-trace-id': f[3],
-        };
-        if (f[4]) headers['lambda-runtime-client-context'] = f[4];
-        if (f[5]) headers['lambda-runtime-cognito-identity'] = f[5];
-        reply = { status: 200, headers, body };
-      } else if (kind === 0x41) { // A: the assignment, NAME=VALUE\0...
-        const environment = {};
-        for (const item of body.split('\0')) {
-          const at = item.indexOf('=');
-          if (at > 0) environment[item.slice(0, at)] = item.slice(at + 1);
-        }
-        reply = { status: 200, headers: {}, body: JSON.stringify({ environment }) };
-      } else { // X: /next or /standby refused
-        reply = { status: parseInt(a, 10) || 500, headers: {}, body };
-      }
-      const waiter = this.waiters.shift();
-      if (!waiter) continue;
-      if (!this.waiters.length) this.socket?.unref();
-      waiter.resolve(reply);
-    }
-  }
-
   drop() {
     const socket = this.socket;
     this.socket = null;
@@ -169,46 +112,12 @@ class RawClient {
     return payload ? Buffer.concat([Buffer.from(head, 'latin1'), payload]) : Buffer.from(head, 'latin1');
   }
 
-  /** One request as a frame: [the frame, whether lamina answers it]. */
-  encodeFrame(method, urlPath, body, headers) {
-    let kind, a = '', b = '';
-    if (urlPath === NEXT) kind = 'N';
-    else if (urlPath === STANDBY) kind = 'S';
-    else if (urlPath === INIT_ERROR) [kind, b] = ['I', headers['Lambda-Runtime-Function-Error-Type'] ?? ''];
-    else {
-      const m = /^.*\/invocation\/([^/]+)\/(response|error)$/.exec(urlPath);
-      if (!m) throw new Error(`no frame for ${method} ${urlPath}`);
-      a = decodeURIComponent(m[1]);
-      [kind, b] = m[2] === 'response' ? ['R', headers['Content-Type'] ?? ''] :
-        ['E', headers['Lambda-Runtime-Function-Error-Type'] ?? ''];
-    }
-    const fa = Buffer.from(a, 'utf8'), fb = Buffer.from(b, 'latin1');
-    const payload = body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
-    const head = Buffer.allocUnsafe(13);
-    head.write(kind, 0, 'latin1');
-    head.writeUInt32LE(fa.length, 1);
-    head.writeUInt32LE(fb.length, 5);
-    head.writeUInt32LE(payload.length, 9);
-    return [Buffer.concat([head, fa, fb, payload]), kind === 'N' || kind === 'S'];
-  }
-
-  /** Send requests in one write; one promise per reply (a result sent as a frame: accepted at once). */
+  /** Send requests in one write; one promise per reply. */
   async send(requests) {
     if (!this.socket) await this.connect();
-    const chunks = [];
-    const replies = requests.map((r) => {
-      let answered = true;
-      if (this.frames) {
-        const [data, answers] = this.encodeFrame(...r);
-        chunks.push(data);
-        answered = answers;
-      } else {
-        chunks.push(this.encode(...r));
-      }
-      if (!answered) return Promise.resolve(ACCEPTED);
-      return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
-    });
+    const replies = requests.map(() => new Promise((resolve, reject) => this.waiters.push({ resolve, reject })));
     this.socket.ref();
+    const chunks = requests.map((r) => this.encode(...r));
     this.socket.write(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
     return replies;
   }
@@ -231,18 +140,183 @@ class RawClient {
   }
 }
 
+/** On lamina's socket pair (inherited as _LAMINA_RUNTIME_FD): the same requests as frames
+ *  (lamina/runtime_api/frames.py: kind (1 byte), the lengths of two fields and a body (uint32 LE), then
+ *  those; a result gets no answer, /next an event), written and read with blocking system calls on the
+ *  descriptor itself, no net.Socket: a result and the next /next leave in one write, and the process
+ *  sleeps in read() until the event comes, as a frozen Lambda environment would. Node's stream machinery
+ *  (a JS 'data' event, Readable and Writable state per message) was most of the runtime's CPU per
+ *  invocation while 64 environments shared two cores: V8 runs each process's copy of that code
+ *  unoptimized for thousands of invocations. The event loop gets one turn before each wait
+ *  (`turn`), so what a handler left to run (timers, I/O callbacks) runs between invocations as it did
+ *  while a /next was pending. */
+class ChannelClient {
+  constructor(fd) {
+    this.fd = fd;
+    this.buf = Buffer.allocUnsafe(1 << 16);
+    this.have = 0; // bytes of buf holding unread frames
+    this.owed = 0; // answered requests sent and not read yet
+  }
+
+  write(data) {
+    for (let at = 0; at < data.length;) at += fs.writeSync(this.fd, data, at, data.length - at);
+  }
+
+  /** Room for `need` bytes in buf, the unread ones kept. */
+  reserve(need) {
+    if (need <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+    this.buf.copy(bigger, 0, 0, this.have);
+    this.buf = bigger;
+  }
+
+  /** The next answer (an event, an assignment, a refusal), read in blocking calls. */
+  readReply() {
+    for (;;) {
+      const buf = this.buf;
+      if (this.have >= 13) {
+        const la = buf.readUInt32LE(1), lb = buf.readUInt32LE(5), lc = buf.readUInt32LE(9);
+        const total = 13 + la + lb + lc;
+        if (this.have >= total) {
+          const kind = buf[0], a = buf.toString('utf8', 13, 13 + la), body = buf.toString('utf8', 13 + la + lb, total);
+          buf.copy(buf, 0, total, this.have);
+          this.have -= total;
+          if (kind === 0x78) continue; // x: a refused result; nothing to do about it here (as a 202 is not read)
+          this.owed--;
+          return frameReply(kind, a, body);
+        }
+        this.reserve(total);
+      } else if (this.have === buf.length) {
+        this.reserve(buf.length * 2);
+      }
+      const n = fs.readSync(this.fd, this.buf, this.have, this.buf.length - this.have, null);
+      if (n === 0) throw new Error('Runtime API closed the connection');
+      this.have += n;
+    }
+  }
+
+  /** A result (kind R) or error (E) of invocation `id`: one frame made in one buffer, sent with a /next
+   *  in the same write unless one is already owed (lamina answers it when an event comes). */
+  post(kind, id, type, body) {
+    const la = Buffer.byteLength(id), lb = type.length, lc = Buffer.byteLength(body);
+    const end = 13 + la + lb + lc;
+    const next = this.owed === 0;
+    const out = Buffer.allocUnsafe(next ? end + NEXT_FRAME.length : end);
+    out[0] = kind;
+    out.writeUInt32LE(la, 1);
+    out.writeUInt32LE(lb, 5);
+    out.writeUInt32LE(lc, 9);
+    out.write(id, 13, 'utf8');
+    out.write(type, 13 + la, 'latin1');
+    out.write(body, 13 + la + lb, 'utf8');
+    if (next) {
+      NEXT_FRAME.copy(out, end);
+      this.owed++;
+    }
+    this.write(out);
+  }
+
+  async request(method, urlPath, body, headers) {
+    if (method === 'GET' && urlPath === NEXT && this.owed > 0) {
+      const turning = turn();
+      if (turning) await turning;
+      return this.readReply(); // the /next sent with the last result
+    }
+    const [data, answered] = encodeFrame(method, urlPath, body, headers);
+    if (method === 'POST' && urlPath.startsWith(INVOCATION) && this.owed === 0) {
+      this.write(Buffer.concat([data, NEXT_FRAME])); // lamina answers the /next when an event comes
+      this.owed++;
+      return ACCEPTED;
+    }
+    this.write(data);
+    if (!answered) return ACCEPTED;
+    this.owed++;
+    if (urlPath === NEXT) await turn();
+    return this.readReply();
+  }
+
+  drop() {}
+}
+
+/** What keeps the event loop alive between invocations on its own: stdout's and stderr's pipes (made
+ *  before the first invocation, see `loop`). */
+let idleResources = 0;
+
+/** One turn of the event loop (its due timers, ready I/O, setImmediate callbacks) when more than the
+ *  idle resources keep it alive (a ref'd timer, socket or request of the handler's); else nothing
+ *  could run in it, and the wait starts at once. */
+const turn = () =>
+  process.getActiveResourcesInfo().length > idleResources ? new Promise((resolve) => setImmediate(resolve)) : null;
+
+/** One request as a frame: [the frame, whether lamina answers it]. */
+function encodeFrame(method, urlPath, body, headers) {
+  let kind, a = '', b = '';
+  if (urlPath === NEXT) kind = 'N';
+  else if (urlPath === STANDBY) kind = 'S';
+  else if (urlPath === INIT_ERROR) [kind, b] = ['I', headers['Lambda-Runtime-Function-Error-Type'] ?? ''];
+  else {
+    const m = /^.*\/invocation\/([^/]+)\/(response|error)$/.exec(urlPath);
+    if (!m) throw new Error(`no frame for ${method} ${urlPath}`);
+    a = decodeURIComponent(m[1]);
+    [kind, b] = m[2] === 'response' ? ['R', headers['Content-Type'] ?? ''] :
+      ['E', headers['Lambda-Runtime-Function-Error-Type'] ?? ''];
+  }
+  const fa = Buffer.from(a, 'utf8'), fb = Buffer.from(b, 'latin1');
+  const payload = body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
+  const head = Buffer.allocUnsafe(13);
+  head.write(kind, 0, 'latin1');
+  head.writeUInt32LE(fa.length, 1);
+  head.writeUInt32LE(fb.length, 5);
+  head.writeUInt32LE(payload.length, 9);
+  return [Buffer.concat([head, fa, fb, payload]), kind === 'N' || kind === 'S'];
+}
+
+/** An answer frame as the HTTP API's reply: V an event, A an assignment (NAME=VALUE\0...), X a refusal. */
+function frameReply(kind, a, body) {
+  if (kind === 0x56) {
+    const f = a.split('\0');
+    const headers = {
+      'lambda-runtime-aws-request-id': f[0], 'lambda-runtime-deadline-ms': f[1],
+      'lambda-runtime-invoked-function-arn': f[2], 'lambda-runtime-trace-id': f[3],
+    };
+    if (f[4]) headers['lambda-runtime-client-context'] = f[4];
+    if (f[5]) headers['lambda-runtime-cognito-identity'] = f[5];
+    return { status: 200, headers, body };
+  }
+  if (kind === 0x41) {
+    const environment = {};
+    for (const item of body.split('\0')) {
+      const at = item.indexOf('=');
+      if (at > 0) environment[item.slice(0, at)] = item.slice(at + 1);
+    }
+    return { status: 200, headers: {}, body: JSON.stringify({ environment }) };
+  }
+  return { status: parseInt(a, 10) || 500, headers: {}, body };
+}
+
 const NEXT = `${RUNTIME}/invocation/next`;
 const INVOCATION = `${RUNTIME}/invocation/`;
 const INIT_ERROR = `${RUNTIME}/init/error`;
 const STANDBY = '/2018-06-01/lamina/standby';
 const ACCEPTED = { status: 202, headers: {}, body: '' };
-const raw = new RawClient(API_HOST, API_PORT, CHANNEL_FD);
+const NEXT_FRAME = encodeFrame('GET', NEXT, undefined, {})[0];
+const raw = new RawClient(API_HOST, API_PORT);
+/** The socket pair's client while it works; after a failure on it, TCP (`raw`). */
+let channel = CHANNEL_FD !== null ? new ChannelClient(CHANNEL_FD) : null;
 
 /** One request to the Runtime API; resolves to {status, headers, body} once the reply has ended.
  *  `viaAgent: false` uses a fresh connection (needed while a long-polling /next holds the loop's). */
 async function call(method, urlPath, body, headers = {}, viaAgent = true) {
   if (body !== undefined) headers['Content-Type'] ??= 'application/json';
   if (viaAgent) {
+    if (channel !== null) {
+      try {
+        return await channel.request(method, urlPath, body, headers);
+      } catch (err) {
+        if (err?.code !== 'EBADF' && err?.code !== 'ENOTSOCK') throw err;
+        channel = null; // not a usable socket: the address below
+      }
+    }
     try {
       return await raw.request(method, urlPath, body, headers);
     } catch (err) {
@@ -388,14 +462,16 @@ async function postResponse(id, result) {
   }
   const flushed = stdioFlushed();
   if (flushed) await flushed;
-  await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/response`, body);
+  if (channel !== null) channel.post(0x52, id, 'application/json', body); // R
+  else await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/response`, body);
 }
 
 async function postError(id, err, { log = true, viaAgent = true } = {}) {
   if (log) logError('Invoke Error', err);
   await stdioFlushed();
   const body = JSON.stringify(errorBody(err));
-  await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/error`, body, {}, viaAgent);
+  if (channel !== null && viaAgent) channel.post(0x45, id, '', body); // E
+  else await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/error`, body, {}, viaAgent);
 }
 
 async function postInitError(err) {
@@ -618,6 +694,7 @@ function invoke(handler, headers, body, callbackStyle, isAsync) {
 
 async function loop(handler) {
   statics = contextStatics();
+  if (process.stdout.writable && process.stderr.writable) idleResources = process.getActiveResourcesInfo().length;
   const callbackStyle = handler.length >= 3;
   const isAsync = util.types.isAsyncFunction(handler);
   for (;;) {
@@ -660,7 +737,7 @@ process.on('unhandledRejection', (reason) => {
  *  lamina to assign one and take its environment variables. The node start-up is already paid. */
 if (env.LAMINA_STANDBY) {
   try {
-    const reply = await raw.request('GET', STANDBY, undefined, {});
+    const reply = await call('GET', STANDBY);
     if (reply.status !== 200) throw new Error(`GET /lamina/standby answered ${reply.status}`);
     delete env.LAMINA_STANDBY;
     Object.assign(env, JSON.parse(reply.body).environment);
