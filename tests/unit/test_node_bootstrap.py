@@ -669,62 +669,117 @@ def test_noop_invokes_are_cheap(tmp_path):
 # lamina's socket pair: frames (lamina/runtime_api/frames.py)
 
 
+class FramesPeer:
+    """lamina's side of the socket pair, for a Node.js runtime started on the other end (standby first)."""
+
+    def __init__(self, tmp_path: Path, source: str) -> None:
+        import socket as _socket
+
+        write_files(tmp_path / "task", {"index.js": source})
+        self.sock, theirs = _socket.socketpair()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1",
+            "_LAMINA_RUNTIME_FD": str(theirs.fileno()), "LAMINA_STANDBY": "1",
+            "LAMBDA_TASK_ROOT": str(tmp_path / "task"), "LAMBDA_RUNTIME_DIR": str(NODE_BOOTSTRAP.parent),
+        }
+        self.proc = subprocess.Popen([NODE, str(NODE_BOOTSTRAP)], cwd=tmp_path / "task", env=env,
+                                     pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        theirs.close()
+        self.data = b""
+
+    def next_frame(self) -> tuple:
+        from lamina.runtime_api.frames import HEAD
+
+        while True:
+            if len(self.data) >= HEAD.size:
+                kind, la, lb, lc = HEAD.unpack_from(self.data)
+                end = HEAD.size + la + lb + lc
+                if len(self.data) >= end:
+                    at = HEAD.size
+                    data = self.data
+                    self.data = data[end:]
+                    return kind, data[at:at + la], data[at + la:at + la + lb], data[at + la + lb:end]
+            ready, _, _ = select.select([self.sock], [], [], 15)
+            assert ready, "the client sent nothing"
+            chunk = self.sock.recv(65536)
+            assert chunk, self.proc.stderr.read().decode() if self.proc.poll() is not None else "closed"
+            self.data += chunk
+
+    def assign(self, variables: str = "_HANDLER=index.handler\0AWS_LAMBDA_FUNCTION_NAME=fr\0") -> None:
+        from lamina.runtime_api.frames import frame
+
+        assert self.next_frame() == (b"S", b"", b"", b"")
+        self.sock.sendall(frame(b"A", body=variables.encode()))
+        assert self.next_frame() == (b"N", b"", b"", b"")
+
+    def event(self, request_id: str, body: bytes, client_context: str = "") -> None:
+        from lamina.runtime_api.frames import event_frame
+
+        self.sock.sendall(event_frame((request_id, str(int(time.time() * 1000) + 60000),
+                                       "arn:aws:lambda:us-east-1:1:function:fr", "Root=1-2-3", client_context, ""),
+                                      body))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.sock.close()
+
+
 def test_on_the_inherited_socket_the_client_speaks_frames(tmp_path):
     """Given `_LAMINA_RUNTIME_FD`, the client waits for its assignment (standby), asks for events and sends
     results as frames on that socket: a result and the next `/next` in one write, the event's fields as
     the HTTP API's headers; a refused `/next` ends it."""
-    import socket as _socket
+    from lamina.runtime_api.frames import error_frame
 
-    from lamina.runtime_api.frames import HEAD, error_frame, event_frame, frame
-
-    write_files(tmp_path / "task", {"index.js": (
+    peer = FramesPeer(tmp_path, (
         "exports.handler = async (event, context) => ({ got: event, id: context.awsRequestId,"
         " arn: context.invokedFunctionArn, fn: process.env.AWS_LAMBDA_FUNCTION_NAME,"
-        " cc: context.clientContext });")})
-    ours, theirs = _socket.socketpair()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1",
-        "_LAMINA_RUNTIME_FD": str(theirs.fileno()), "LAMINA_STANDBY": "1", "LAMBDA_TASK_ROOT": str(tmp_path / "task"),
-        "LAMBDA_RUNTIME_DIR": str(NODE_BOOTSTRAP.parent),
-    }
-    proc = subprocess.Popen([NODE, str(NODE_BOOTSTRAP)], cwd=tmp_path / "task", env=env, pass_fds=[theirs.fileno()],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    theirs.close()
-    data = b""
-
-    def next_frame() -> tuple:
-        nonlocal data
-        while True:
-            if len(data) >= HEAD.size:
-                kind, la, lb, lc = HEAD.unpack_from(data)
-                end = HEAD.size + la + lb + lc
-                if len(data) >= end:
-                    at = HEAD.size
-                    out = kind, data[at:at + la], data[at + la:at + la + lb], data[at + la + lb:end]
-                    data = data[end:]
-                    return out
-            ready, _, _ = select.select([ours], [], [], 15)
-            assert ready, "the client sent nothing"
-            chunk = ours.recv(65536)
-            assert chunk, proc.stderr.read().decode() if proc.poll() is not None else "closed"
-            data += chunk
-
+        " cc: context.clientContext });"))
     try:
-        assert next_frame() == (b"S", b"", b"", b"")
-        ours.sendall(frame(b"A", body=b"_HANDLER=index.handler\0AWS_LAMBDA_FUNCTION_NAME=fr\0"))
-        assert next_frame() == (b"N", b"", b"", b"")
-        ours.sendall(event_frame(("r1", str(int(time.time() * 1000) + 60000), "arn:aws:lambda:us-east-1:1:function:fr",
-                                  "Root=1-2-3", '{"client": {"installation_id": "i"}}', ""), b'{"k": 1}'))
-        kind, a, b, body = next_frame()
+        peer.assign()
+        peer.event("r1", b'{"k": 1}', '{"client": {"installation_id": "i"}}')
+        kind, a, b, body = peer.next_frame()
         assert (kind, a, b) == (b"R", b"r1", b"application/json")
         assert json.loads(body) == {"got": {"k": 1}, "id": "r1", "arn": "arn:aws:lambda:us-east-1:1:function:fr",
                                     "fn": "fr", "cc": {"client": {"installation_id": "i"}}}
-        assert next_frame() == (b"N", b"", b"", b"")
-        ours.sendall(error_frame(b"X", 403, "InvalidStateTransition", "no more"))
-        assert proc.wait(timeout=15) == 1
-        assert b"403" in proc.stderr.read()
+        assert peer.next_frame() == (b"N", b"", b"", b"")
+        peer.sock.sendall(error_frame(b"X", 403, "InvalidStateTransition", "no more"))
+        assert peer.proc.wait(timeout=15) == 1
+        assert b"403" in peer.proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        ours.close()
+        peer.close()
+
+
+def test_frames_carry_errors_and_multibyte_results_and_the_loop_runs_between_invocations(tmp_path):
+    """On the socket pair: a thrown error goes as an error frame, a result's length counts bytes, not
+    characters; what a handler left to the event loop (an immediate, a due timer) runs before the client
+    waits for the next event, as it did while a `/next` was pending."""
+    peer = FramesPeer(tmp_path, (
+        "exports.handler = async (event) => {\n"
+        "  if (event.fail) throw new TypeError('bad ' + event.fail);\n"
+        "  setImmediate(() => console.log('later', event.n));\n"
+        "  return { text: 'h\u00e9llo \u2603', n: event.n };\n"
+        "};"))
+    try:
+        peer.assign()
+        peer.event("r1", b'{"n": 1}')
+        kind, a, b, body = peer.next_frame()
+        assert (kind, a, b) == (b"R", b"r1", b"application/json")
+        assert json.loads(body) == {"text": "h\u00e9llo \u2603", "n": 1}
+        assert peer.next_frame() == (b"N", b"", b"", b"")
+        # The immediate ran before the client sat down to wait: its line is out with no event sent.
+        ready, _, _ = select.select([peer.proc.stdout], [], [], 15)
+        assert ready
+        assert b"\tINFO\tlater 1\n" in os.read(peer.proc.stdout.fileno(), 65536)
+        peer.event("r2", b'{"fail": "input"}')
+        kind, a, b, body = peer.next_frame()
+        assert (kind, a, b) == (b"E", b"r2", b"")
+        error = json.loads(body)
+        assert (error["errorType"], error["errorMessage"]) == ("TypeError", "bad input")
+        assert peer.next_frame() == (b"N", b"", b"", b"")
+        peer.event("r3", b'{"n": 3}')
+        assert json.loads(peer.next_frame()[3])["n"] == 3
+    finally:
+        peer.close()
