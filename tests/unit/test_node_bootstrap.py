@@ -672,13 +672,13 @@ def test_noop_invokes_are_cheap(tmp_path):
 class FramesPeer:
     """lamina's side of the socket pair, for a Node.js runtime started on the other end (standby first)."""
 
-    def __init__(self, tmp_path: Path, source: str) -> None:
+    def __init__(self, tmp_path: Path, source: str, api: str = "127.0.0.1:1") -> None:
         import socket as _socket
 
         write_files(tmp_path / "task", {"index.js": source})
         self.sock, theirs = _socket.socketpair()
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:1",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_LAMBDA_RUNTIME_API": api,
             "_LAMINA_RUNTIME_FD": str(theirs.fileno()), "LAMINA_STANDBY": "1",
             "LAMBDA_TASK_ROOT": str(tmp_path / "task"), "LAMBDA_RUNTIME_DIR": str(NODE_BOOTSTRAP.parent),
         }
@@ -783,3 +783,22 @@ def test_frames_carry_errors_and_multibyte_results_and_the_loop_runs_between_inv
         assert json.loads(peer.next_frame()[3])["n"] == 3
     finally:
         peer.close()
+
+
+def test_when_the_socket_pair_closes_the_client_goes_on_over_tcp(tmp_path):
+    """lamina closing the socket pair (its end gone) is not the runtime's end: the client asks the
+    listener at AWS_LAMBDA_RUNTIME_API for the next event, over HTTP, and posts there."""
+    api = FakeRuntimeApi()
+    peer = FramesPeer(tmp_path, "exports.handler = async (event) => ({ n: event.n });", api.address)
+    try:
+        peer.assign()
+        peer.event("r1", b'{"n": 1}')
+        assert json.loads(peer.next_frame()[3]) == {"n": 1}
+        assert peer.next_frame() == (b"N", b"", b"", b"")
+        api.invocations.put(Invocation({"n": 2}, request_id="r2"))
+        peer.sock.close()
+        [post] = api.wait_for_posts(1)
+        assert (post.path, post.json) == (f"{PREFIX}/invocation/r2/response", {"n": 2})
+    finally:
+        peer.close()
+        api.close()

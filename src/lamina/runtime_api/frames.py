@@ -19,7 +19,7 @@ and header objects each way. The operations and their meaning are the Runtime AP
 A result is not acknowledged (HTTP's 202): its client sends `/next` with it and waits for the event.
 Whatever the runtime did wrong gets the HTTP API's error, in an `X` or `x` frame. A frame that is not
 one of these closes the channel (as a malformed HTTP request closes its connection). The clients' half:
-`RuntimeClient` in runtimes/python/bootstrap.py, `RawClient` in runtimes/node/bootstrap.mjs.
+`RuntimeClient` in runtimes/python/bootstrap.py, `ChannelClient` in runtimes/node/bootstrap.mjs.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ class ChannelClient {
         this.reserve(buf.length * 2);
       }
       const n = fs.readSync(this.fd, this.buf, this.have, this.buf.length - this.have, null);
-      if (n === 0) throw new Error('Runtime API closed the connection');
+      if (n === 0) throw new ChannelLost('Runtime API closed the socket pair');
       this.have += n;
     }
   }
@@ -241,6 +241,25 @@ class ChannelClient {
 /** What keeps the event loop alive between invocations on its own: stdout's and stderr's pipes (made
  *  before the first invocation, see `loop`). */
 let idleResources = 0;
+
+class ChannelLost extends Error {}
+
+/** Whether `err` says the socket pair is gone (or never was one): the client goes on over TCP. */
+const channelLost = (err) =>
+  err instanceof ChannelLost || ['EBADF', 'ENOTSOCK', 'EPIPE', 'ECONNRESET', 'ENOTCONN'].includes(err?.code);
+
+/** A result or error on the socket pair; false when the pair is gone (then the caller posts it over TCP:
+ *  lamina takes it while the invocation is still its environment's). */
+function postOnChannel(kind, id, type, body) {
+  try {
+    channel.post(kind, id, type, body);
+    return true;
+  } catch (err) {
+    if (!channelLost(err)) throw err;
+    channel = null;
+    return false;
+  }
+}
 
 /** One turn of the event loop (its due timers, ready I/O, setImmediate callbacks) when more than the
  *  idle resources keep it alive (a ref'd timer, socket or request of the handler's); else nothing
@@ -313,8 +332,8 @@ async function call(method, urlPath, body, headers = {}, viaAgent = true) {
       try {
         return await channel.request(method, urlPath, body, headers);
       } catch (err) {
-        if (err?.code !== 'EBADF' && err?.code !== 'ENOTSOCK') throw err;
-        channel = null; // not a usable socket: the address below
+        if (!channelLost(err)) throw err;
+        channel = null; // gone, or never a socket: the listener's address (HTTP over TCP) from here on
       }
     }
     try {
@@ -462,16 +481,16 @@ async function postResponse(id, result) {
   }
   const flushed = stdioFlushed();
   if (flushed) await flushed;
-  if (channel !== null) channel.post(0x52, id, 'application/json', body); // R
-  else await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/response`, body);
+  if (channel !== null && postOnChannel(0x52, id, 'application/json', body)) return; // R
+  await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/response`, body);
 }
 
 async function postError(id, err, { log = true, viaAgent = true } = {}) {
   if (log) logError('Invoke Error', err);
   await stdioFlushed();
   const body = JSON.stringify(errorBody(err));
-  if (channel !== null && viaAgent) channel.post(0x45, id, '', body); // E
-  else await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/error`, body, {}, viaAgent);
+  if (channel !== null && viaAgent && postOnChannel(0x45, id, '', body)) return; // E
+  await call('POST', `${RUNTIME}/invocation/${encodeURIComponent(id)}/error`, body, {}, viaAgent);
 }
 
 async function postInitError(err) {
