@@ -802,3 +802,25 @@ def test_when_the_socket_pair_closes_the_client_goes_on_over_tcp(tmp_path):
     finally:
         peer.close()
         api.close()
+
+
+def test_on_the_socket_pair_a_callback_waits_for_the_empty_event_loop(tmp_path):
+    """callbackWaitsForEmptyEventLoop (the default) on the socket pair, which keeps no handle open: the
+    result goes once the handler's timer has run, and the next invocation still comes."""
+    peer = FramesPeer(tmp_path, (
+        "let fired = 0;\n"
+        "exports.handler = (event, context, callback) => {\n"
+        "  setTimeout(() => { fired++; console.log('timer', event.n); }, 50);\n"
+        "  callback(null, { n: event.n, fired });\n"
+        "};"))
+    try:
+        peer.assign()
+        for n in (1, 2):
+            started = time.monotonic()
+            peer.event(f"r{n}", json.dumps({"n": n}).encode())
+            kind, a, _, body = peer.next_frame()
+            assert (kind, a, json.loads(body)) == (b"R", f"r{n}".encode(), {"n": n, "fired": n - 1})
+            assert time.monotonic() - started >= 0.045  # not before the timer ran
+            assert peer.next_frame() == (b"N", b"", b"", b"")
+    finally:
+        peer.close()
