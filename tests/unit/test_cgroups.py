@@ -483,6 +483,36 @@ def test_remove_gives_up_with_a_sandbox_error(kernel, monkeypatch):
         cg.remove(timeout=0.05)
 
 
+def test_destroy_cleans_up_again_when_an_environment_appeared_meanwhile(kernel, monkeypatch):
+    """An environment's cgroup made after the clean-up passed (a standby refill racing the shutdown) does
+    not leave the parent behind: destroy cleans up again and removes it."""
+    fake = kernel(1)
+    m = manager(fake)
+    m.create("a", Limits.for_memory(128)).attach(11)
+    clean = m.cleanup_stale
+    rounds = []
+
+    def late_arrival() -> None:
+        clean()
+        rounds.append(1)
+        if len(rounds) == 1:
+            m.create("late", Limits.for_memory(128)).attach(12)
+
+    monkeypatch.setattr(m, "cleanup_stale", late_arrival)
+    m.destroy()
+    assert len(rounds) == 2
+    assert not list(fake.root.glob("*/lamina"))
+
+
+def test_destroy_gives_up_on_a_parent_busy_past_its_time(kernel, monkeypatch):
+    fake = kernel(1)
+    m = manager(fake)
+    fake.mkdir(m.parents["memory"] / "stuck")
+    monkeypatch.setattr(m, "cleanup_stale", lambda: None)  # a child that cannot be removed
+    with pytest.raises(SandboxError, match="cannot remove cgroup .*lamina.*busy"):
+        m.destroy(timeout=0.05)
+
+
 def test_cleanup_stale_removes_every_environment_but_keeps_the_parent(kernel):
     fake = kernel(1)
     m = manager(fake)

@@ -397,18 +397,28 @@ class CgroupManager:
         for name in sorted(names):
             self._cgroup(name).remove()
 
-    def destroy(self) -> None:
-        """cleanup_stale(), then remove the parent cgroup itself (tests, a clean shutdown)."""
-        self.cleanup_stale()
-        if self.fence is not None:
-            self.fence.remove()
-        for parent in self._unique:
+    def destroy(self, timeout: float = 10.0) -> None:
+        """cleanup_stale(), then remove the parent cgroup itself (tests, a clean shutdown). A parent still
+        busy has an environment's cgroup made after the clean-up passed (a standby refill racing the
+        shutdown) or being removed by its own teardown meanwhile: cleaned up again, until `timeout`. A
+        parent left behind stays for good when the data directory was a throw-away one (its name is made
+        from the directory's path), so a shutdown does not give up at the first busy one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.cleanup_stale()
+            if self.fence is not None:
+                self.fence.remove()
             try:
-                _rmdir(parent)
-            except FileNotFoundError:
-                pass
+                for parent in self._unique:
+                    try:
+                        _rmdir(parent)
+                    except FileNotFoundError:
+                        pass
+                return
             except OSError as exc:
-                raise SandboxError(f"cannot remove cgroup {parent}: {exc.strerror}") from exc
+                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() >= deadline:
+                    raise SandboxError(f"cannot remove cgroup {exc.filename}: {exc.strerror}") from exc
+            time.sleep(0.02)
 
 
 _HINTS = {
