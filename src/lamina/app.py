@@ -58,7 +58,7 @@ from lamina.scheduler.scheduler import Scheduler
 from lamina.service.functions import FunctionService
 from lamina.service.invoke import InvokeRequest, InvokeService
 from lamina.api import parse as api_parse
-from lamina.errors import ApiError
+from lamina.errors import ApiError, SandboxError
 from lamina.model import InvocationType
 from lamina.api.event_invoke import EventInvokeApi
 from lamina.service.async_invoke import AsyncInvoker
@@ -106,7 +106,13 @@ def choose_driver(config: Config, work_dir: Path, *, probe_only: bool = False) -
         if ok:
             # One cgroup parent per data directory: servers side by side never clean up each other.
             parent = "lamina-" + hashlib.sha256(str(work_dir).encode()).hexdigest()[:12]
+            existed = (CGROUP_ROOT / parent).exists() or any(CGROUP_ROOT.glob(f"*/{parent}"))
             cgroups, cgroups_why = detect_cgroups(parent=parent)
+            if probe_only and cgroups is not None and not existed:
+                try:  # the probe made the parent (no server runs on this data directory): not left behind
+                    cgroups.destroy(timeout=1.0)
+                except SandboxError as exc:
+                    log.warning("probe_cgroup_not_removed error=%s", exc)
             volumes_ok, volumes_why = tmpvol.available()
             volumes = tmpvol.TmpVolumes(work_dir / "tmp") if volumes_ok else None
             if not probe_only:
