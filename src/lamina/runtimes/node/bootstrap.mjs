@@ -216,26 +216,24 @@ class ChannelClient {
     this.write(out);
   }
 
-  async request(method, urlPath, body, headers) {
-    if (method === 'GET' && urlPath === NEXT && this.owed > 0) {
-      const turning = turn();
-      if (turning) await turning;
-      return this.readReply(); // the /next sent with the last result
-    }
-    const [data, answered] = encodeFrame(method, urlPath, body, headers);
-    if (method === 'POST' && urlPath.startsWith(INVOCATION) && this.owed === 0) {
-      this.write(Buffer.concat([data, NEXT_FRAME])); // lamina answers the /next when an event comes
+  /** The next event: the /next sent with the last result, or one asked for now. The event loop gets its
+   *  turn first (see `turn`). */
+  async next() {
+    if (this.owed === 0) {
+      this.write(NEXT_FRAME);
       this.owed++;
-      return ACCEPTED;
     }
-    this.write(data);
-    if (!answered) return ACCEPTED;
-    this.owed++;
-    if (urlPath === NEXT) await turn();
+    const turning = turn();
+    if (turning) await turning;
     return this.readReply();
   }
 
-  drop() {}
+  /** lamina's assignment of a function to this standby. */
+  standby() {
+    this.write(STANDBY_FRAME);
+    this.owed++;
+    return this.readReply();
+  }
 }
 
 /** What keeps the event loop alive between invocations on its own: stdout's and stderr's pipes (made
@@ -267,27 +265,11 @@ function postOnChannel(kind, id, type, body) {
 const turn = () =>
   process.getActiveResourcesInfo().length > idleResources ? new Promise((resolve) => setImmediate(resolve)) : null;
 
-/** One request as a frame: [the frame, whether lamina answers it]. */
-function encodeFrame(method, urlPath, body, headers) {
-  let kind, a = '', b = '';
-  if (urlPath === NEXT) kind = 'N';
-  else if (urlPath === STANDBY) kind = 'S';
-  else if (urlPath === INIT_ERROR) [kind, b] = ['I', headers['Lambda-Runtime-Function-Error-Type'] ?? ''];
-  else {
-    const m = /^.*\/invocation\/([^/]+)\/(response|error)$/.exec(urlPath);
-    if (!m) throw new Error(`no frame for ${method} ${urlPath}`);
-    a = decodeURIComponent(m[1]);
-    [kind, b] = m[2] === 'response' ? ['R', headers['Content-Type'] ?? ''] :
-      ['E', headers['Lambda-Runtime-Function-Error-Type'] ?? ''];
-  }
-  const fa = Buffer.from(a, 'utf8'), fb = Buffer.from(b, 'latin1');
-  const payload = body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
-  const head = Buffer.allocUnsafe(13);
-  head.write(kind, 0, 'latin1');
-  head.writeUInt32LE(fa.length, 1);
-  head.writeUInt32LE(fb.length, 5);
-  head.writeUInt32LE(payload.length, 9);
-  return [Buffer.concat([head, fa, fb, payload]), kind === 'N' || kind === 'S'];
+/** A request frame with no fields and no body (N: /next, S: /lamina/standby). */
+function emptyFrame(kind) {
+  const out = Buffer.alloc(13);
+  out.write(kind, 0, 'latin1');
+  return out;
 }
 
 /** An answer frame as the HTTP API's reply: V an event, A an assignment (NAME=VALUE\0...), X a refusal. */
@@ -318,7 +300,8 @@ const INVOCATION = `${RUNTIME}/invocation/`;
 const INIT_ERROR = `${RUNTIME}/init/error`;
 const STANDBY = '/2018-06-01/lamina/standby';
 const ACCEPTED = { status: 202, headers: {}, body: '' };
-const NEXT_FRAME = encodeFrame('GET', NEXT, undefined, {})[0];
+const NEXT_FRAME = emptyFrame('N');
+const STANDBY_FRAME = emptyFrame('S');
 const raw = new RawClient(API_HOST, API_PORT);
 /** The socket pair's client while it works; after a failure on it, TCP (`raw`). */
 let channel = CHANNEL_FD !== null ? new ChannelClient(CHANNEL_FD) : null;
@@ -328,9 +311,9 @@ let channel = CHANNEL_FD !== null ? new ChannelClient(CHANNEL_FD) : null;
 async function call(method, urlPath, body, headers = {}, viaAgent = true) {
   if (body !== undefined) headers['Content-Type'] ??= 'application/json';
   if (viaAgent) {
-    if (channel !== null) {
+    if (channel !== null && (urlPath === NEXT || urlPath === STANDBY)) { // results: postOnChannel
       try {
-        return await channel.request(method, urlPath, body, headers);
+        return await (urlPath === NEXT ? channel.next() : channel.standby());
       } catch (err) {
         if (!channelLost(err)) throw err;
         channel = null; // gone, or never a socket: the listener's address (HTTP over TCP) from here on
@@ -713,7 +696,8 @@ function invoke(handler, headers, body, callbackStyle, isAsync) {
 
 async function loop(handler) {
   statics = contextStatics();
-  if (process.stdout.writable && process.stderr.writable) idleResources = process.getActiveResourcesInfo().length;
+  void process.stdout, void process.stderr; // made now (lazily made streams), so counted as idle below
+  idleResources = process.getActiveResourcesInfo().length;
   const callbackStyle = handler.length >= 3;
   const isAsync = util.types.isAsyncFunction(handler);
   for (;;) {
