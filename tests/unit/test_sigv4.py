@@ -385,6 +385,34 @@ def test_missing_date_is_reported_with_the_authorization_problems() -> None:
     )
 
 
+def test_authorization_fields_in_another_order_or_spacing_still_verify() -> None:
+    """SDKs write `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`, which is parsed through a
+    cache; any other arrangement AWS accepts takes the full parse and verifies the same."""
+    wire = signed("POST", f"{ENDPOINT}/2015-03-31/functions/f/invocations", body=b"{}")
+    sent = dict((n.lower(), v) for n, v in wire.headers)["authorization"]
+    fields = dict(part.strip().split("=", 1) for part in sent.split(" ", 1)[1].split(","))
+    for arranged in (
+        sent,
+        f"AWS4-HMAC-SHA256 Signature={fields['Signature']}, Credential={fields['Credential']}, "
+        f"SignedHeaders={fields['SignedHeaders']}",
+        f"AWS4-HMAC-SHA256 Credential={fields['Credential']},SignedHeaders={fields['SignedHeaders']},"
+        f"Signature={fields['Signature']}",
+    ):
+        assert wire.set_header("Authorization", arranged).verify().access_key_id == AKID
+    tampered = sent[:-1] + ("0" if sent[-1] != "0" else "1")
+    with pytest.raises(InvalidSignature):
+        wire.set_header("Authorization", tampered).verify()
+    with pytest.raises(InvalidSignature):  # what follows the signature is not ignored
+        wire.set_header("Authorization", sent + "0").verify()
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (["a b"], "a b"), (["  a   b "], "a b"), (["a\tb"], "a b"), (["a", " b  c"], "a,b c"), ([""], ""),
+])
+def test_canonical_header_values(values: list[str], expected: str) -> None:
+    assert sigv4._canonical_value(values) == expected
+
+
 # --- presigned URLs ---------------------------------------------------------------------------------
 
 

@@ -156,7 +156,7 @@ class LambdaApi:
         path, _, query = raw.partition("?")
         principal = sigv4.verify(
             method=request.method, raw_path=path, raw_query=query,
-            headers=list(request.headers.items()), body=body, secret_for=self._secret_for,
+            headers=request.headers.items(), body=body, secret_for=self._secret_for,
             now=datetime.fromtimestamp(self._clock.time(), tz=timezone.utc),
         )
         return principal.region
@@ -295,6 +295,7 @@ class LambdaApi:
             name=ref.name, qualifier=ref.qualifier, payload=await request.read(),
             invocation_type=invocation_type, client_context_b64=headers.get("X-Amz-Client-Context"),
             trace_header=headers.get("X-Amzn-Trace-Id"), region=request.get("region"),
+            request_id=request["request_id"],
         ))
         out = {"x-amzn-RequestId": result.request_id, "X-Amz-Executed-Version": result.executed_version}
         if result.outcome is None:
@@ -314,6 +315,6 @@ class LambdaApi:
             raise RequestTooLarge(f"{len(body)} byte payload is too large for the InvokeAsync operation (limit 262144 bytes)")
         result = await self._invoker.invoke(InvokeRequest(
             name=ref.name, qualifier=ref.qualifier, payload=body, invocation_type=InvocationType.EVENT,
-            region=request.get("region"),
+            region=request.get("region"), request_id=request["request_id"],
         ))
         return Response(status=202, headers={"x-amzn-RequestId": result.request_id})

@@ -49,7 +49,7 @@ AnswerNow = Callable[["Request", Reply], bool]
 StreamPredicate = Callable[[str, str, list[tuple[str, str]]], bool]
 STREAM_HIGH_WATER = 1 << 20
 
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
 
 
 class Headers:
@@ -167,6 +167,8 @@ class Request:
         """Query parameters (first value of each)."""
         if self._query is None:
             self._query = {}
+            if not self.query_string:
+                return self._query
             for key, value in parse_qsl(self.query_string, keep_blank_values=True):
                 self._query.setdefault(key, value)
         return self._query
@@ -216,7 +218,7 @@ class Response:
         self.length = length
 
     def encode(self, keep_alive: bool, head_only: bool = False) -> bytes:
-        parts = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Unknown')}\r\n"]
+        parts = [_STATUS_LINES.get(self.status) or f"HTTP/1.1 {self.status} Unknown\r\n"]
         if self.content_type is not None:
             parts.append(f"Content-Type: {self.content_type}\r\n")
         for name, value in self.headers.items():

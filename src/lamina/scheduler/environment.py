@@ -40,10 +40,15 @@ class Outcome:
     content_type: str = "application/json"
     error_type: str | None = None  # the REPORT line's / caller's function error, None on success
     status: str = "success"  # success | error | timeout | crash | init-error
-    log_tail: bytes = b""
+    log: str = ""  # the invocation's log text, START to REPORT
     duration_ms: float = 0.0
     init_ms: float | None = None
     max_memory_mb: int = 0
+
+    @property
+    def log_tail(self) -> bytes:
+        """The last 4 KB of the log (X-Amz-Log-Result), made only when a caller asks for it."""
+        return self.log.encode()[-LOG_TAIL_BYTES:]
 
 
 #: deliver(invocation) -> it reached the runtime; deliver(None): no invocation will come.
@@ -290,8 +295,7 @@ class Environment:
         self._output.clear()
         self._sink.write(self.config.name, self.log_stream, text)
         self._current = None
-        tail = text.encode()[-LOG_TAIL_BYTES:]
-        return Outcome(payload, content_type, error_type, status, tail, duration, init_ms, memory)
+        return Outcome(payload, content_type, error_type, status, text, duration, init_ms, memory)
 
     def _settle(self, payload: bytes, content_type: str, error_type: str | None, status: str) -> None:
         if self._outcome is not None and not self._outcome.done():
