@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import math
 import os
 import signal
 import socket
+import termios
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -28,6 +30,7 @@ from lamina.sandbox.base import SandboxDriver, SandboxProcess, SandboxSpec
 LOG_TAIL_BYTES = 4096
 MAX_RESPONSE_BYTES = 6_291_556
 MEMORY_READ_EVERY_S = 0.1
+_NOTHING = bytes(4)  # FIONREAD's count (an int) of an empty pipe
 #: Names the inherited Runtime API socket's descriptor for runtimes that take one (Runtime.takes_channel).
 CHANNEL_ENV = "_LAMINA_RUNTIME_FD"
 
@@ -269,7 +272,7 @@ class Environment:
         """Close the books on the current invocation: platform log lines, tail, duration."""
         invocation = self._current
         assert invocation is not None
-        self._drain()
+        self._take_pending_output()
         duration = (self._clock.monotonic() - self._invoke_started) * 1000
         rid = invocation.request_id
         memory = self._max_memory_mb()
@@ -426,6 +429,18 @@ class Environment:
                 if self.state in (EnvState.INIT, EnvState.INIT_FAILED) and len(self._init_output) < 65536:
                     self._init_output += chunk
         return False
+
+    def _take_pending_output(self) -> None:
+        """Output the runtime wrote before its result and the loop has not read yet. Usually there is
+        none, which FIONREAD tells without a failed read (and its exception) per invocation; the end
+        of the pipe is left to `_on_output`, which the loop calls for it."""
+        if self._pipe_r >= 0:
+            try:
+                pending = fcntl.ioctl(self._pipe_r, termios.FIONREAD, _NOTHING)
+            except OSError:
+                pending = b"?"
+            if pending != _NOTHING:
+                self._drain()
 
     def _on_output(self) -> None:
         self._drain()
