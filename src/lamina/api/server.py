@@ -292,7 +292,7 @@ class LambdaApi:
             raise ValidationError.field(
                 kind, "invocationType", "Member must satisfy enum value set: [Event, RequestResponse, DryRun]")
         result = await self._invoker.invoke(InvokeRequest(
-            name=ref.name, qualifier=ref.qualifier, payload=await request.read(),
+            name=ref.name, qualifier=ref.qualifier, payload=request.body,  # never streamed (stream_bodies)
             invocation_type=invocation_type, client_context_b64=headers.get("X-Amz-Client-Context"),
             trace_header=headers.get("X-Amzn-Trace-Id"), region=request.get("region"),
             request_id=request["request_id"],
