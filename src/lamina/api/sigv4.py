@@ -249,7 +249,7 @@ def _claim_head(head: str) -> tuple[str, str] | None:
     algorithm, _, rest = head.partition(" ")
     credential, _, signed = rest.partition(", ")
     if algorithm != ALGORITHM or not credential.startswith("Credential=") or not signed.startswith(
-            "SignedHeaders=") or "," in signed or " " in credential or " " in signed:
+            "SignedHeaders=") or "," in signed or "," in credential or " " in credential or " " in signed:
         return None
     credential, signed = credential[11:], signed[14:]
     return (credential, signed) if credential and signed else None
