@@ -126,7 +126,9 @@ class Environment:
         self._next_waiter: Deliver | None = None
         self._current: Invocation | None = None
         self._current_written = False
+        #: The current invocation's outcome, until it ends (None: none running, or it has ended).
         self._outcome: asyncio.Future[Outcome] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._invoke_started = 0.0
         self._deadline_ms = 0
         self._output = bytearray()
@@ -249,15 +251,23 @@ class Environment:
         if waiter is not None:
             self._current_written = waiter(invocation)  # written now, from this task: no hop through the loop
         outcome = self._outcome
-        deadline = loop.call_later(self.config.timeout_s, self._expire, outcome, invocation)
-        try:
-            return await outcome  # a result that comes after the deadline finds it done: _settle ignores it
-        finally:
-            deadline.cancel()
+        self._deadline = loop.call_later(self.config.timeout_s, self._expire, invocation)
+        # A caller that stops waiting (its task cancelled) leaves the invocation to end on its own: its
+        # result still closes the books (log lines, REPORT), and a function that hangs still times out.
+        return await outcome
 
-    def _expire(self, outcome: asyncio.Future[Outcome], invocation: Invocation) -> None:
-        if not outcome.done():
-            outcome.set_result(self._timed_out(invocation))
+    def _expire(self, invocation: Invocation) -> None:
+        if self._outcome is not None and self._current is invocation:
+            self._end(self._timed_out(invocation))
+
+    def _end(self, result: Outcome) -> None:
+        """The current invocation is over: its deadline goes, its caller (if still waiting) is told."""
+        outcome, self._outcome = self._outcome, None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if outcome is not None and not outcome.done():
+            outcome.set_result(result)
 
     def _timed_out(self, invocation: Invocation) -> Outcome:
         self.kill()
@@ -301,8 +311,8 @@ class Environment:
         return Outcome(payload, content_type, error_type, status, text, duration, init_ms, memory)
 
     def _settle(self, payload: bytes, content_type: str, error_type: str | None, status: str) -> None:
-        if self._outcome is not None and not self._outcome.done():
-            self._outcome.set_result(self._finish(payload, content_type, error_type, status))
+        if self._outcome is not None:  # else it has ended already (a result after its timeout: ignored)
+            self._end(self._finish(payload, content_type, error_type, status))
 
     # runtime side ------------------------------------------------------------------------------
 
