@@ -24,6 +24,7 @@ import base64
 import contextlib
 import io
 import json
+import statistics
 import os
 import shutil
 import signal
@@ -430,10 +431,24 @@ def interleaved_table(result: dict[str, object]) -> str:
     lines = [f"| runtime | target | inv/s per window, c={result['clients']} ({result['window_s']} s each) "
              "| steal s per window | median inv/s |", "|---|---|---|---|---|"]
     for lang in ("python", "node"):
-        for name, row in (result.get(lang) or {}).items():
+        rows = result.get(lang) or {}
+        for name, row in rows.items():
             lines.append(f"| {lang} | {name} | {', '.join(map(str, row['rps']))} "
                          f"| {', '.join(map(str, row['steal_s']))} | {row['median_rps']} |")
+        if len(rows) == 2:
+            (a, first), (b, second) = rows.items()
+            ratios = round_ratios(first["rps"], second["rps"])
+            lines.append(f"| {lang} | {a} ÷ {b}, round by round | {', '.join(f'{r:.2f}' for r in ratios)} "
+                         f"| | **{statistics.median(ratios):.2f}** (of the medians: "
+                         f"{first['median_rps'] / max(1, second['median_rps']):.2f}) |")
     return "\n".join(lines)
+
+
+def round_ratios(a: list[float], b: list[float]) -> list[float]:
+    """Each round's rate of one target over the other's: the two windows of a round ran one right after
+    the other, so a spell of this VM that lasts longer than a round cancels out of its ratio (the ratio
+    of the two medians can pair a fast window of one with a slow window of the other)."""
+    return [x / y for x, y in zip(a, b) if y]
 
 
 def table(results: list[dict[str, object]]) -> str:
