@@ -190,7 +190,7 @@ class InvokeService:
                 invoked_arn=invocation.invoked_arn, trace_id=invocation.trace_id, payload=payload,
                 enqueued_at=self._clock.time()))
             return InvokeResponse(request_id, None, config.version)
-        outcome = await self._scheduler.invoke(deployed.recipe(self.environment_for), invocation)  # run(), inlined
+        outcome = await self.run(deployed, invocation)
         return InvokeResponse(request_id, outcome, config.version)
 
     async def run(self, deployed: Deployed, invocation: Invocation) -> Outcome:

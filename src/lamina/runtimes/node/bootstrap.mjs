@@ -253,10 +253,16 @@ function postOnChannel(kind, id, type, body) {
     channel.post(kind, id, type, body);
     return true;
   } catch (err) {
-    if (!channelLost(err)) throw err;
-    channel = null;
+    dropChannel(err);
     return false;
   }
+}
+
+/** After `err` on the socket pair: rethrown unless it says the pair is gone (or never was one); then
+ *  the listener's address (HTTP over TCP) from here on. */
+function dropChannel(err) {
+  if (!channelLost(err)) throw err;
+  channel = null;
 }
 
 /** One turn of the event loop (its due timers, ready I/O, setImmediate callbacks) when more than the
@@ -299,7 +305,6 @@ const NEXT = `${RUNTIME}/invocation/next`;
 const INVOCATION = `${RUNTIME}/invocation/`;
 const INIT_ERROR = `${RUNTIME}/init/error`;
 const STANDBY = '/2018-06-01/lamina/standby';
-const ACCEPTED = { status: 202, headers: {}, body: '' };
 const NEXT_FRAME = emptyFrame('N');
 const STANDBY_FRAME = emptyFrame('S');
 const raw = new RawClient(API_HOST, API_PORT);
@@ -315,8 +320,7 @@ async function call(method, urlPath, body, headers = {}, viaAgent = true) {
       try {
         return await (urlPath === NEXT ? channel.next() : channel.standby());
       } catch (err) {
-        if (!channelLost(err)) throw err;
-        channel = null; // gone, or never a socket: the listener's address (HTTP over TCP) from here on
+        dropChannel(err);
       }
     }
     try {
@@ -479,7 +483,7 @@ async function postError(id, err, { log = true, viaAgent = true } = {}) {
 async function postInitError(err) {
   const payload = errorBody(err);
   await stdioFlushed();
-  await call('POST', `${RUNTIME}/init/error`, JSON.stringify(payload), {
+  await call('POST', INIT_ERROR, JSON.stringify(payload), {
     'Lambda-Runtime-Function-Error-Type': payload.errorType,
   }, false);
 }
