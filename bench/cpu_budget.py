@@ -12,7 +12,8 @@ from /proc) of each part of the host divided by the invokes answered, in µs per
     inits, runtimes);
   * serverless-offline: its Node.js processes (Node.js handlers run in them); its Python workers (one
     per concurrent request);
-  * the load generator (this process: the same client code for both);
+  * the load generator (this process and its children: bench/loadgen.c, or with --loadgen asyncio this
+    process's asyncio client; the same client code for both);
   * the rest of the host (kernel threads, interrupts, anything else running), idle and stolen time.
 
 The sum of busy parts and idle is the host's two (or N) CPUs' time per invoke. On a host whose CPUs are
@@ -23,7 +24,6 @@ figure says how much of each target's cost must go for a given speed-up.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -34,7 +34,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.burst_bench import environment_pids  # noqa: E402
-from bench.invoke_bench import Lamina, ServerlessOffline, _throughput, raw_request  # noqa: E402
+from bench.invoke_bench import LOADGEN, Lamina, ServerlessOffline, raw_request, run_throughput  # noqa: E402
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -47,6 +47,12 @@ def _ticks(path: str) -> int:
     except OSError:
         return 0
     return int(fields[11]) + int(fields[12])
+
+
+def _children_ticks() -> int:
+    """Clock ticks of this process's waited-for children: the C load generator's, once it has exited."""
+    t = os.times()
+    return round((t.children_user + t.children_system) * HZ)
 
 
 def _host() -> dict[str, int]:
@@ -82,10 +88,10 @@ def window(target, request: bytes, clients: int, seconds: float) -> dict[str, ob
     server = psutil.Process(target.proc.pid)
     parts = _parts(target, server)
     before = {name: {path: _ticks(path) for path in paths} for name, paths in parts.items()}
-    me, host = _ticks(f"/proc/{os.getpid()}/stat"), _host()
-    result = asyncio.run(_throughput(target.port, request, clients, seconds))
+    me, host = _ticks(f"/proc/{os.getpid()}/stat") + _children_ticks(), _host()
+    result = run_throughput(target.port, request, clients, seconds)
     after_parts = _parts(target, server)  # processes started during the window count from zero
-    host2, me2 = _host(), _ticks(f"/proc/{os.getpid()}/stat")
+    host2, me2 = _host(), _ticks(f"/proc/{os.getpid()}/stat") + _children_ticks()
     invokes = result["rps"] * seconds or 1
     per = {}
     for name, paths in after_parts.items():
@@ -108,7 +114,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--runtime", choices=("python", "node"), default="python")
+    parser.add_argument("--loadgen", choices=("c", "asyncio"), default="c",
+                        help="the load generator: bench/loadgen.c (default) or Python asyncio streams")
     args = parser.parse_args()
+    LOADGEN["kind"] = args.loadgen
     targets: list[object] = [Lamina()]
     if ServerlessOffline.available(args.peers_dir):
         targets.append(ServerlessOffline(args.peers_dir))
@@ -120,7 +129,7 @@ def main() -> None:
             t.start()
         requests = {t.name: raw_request(t.port, t.functions()[args.runtime], t.signed) for t in targets}
         for t in targets:  # scale out first
-            asyncio.run(_throughput(t.port, requests[t.name], args.clients, args.seconds))
+            run_throughput(t.port, requests[t.name], args.clients, args.seconds)
         for r in range(args.rounds):
             for t in (targets if r % 2 == 0 else list(reversed(targets))):
                 windows[t.name].append(window(t, requests[t.name], args.clients, args.seconds))

@@ -8,7 +8,8 @@ Measures, for each target:
   * warm latency, raw HTTP keep-alive (one pre-built request replayed over one connection; for lamina
     it is SigV4-signed once, which stays valid for the 15-minute window), p50/p99 over N invokes;
   * warm latency through boto3's lambda client (endpoint_url), p50/p99;
-  * throughput with 1, 8 and 64 concurrent keep-alive clients (asyncio raw streams), invokes/s;
+  * throughput with 1, 8 and 64 concurrent keep-alive clients, invokes/s (bench/loadgen.c, a C client
+    using ~5 us of CPU per request; --loadgen asyncio: the asyncio raw-stream client, ~50 us);
   * cold start: lamina per-invoke (a fresh sandboxed environment: configuration changed before each
     invoke), end to end, and the `Init Duration` lamina reports; and server boot to first invoke
     (the definition peers/README.md uses for serverless-offline).
@@ -205,6 +206,38 @@ async def _throughput(port: int, request: bytes, clients: int, seconds: float) -
             "p99_ms": round(pct(lat, 99), 2)}
 
 
+#: The client `throughput` measures with: "c" (bench/loadgen.c, built into build/loadgen on first use:
+#: ~5 us of CPU per request) or "asyncio" (`_throughput`: ~50 us per request, which on a 2-CPU host the
+#: load generator takes from the server under test). --loadgen sets it.
+LOADGEN = {"kind": "c"}
+LOADGEN_SRC, LOADGEN_BIN = ROOT / "bench/loadgen.c", ROOT / "build/loadgen"
+
+
+def loadgen_binary() -> Path:
+    """build/loadgen, compiled from bench/loadgen.c if missing or older."""
+    if not LOADGEN_BIN.exists() or LOADGEN_BIN.stat().st_mtime < LOADGEN_SRC.stat().st_mtime:
+        LOADGEN_BIN.parent.mkdir(exist_ok=True)
+        subprocess.run(["cc", "-O2", "-o", str(LOADGEN_BIN), str(LOADGEN_SRC)], check=True)
+    return LOADGEN_BIN
+
+
+def c_throughput(port: int, request: bytes, clients: int, seconds: float) -> dict[str, float]:
+    """`_throughput`'s figures from bench/loadgen.c (same request, same checks: status 200, body has "hi")."""
+    with tempfile.NamedTemporaryFile(prefix="lamina-bench-request-") as f:
+        f.write(request)
+        f.flush()
+        out = subprocess.run([str(loadgen_binary()), str(port), str(clients), str(seconds), f.name, "hi"],
+                             check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def run_throughput(port: int, request: bytes, clients: int, seconds: float) -> dict[str, float]:
+    """One closed-loop window with the client LOADGEN names."""
+    if LOADGEN["kind"] == "c":
+        return c_throughput(port, request, clients, seconds)
+    return asyncio.run(_throughput(port, request, clients, seconds))
+
+
 def stolen_s() -> float:
     """CPU time the hypervisor took from this VM so far (all CPUs), from /proc/stat; 0 where unknown."""
     try:
@@ -229,7 +262,7 @@ def throughput(port: int, request: bytes, clients: int, seconds: float,
     invoke, and `server_rss_mb` its resident memory after the window, when its pid is given (lamina's:
     one process; the environments are not in it)."""
     before, cpu = stolen_s(), process_cpu_s(server_pid) if server_pid else 0.0
-    out = asyncio.run(_throughput(port, request, clients, seconds))
+    out = run_throughput(port, request, clients, seconds)
     out["steal_s"] = round(stolen_s() - before, 2)
     if server_pid and out["rps"]:
         out["server_cpu_us"] = round((process_cpu_s(server_pid) - cpu) / (out["rps"] * seconds) * 1e6)
@@ -483,7 +516,10 @@ def main() -> None:
     parser.add_argument("--interleave", type=int, metavar="ROUNDS", default=0,
                         help="only throughput at 64 clients: both targets up at once, ROUNDS windows each, "
                              "alternating between them")
+    parser.add_argument("--loadgen", choices=("c", "asyncio"), default="c",
+                        help="the load generator: bench/loadgen.c (default) or Python asyncio streams")
     args = parser.parse_args()
+    LOADGEN["kind"] = args.loadgen
     targets = []
     if args.only != "peer":
         targets.append(Lamina())

@@ -257,7 +257,7 @@ class HttpServer:
 class _Connection(asyncio.Protocol):
     __slots__ = ("_server", "_transport", "_parser", "_url", "_headers", "_body", "_body_size", "_queue",
                  "_task", "_idle", "_too_large", "_closed", "_deferred", "_stream", "_writable", "_request_headers",
-                 "_parsing", "_owed")
+                 "_parsing", "_owed", "_loop")
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -285,6 +285,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        #: Looked up once: on Python 3.11 every get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -324,7 +326,7 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self._writable is None:
-            self._writable = asyncio.get_running_loop().create_future()
+            self._writable = self._loop.create_future()
 
     def resume_writing(self) -> None:
         if self._writable is not None and not self._writable.done():
@@ -414,7 +416,7 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._serve())
+            self._task = self._loop.create_task(self._serve())
         elif self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
@@ -448,7 +450,7 @@ class _Connection(asyncio.Protocol):
         try:
             while not self._closed:
                 if not self._queue:
-                    self._idle = asyncio.get_running_loop().create_future()
+                    self._idle = self._loop.create_future()
                     await self._idle
                     self._idle = None
                     continue
