@@ -12,12 +12,13 @@ endif
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := bubblewrap util-linux e2fsprogs ruby golang-go postgresql postgresql-15-wal2json awscli chromium autoconf automake libtool cmake g++
+DEBS   := python3-dev bubblewrap util-linux e2fsprogs ruby golang-go postgresql postgresql-15-wal2json awscli chromium autoconf automake libtool cmake g++
 TOOLS  := bwrap setpriv nsenter mkfs.ext4 ruby go
 
 INIT_BIN := build/lamina-init
 STANDBY_BIN := build/lamina-standby
 SPAWN_LIB := build/liblamina-spawn.so
+SEND_LIB := build/lamina_sendthread.so
 JAVA_SRC := src/lamina/runtimes/java
 JAVA_JAR := build/lamina-lambda-java-core.jar
 JAVA_MODULES := java.se,jdk.unsupported,jdk.crypto.ec,jdk.zipfs,jdk.charsets
@@ -26,7 +27,7 @@ NODE_ENV_ADDON := build/lamina-env.node
 
 .PHONY: python-trees install bytecode run test bench clean system-packages node-runtimes node-ric
 
-install: $(STAMP) bytecode $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) $(SPAWN_LIB) $(STANDBY_BIN) node-runtimes $(NODE_ENV_ADDON) node-ric python-trees
+install: $(STAMP) bytecode $(JAVA_JAR) $(JAVA_ENV_LIB) $(INIT_BIN) $(SPAWN_LIB) $(SEND_LIB) $(STANDBY_BIN) node-runtimes $(NODE_ENV_ADDON) node-ric python-trees
 
 # The distribution's python3.X (built with PGO: see PYTHON above) as a tree of its own that a function's
 # sandbox binds at /var/lang, as Lambda lays its interpreter out: build/lang/python3.X/bin/python3.X, a copy
@@ -54,6 +55,15 @@ $(INIT_BIN): src/lamina/sandbox/init.c | system-packages
 $(SPAWN_LIB): src/lamina/sandbox/spawn.c | system-packages
 	@mkdir -p build; if command -v cc >/dev/null 2>&1 && cc -O2 -shared -fPIC -U_FORTIFY_SOURCE -s -o $@ $<; then \
 	echo "built $@"; else echo "could not build $@: forked environments keep a Python init"; fi
+
+# The server's send thread (src/lamina/http/sendthread.c, a CPython extension): socket writes made off the
+# event loop, on another CPU (http/sender.py). Needs Python's headers (python3-dev). Optional: without it
+# the event loop writes.
+$(SEND_LIB): src/lamina/http/sendthread.c $(STAMP) | system-packages
+	@mkdir -p build; inc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	if command -v cc >/dev/null 2>&1 && [ -f "$$inc/Python.h" ] && \
+	    cc -O2 -shared -fPIC -pthread -s -I"$$inc" -o $@ $<; then echo "built $@"; \
+	else echo "could not build $@ (no C compiler or no Python headers): the event loop writes"; fi
 
 # A `provided` runtime's standby (src/lamina/sandbox/standby.c): waits for a function in a sandbox made
 # ahead of need, then execs its bootstrap. Static, like lamina-init. Optional: without it `provided`

@@ -19,6 +19,7 @@ import string
 from pathlib import Path
 
 from lamina import cpus
+from lamina.http import sender
 from lamina.api.concurrency import ConcurrencyApi, Reservations
 from lamina.api.presign import CodeLinks
 from lamina.api.provisioned import ProvisionedApi, ProvisionedService
@@ -164,6 +165,7 @@ class Lamina:
         asyncio.get_running_loop().set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="lamina-io",
                                                   initializer=cpus.release_thread))
+        sender.enable(bool(config.send_thread))
         data = config.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
         os.chmod(data, 0o700 if os.geteuid() != 0 else 0o711)

@@ -42,6 +42,9 @@ class Config:
     prewarm: int = 2
     #: Environments starting (init phase) at once; 0 = 4 per core. More starts queue for a free place.
     max_starting: int = 0
+    #: 1: the server's socket writes are made by a native thread of their own, off the event loop
+    #: (http/sender.py; needs build/lamina_sendthread.so from `make install`); 0: by the event loop.
+    send_thread: int = 1
     #: 1: Python runtimes are forked from a per-version zygote into their sandboxes (no interpreter start
     #: per environment); 0: each is exec'd. Needs the isolated sandbox with cgroups.
     zygote: int = 1

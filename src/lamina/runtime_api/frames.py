@@ -28,6 +28,7 @@ import asyncio
 import json
 import struct
 
+from lamina.http.sender import DirectWriter
 from lamina.model import Invocation
 from lamina.runtime_api.operations import accept_result, event_fields
 from lamina.runtime_api.state import InvalidStateTransition
@@ -59,6 +60,7 @@ class FrameChannel(asyncio.Protocol):
         self._env = environment
         self._channels = channels
         self._transport: asyncio.Transport | None = None
+        self._direct: DirectWriter | None = None
         self._buf = bytearray()
         self._skip = 0  # body bytes of an oversized result still to be thrown away
         self._closed = False
@@ -68,11 +70,15 @@ class FrameChannel(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._direct = DirectWriter.attach(transport)  # writes through the send thread (None: the transport's)
         self._channels.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._channels.discard(self)
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         if self._standby is not None:
             self._standby.cancel()
 
@@ -156,7 +162,10 @@ class FrameChannel(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._closed:
-            self._transport.write(data)
+            if self._direct is not None:
+                self._direct.write(data)
+            else:
+                self._transport.write(data)
 
     def _malformed(self) -> None:
         self._closed = True
