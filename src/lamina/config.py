@@ -56,6 +56,9 @@ class Config:
     price_per_million_requests: float = 0.20
     #: Log events older than this many days are dropped (0 keeps them forever).
     log_retention_days: int = 30
+    #: 1: every log line is also appended to a file per log stream, logs/<function>/<stream>.log under the
+    #: data directory (for `tail -f`; kept forever: retention is the store's). 0: the store only.
+    log_files: int = 0
     #: Schedules (EventBridge rules) run this many times faster than the wall clock; for tests only.
     schedule_speedup: float = 1.0
     #: Asynchronous invocation: seconds before the first retry of an event whose run failed (the second

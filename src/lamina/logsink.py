@@ -1,5 +1,5 @@
 """Where function and platform log lines go: the log store (store/logs.py, read through the CloudWatch
-Logs API) and one file per log stream under the data directory:
+Logs API) and, with LAMINA_LOG_FILES=1, one file per log stream under the data directory:
 
     logs/<function name>/<YYYY-MM-DD>-[<version>]<environment id>.log
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.conftest import make_zip
-from tests.integration.conftest import ACCESS_KEY, SECRET_KEY
+from tests.integration.conftest import ACCESS_KEY, SECRET_KEY, start_server, stop_server
 
 APP = "def handler(event, context):\n    print('needle', event['n'])\n    print('hay')\n    return event['n']\n"
 
@@ -62,3 +62,22 @@ def test_lamina_logs_prints_a_function_s_lines(server, logged):
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "needle 1" in out.stdout and "REPORT RequestId:" in out.stdout
+
+
+def test_log_files_only_when_asked_for(tmp_path, server, logged):
+    # the shared server: the store only
+    assert not (server.data_dir / "logs").exists()
+    srv = start_server(tmp_path / "data", tmp_path / "files.log", {"LAMINA_LOG_FILES": "1"})
+    try:
+        lam = srv.client()
+        logged_here = "filelogged"
+        lam.create_function(FunctionName=logged_here, Runtime="python3.11", Handler="app.handler",
+                            Role="arn:aws:iam::000000000000:role/x", Code={"ZipFile": make_zip({"app.py": APP})})
+        lam.invoke(FunctionName=logged_here, Payload=json.dumps({"n": 7}))
+        srv.client("logs").filter_log_events(logGroupName=f"/aws/lambda/{logged_here}")  # flushes the sink
+        files = list((tmp_path / "data" / "logs" / logged_here).glob("*.log"))
+        assert len(files) == 1 and "[$LATEST]" in files[0].name
+        text = files[0].read_text()
+        assert "START RequestId:" in text and "needle 7" in text and "REPORT RequestId:" in text
+    finally:
+        assert stop_server(srv) == 0, srv.output()
