@@ -87,7 +87,7 @@ class DirectWriter:
             fd = os.dup(sock.fileno())  # not inheritable
         except OSError:
             return None
-        if fd >= module.limit():
+        if fd >= module.limit() // 2:  # descriptors are scarce: the upper half is left to new connections
             os.close(fd)
             return None
         return cls(module, fd, transport)  # type: ignore[arg-type]

@@ -45,6 +45,8 @@ _CLOSE = re.compile(rb"\r\nconnection:[ \t]*close[ \t]*(?:\r|$)")
 #: On lamina's inherited socket the Runtime API travels in frames (lamina/runtime_api/frames.py says
 #: which): kind, then the lengths of its two fields and of its body.
 _FRAME = struct.Struct("<cIII")
+_FRAME_SIZE = _FRAME.size
+_NEXT = _FRAME.pack(b"N", 0, 0, 0)
 _EVENT_HEADERS = ("lambda-runtime-aws-request-id", "lambda-runtime-deadline-ms",
                   "lambda-runtime-invoked-function-arn", "lambda-runtime-trace-id",
                   "lambda-runtime-client-context", "lambda-runtime-cognito-identity")
@@ -95,14 +97,14 @@ class ClientContext:
 class LambdaContext:
     """The ``context`` argument of the handler (same attributes as awslambdaric's)."""
 
-    #: Per-environment values, read from the environment once at startup (see ``main``).
-    _static: tuple = (None,) * 5
+    #: Per-environment attributes, read from the environment once at startup (see ``main``).
+    _static: dict = dict.fromkeys(("function_name", "function_version", "memory_limit_in_mb", "log_group_name",
+                                   "log_stream_name"))
 
     def __init__(self, request_id: str, headers: dict) -> None:
         """`headers`: the event's response headers, names in lower case."""
+        self.__dict__.update(self._static)  # one call for five attributes
         self.aws_request_id = request_id
-        (self.function_name, self.function_version, self.memory_limit_in_mb,
-         self.log_group_name, self.log_stream_name) = self._static
         get = headers.get
         self.invoked_function_arn = get("lambda-runtime-invoked-function-arn")
         self.tenant_id = get("lambda-runtime-aws-tenant-id")
@@ -357,6 +359,13 @@ class RuntimeClient:
 
     def _fill(self, sock, buf: bytes, need: int) -> bytes:
         """`buf` and what arrives after it, until it holds at least `need` bytes."""
+        if not buf:  # the usual case: one read brings all of it
+            self._poll.poll()
+            buf = sock.recv(need if need > 65536 else 65536)
+            if len(buf) >= need:
+                return buf
+            if not buf:
+                raise ConnectionError("Runtime API closed the connection")
         parts, have = [buf], len(buf)
         while have < need:
             self._poll.poll()
@@ -376,7 +385,7 @@ class RuntimeClient:
     def next_invocation(self) -> tuple:
         sock = self._sock or self._connect()
         if self._frames:
-            return self._exchange(sock, _FRAME.pack(b"N", 0, 0, 0), self._read_event)
+            return self._exchange(sock, _NEXT, self._read_event)
         status, headers, body = self._request("GET", API + "/invocation/next", None, None)
         if status != 200:
             raise RuntimeError("GET /invocation/next returned %d: %r" % (status, body[:200]))
@@ -391,8 +400,7 @@ class RuntimeClient:
             return self.post_and_next(path, body, detail if kind == "response" else "application/json")
         rid, detail_b = request_id.encode(), detail.encode("latin-1")
         head = _FRAME.pack(b"R" if kind == "response" else b"E", len(rid), len(detail_b), len(body))
-        return self._exchange(sock, b"".join((head, rid, detail_b, body, _FRAME.pack(b"N", 0, 0, 0))),
-                              self._read_event)
+        return self._exchange(sock, b"".join((head, rid, detail_b, body, _NEXT)), self._read_event)
 
     def _exchange(self, sock, data: bytes, read) -> tuple:
         """Send `data` (ending with a `/next`) and return the event `read(sock)` gives. A dropped connection
@@ -411,25 +419,24 @@ class RuntimeClient:
     def _read_frame(self, sock) -> tuple:
         """(kind, a, b, body) of the next frame from lamina."""
         buf = self._buf
-        need = _FRAME.size
-        while True:
-            if len(buf) >= _FRAME.size:
-                kind, la, lb, lc = _FRAME.unpack_from(buf)
-                need = _FRAME.size + la + lb + lc
-                if len(buf) >= need:
-                    break
-            buf = self._fill(sock, buf, need)
-        self._buf = buf[need:]
-        at = _FRAME.size
-        return kind, buf[at:at + la], buf[at + la:at + la + lb], buf[at + la + lb:need]
+        if len(buf) < _FRAME_SIZE:
+            buf = self._fill(sock, buf, _FRAME_SIZE)
+        kind, la, lb, lc = _FRAME.unpack_from(buf)
+        at_b = _FRAME_SIZE + la
+        at_body = at_b + lb
+        end = at_body + lc
+        if len(buf) < end:
+            buf = self._fill(sock, buf, end)
+        self._buf = buf[end:]
+        return kind, buf[_FRAME_SIZE:at_b], buf[at_b:at_body], buf[at_body:end]
 
     def _read_event(self, sock) -> tuple:
-        """The answer to a `next` frame: (headers as the HTTP API's, lower-case, body)."""
+        """The answer to a `next` frame: (headers as the HTTP API's, lower-case, body). A field lamina
+        leaves empty (no client context, no identity) is "" where HTTP would have no header."""
         while True:
             kind, a, _, body = self._read_frame(sock)
             if kind == b"V":
-                fields = a.decode("utf-8").split("\0")
-                return {name: value for name, value in zip(_EVENT_HEADERS, fields) if value}, body
+                return dict(zip(_EVENT_HEADERS, a.decode("utf-8").split("\0"))), body
             if kind != b"x":  # a refused result: nothing to do about it here (the 202 is not read either)
                 raise RuntimeError("GET /invocation/next returned %s: %r" % (a.decode("latin-1"), body[:200]))
 
@@ -738,9 +745,10 @@ def main() -> None:
             sys.stderr.write("lamina bootstrap: could not post init error: %s\n" % e)
         sys.exit(1)
 
-    LambdaContext._static = tuple(env.get(name) for name in (
-        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME"))
+    LambdaContext._static = {attribute: env.get(name) for attribute, name in (
+        ("function_name", "AWS_LAMBDA_FUNCTION_NAME"), ("function_version", "AWS_LAMBDA_FUNCTION_VERSION"),
+        ("memory_limit_in_mb", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), ("log_group_name", "AWS_LAMBDA_LOG_GROUP_NAME"),
+        ("log_stream_name", "AWS_LAMBDA_LOG_STREAM_NAME"))}
     try:
         serve(client, handler)
     except (OSError, ValueError, RuntimeError) as e:
