@@ -9,7 +9,7 @@ Measures, for each target:
     it is SigV4-signed once, which stays valid for the 15-minute window), p50/p99 over N invokes;
   * warm latency through boto3's lambda client (endpoint_url), p50/p99;
   * throughput with 1, 8 and 64 concurrent keep-alive clients, invokes/s (bench/loadgen.c, a C client
-    using ~5 us of CPU per request; --loadgen asyncio: the asyncio raw-stream client, ~50 us);
+    using ~20 us of host CPU per request; --loadgen asyncio: the asyncio raw-stream client, ~50 us);
   * cold start: lamina per-invoke (a fresh sandboxed environment: configuration changed before each
     invoke), end to end, and the `Init Duration` lamina reports; and server boot to first invoke
     (the definition peers/README.md uses for serverless-offline).
@@ -207,7 +207,7 @@ async def _throughput(port: int, request: bytes, clients: int, seconds: float) -
 
 
 #: The client `throughput` measures with: "c" (bench/loadgen.c, built into build/loadgen on first use:
-#: ~5 us of CPU per request) or "asyncio" (`_throughput`: ~50 us per request, which on a 2-CPU host the
+#: ~17-24 us of host CPU per request) or "asyncio" (`_throughput`: ~50 us per request, which on a 2-CPU host the
 #: load generator takes from the server under test). --loadgen sets it.
 LOADGEN = {"kind": "c"}
 LOADGEN_SRC, LOADGEN_BIN = ROOT / "bench/loadgen.c", ROOT / "build/loadgen"

@@ -7,7 +7,7 @@
  * complete request), reads the response (Content-Length bodies only), and sends the request again, until
  * SECONDS have passed. A response counts as done when its status is 200 and its body contains EXPECT,
  * else as an error. Prints one JSON object: {"rps", "errors", "p50_ms", "p99_ms"}: the same figures as
- * invoke_bench's asyncio client, for ~5 us of CPU per request instead of ~50 (on a 2-CPU host the load
+ * invoke_bench's asyncio client, for ~20 us of host CPU per request instead of ~50 (on a 2-CPU host the load
  * generator's CPU is taken from the server under test).
  */
 #define _GNU_SOURCE

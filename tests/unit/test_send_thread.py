@@ -206,7 +206,7 @@ def test_the_http_server_answers_in_order_through_the_thread(module) -> None:
         port = listener.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         conn = next(iter(server.connections))
-        assert conn._direct is not None  # the thread writes this connection's answers
+        assert isinstance(conn._writer, DirectWriter)  # the thread writes this connection's answers
         writer.write(get("/a") + get("/big") + get("/b") + get("/stream") + get("/c", close=True))
         got = await asyncio.wait_for(reader.read(), 10)  # to the end: the server closed after /c
         writer.close()

@@ -1,4 +1,5 @@
-"""Socket writes off the event loop: `DirectWriter`, one socket's writes through lamina's send thread.
+"""Socket writes off the event loop: `writer_for(transport)` gives a connection its writer — a
+`DirectWriter` (one socket's writes through lamina's send thread) or the transport's own `write`.
 
 Under load the event loop is lamina's bound, and a fifth of its time went into send(): on loopback TCP
 the sender's call also runs the receiver's half of the stack and wakes the receiver. The send thread
@@ -62,6 +63,26 @@ def _load(path: Path) -> ModuleType | None:
     return None
 
 
+class TransportWriter:
+    """The transport writes (no send thread, or no socket to hand it): `write` is the transport's own."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.write = transport.write
+
+    async def settle(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def writer_for(transport: asyncio.BaseTransport) -> DirectWriter | TransportWriter:
+    """The writer of a connection's bytes: through the send thread when it runs, else the transport's."""
+    return DirectWriter.attach(transport) or TransportWriter(transport)  # type: ignore[arg-type]
+
+
 class DirectWriter:
     """One socket's writes through the send thread, in order with its transport's own."""
 
@@ -100,11 +121,6 @@ class DirectWriter:
             self._submit(self._fd, data)
         else:
             transport.write(data)
-
-    @property
-    def idle(self) -> bool:
-        """Nothing of this socket's is left with the thread (the transport may then write directly)."""
-        return not self._pending(self._fd)
 
     async def settle(self) -> None:
         """Wait until the thread has written everything of this socket's it was given."""

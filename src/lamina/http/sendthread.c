@@ -274,8 +274,10 @@ static PyObject *m_submit(PyObject *self, PyObject *const *args, Py_ssize_t narg
 static PyObject *m_pending(PyObject *self, PyObject *arg) {
     (void)self;
     int fd;
-    if (!started || !fd_arg(arg, &fd))
-        return started ? NULL : PyLong_FromLong(0);
+    if (!started)
+        return PyLong_FromLong(0);
+    if (!fd_arg(arg, &fd))
+        return NULL;
     return PyLong_FromUnsignedLong(__atomic_load_n(&pending_by_fd[fd], __ATOMIC_ACQUIRE));
 }
 

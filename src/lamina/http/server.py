@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl
 
 import httptools
 
-from lamina.http.sender import DirectWriter
+from lamina.http.sender import writer_for
 
 log = logging.getLogger("lamina.http")
 
@@ -259,7 +259,7 @@ class HttpServer:
 class _Connection(asyncio.Protocol):
     __slots__ = ("_server", "_transport", "_parser", "_url", "_headers", "_body", "_body_size", "_queue",
                  "_task", "_idle", "_too_large", "_closed", "_deferred", "_stream", "_writable", "_request_headers",
-                 "_parsing", "_owed", "_loop", "_direct")
+                 "_parsing", "_owed", "_loop", "_writer")
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -289,8 +289,8 @@ class _Connection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         #: Looked up once: on Python 3.11 every get_running_loop() is a getpid() system call.
         self._loop = asyncio.get_running_loop()
-        #: Writes through the send thread (None: the transport writes; see http/sender.py).
-        self._direct = DirectWriter.attach(transport)
+        #: Writes through the send thread, or the transport's own (see http/sender.py).
+        self._writer = writer_for(transport)
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -313,8 +313,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._server.connections.discard(self)
-        if self._direct is not None:
-            self._direct.close()
+        self._writer.close()
         if self._stream is not None:
             self._stream.fail(ConnectionError("the client closed the connection before the body ended"))
         if self._writable is not None and not self._writable.done():
@@ -358,7 +357,7 @@ class _Connection(asyncio.Protocol):
         self._request_headers = headers = Headers(self._headers)
         expect = headers.get("expect")
         if expect is not None and expect.lower() == "100-continue" and self._transport is not None:
-            self._out(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._server.max_body:
             self._too_large = True
@@ -499,13 +498,7 @@ class _Connection(asyncio.Protocol):
         data = b"".join(self._deferred)
         self._deferred.clear()
         if self._transport is not None and not self._transport.is_closing():
-            self._out(data)
-
-    def _out(self, data: bytes) -> None:
-        if self._direct is not None:
-            self._direct.write(data)
-        else:
-            self._transport.write(data)  # type: ignore[union-attr]
+            self._writer.write(data)
 
     def _write(self, response: Response, keep_alive: bool, head_only: bool) -> None:
         transport = self._transport
@@ -516,13 +509,10 @@ class _Connection(asyncio.Protocol):
             self._deferred.append(data)
             data = b"".join(self._deferred)
             self._deferred.clear()
-        direct = self._direct
-        if direct is not None:
-            direct.write(data)
-        else:
-            transport.write(data)
+        write = self._writer.write
+        write(data)
         if len(response.body) >= 262144 and not head_only and response.status != 204:
-            self._out(response.body)
+            write(response.body)
 
     async def _write_stream(self, response: Response, keep_alive: bool, head_only: bool) -> bool:
         """Write a streamed response; False when the connection is gone or closes after it."""
@@ -531,8 +521,8 @@ class _Connection(asyncio.Protocol):
         try:
             self._write(Response(status=response.status, headers=response.headers,
                                  content_type=response.content_type, length=response.length), keep_alive, True)
-            if self._direct is not None:  # the body goes by the transport, under its flow control: after
-                await self._direct.settle()  # what the send thread holds
+            # The body goes by the transport, under its flow control: after what the send thread holds.
+            await self._writer.settle()
             if not head_only:
                 async for chunk in chunks:
                     transport = self._transport

@@ -28,7 +28,7 @@ import asyncio
 import json
 import struct
 
-from lamina.http.sender import DirectWriter
+from lamina.http.sender import DirectWriter, TransportWriter, writer_for
 from lamina.model import Invocation
 from lamina.runtime_api.operations import accept_result, event_fields
 from lamina.runtime_api.state import InvalidStateTransition
@@ -60,7 +60,7 @@ class FrameChannel(asyncio.Protocol):
         self._env = environment
         self._channels = channels
         self._transport: asyncio.Transport | None = None
-        self._direct: DirectWriter | None = None
+        self._writer: DirectWriter | TransportWriter | None = None
         self._buf = bytearray()
         self._skip = 0  # body bytes of an oversized result still to be thrown away
         self._closed = False
@@ -70,15 +70,14 @@ class FrameChannel(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._direct = DirectWriter.attach(transport)  # writes through the send thread (None: the transport's)
+        self._writer = writer_for(transport)  # through the send thread, or the transport's own
         self._channels.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._channels.discard(self)
-        if self._direct is not None:
-            self._direct.close()
-            self._direct = None
+        if self._writer is not None:
+            self._writer.close()
         if self._standby is not None:
             self._standby.cancel()
 
@@ -161,11 +160,8 @@ class FrameChannel(asyncio.Protocol):
         self._write(frame(b"A", body=b"".join(f"{name}={value}\0".encode() for name, value in assignment.items())))
 
     def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self._closed:
-            if self._direct is not None:
-                self._direct.write(data)
-            else:
-                self._transport.write(data)
+        if self._writer is not None and not self._closed:
+            self._writer.write(data)
 
     def _malformed(self) -> None:
         self._closed = True

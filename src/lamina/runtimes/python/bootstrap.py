@@ -359,13 +359,6 @@ class RuntimeClient:
 
     def _fill(self, sock, buf: bytes, need: int) -> bytes:
         """`buf` and what arrives after it, until it holds at least `need` bytes."""
-        if not buf:  # the usual case: one read brings all of it
-            self._poll.poll()
-            buf = sock.recv(need if need > 65536 else 65536)
-            if len(buf) >= need:
-                return buf
-            if not buf:
-                raise ConnectionError("Runtime API closed the connection")
         parts, have = [buf], len(buf)
         while have < need:
             self._poll.poll()
