@@ -42,6 +42,7 @@ from lamina.events.url import UrlFrontDoor
 from lamina.store.urls import UrlStore
 from lamina.store.schedules import ScheduleStore
 from lamina.model import FunctionConfig
+from lamina.scheduler.window import width_for
 from lamina.scheduler.environment import Outcome
 from lamina.store.metering import MeteringStore, Record
 from lamina.logsink import FileLogSink, StoreLogSink
@@ -186,6 +187,7 @@ class Lamina:
             slots=Slots(data / "work" / "slots"), standby_per_runtime=config.prewarm,
             keepalive_policy=config.keepalive_policy, memory_budget_mb=config.memory_budget_mb,
             max_starting=config.max_starting,
+            dispatch_window=width_for(config.dispatch_window, len(cpus.process_cpus())),
         )
         arn_prefix = f"arn:aws:lambda:{config.region}:{config.account_id}:function:"
         self.functions = FunctionService(self.store, self.blobs, self.registry, self.clock, arn_prefix)

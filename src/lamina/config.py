@@ -79,6 +79,9 @@ class Config:
     #: Keep functions off the event loop's CPU (when it is pinned): auto, while the loop is busy
     #: (>= 75% of each half second; given back below 50%); on, always; off, never. Needs cgroups' cpuset.
     reserve_loop_cpu: str = "auto"
+    #: Warm invocations handed to environments at once before the next waits for one to finish (or to
+    #: have run 2 ms): auto (8 per CPU), off, or a number. See scheduler/window.py.
+    dispatch_window: str = "auto"
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
 
@@ -127,6 +130,8 @@ def load(environ: Mapping[str, str] | None = None, **flags: Any) -> Config:
         raise ValueError(f"reserve_loop_cpu must be auto, on or off, not {config.reserve_loop_cpu!r}")
     if config.keepalive_policy not in ("fixed", "histogram"):
         raise ValueError(f"keepalive_policy must be fixed or histogram, not {config.keepalive_policy!r}")
+    if config.dispatch_window not in ("auto", "off") and not config.dispatch_window.isdigit():
+        raise ValueError(f"dispatch_window must be auto, off or a number, not {config.dispatch_window!r}")
     if config.async_retry_base_delay_s < 0:
         raise ValueError(f"LAMINA_ASYNC_RETRY_BASE_DELAY must be >= 0, not {config.async_retry_base_delay_s}")
     cpus.choose(config.loop_cpu, frozenset(os.sched_getaffinity(0)))  # ValueError for a CPU not ours

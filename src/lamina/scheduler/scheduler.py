@@ -28,6 +28,7 @@ from lamina.scheduler.environment import Endpoint, Environment, LogSink, Outcome
 from lamina.scheduler.keepalive import IdleHistogram, keepalive_s, prewarm_s, reuse_value
 from lamina.scheduler.placement import admit, reservation_problem, unreserved_limit
 from lamina.scheduler.pool import PoolCounts, expired, fills_room, to_spawn
+from lamina.scheduler.window import DispatchWindow, Entry, Pace
 from lamina.runtimes.registry import Runtime
 
 log = logging.getLogger("lamina.scheduler")
@@ -89,6 +90,8 @@ class Pool:
     provisioned: int = 0
     provisioned_recipe: Recipe | None = None
     provisioned_envs: set[Environment] = dataclasses.field(default_factory=set)
+    #: Whether the function's invocations are short enough to wait for the dispatch window.
+    pace: Pace = dataclasses.field(default_factory=Pace)
 
     def counts(self) -> PoolCounts:
         starting = finishing = 0
@@ -149,6 +152,7 @@ class Scheduler:
         max_starting: int = 0,
         keepalive_policy: str = "histogram",
         memory_budget_mb: int = 0,
+        dispatch_window: int = 0,
     ) -> None:
         self._driver = driver
         self._clock = clock
@@ -192,6 +196,11 @@ class Scheduler:
         #: Runtimes whose standbys were not replaced during a burst of their functions: reap() does it after.
         self._refill_later: dict[str, Runtime] = {}
         self._standby_runtime: dict[Environment, Runtime] = {}
+        #: Warm hand-offs in their first moments, across all functions (window.py); 0 turns it off.
+        self._window = DispatchWindow(dispatch_window) if dispatch_window > 0 else None
+        self._window_waiters: collections.deque[asyncio.Future[Entry]] = collections.deque()
+        self._window_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # invoke path -------------------------------------------------------------------------------
 
@@ -210,9 +219,14 @@ class Scheduler:
         self.in_flight += 1
         if not reserved:
             self._unreserved_in_flight += 1
+        entry: Entry | None = None
         try:
             pool = self._pool_for(recipe.config)
             got: Environment | InitFailure
+            window = self._window
+            if pool.idle and window is not None and pool.pace.quick:
+                if self._window_waiters or (entry := window.enter(self._clock.monotonic())) is None:
+                    entry = await self._window_turn()
             if pool.idle:
                 got = pool.idle.pop()
             else:
@@ -221,12 +235,15 @@ class Scheduler:
                 outcome = self._init_failure_outcome(got, invocation)
             else:
                 outcome = await got.invoke(invocation)
+            pool.pace.add(outcome.duration_ms)
             cold = outcome.init_ms is not None or isinstance(got, InitFailure)
             self.metrics.invoked(name, outcome.duration_ms, outcome.error_type is not None, cold)
             if self.meter is not None:
                 self.meter(recipe.config, invocation.request_id, outcome, cold)
             return outcome
         finally:
+            if entry is not None:
+                self._window_leave(entry)
             activity.last_end = self._clock.monotonic()
             self.in_flight -= 1
             self._in_flight[name] -= 1
@@ -234,6 +251,58 @@ class Scheduler:
                 del self._in_flight[name]
             if not reserved:
                 self._unreserved_in_flight -= 1
+
+    # dispatch window ---------------------------------------------------------------------------
+
+    async def _window_turn(self) -> Entry:
+        """Wait, behind those already waiting, for a place in the dispatch window."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each lookup is a getpid()
+        waiter: asyncio.Future[Entry] = self._loop.create_future()
+        self._window_waiters.append(waiter)
+        self._arm_window_timer()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._window_leave(waiter.result())
+            elif waiter in self._window_waiters:
+                self._window_waiters.remove(waiter)
+            raise
+
+    def _window_leave(self, entry: Entry) -> None:
+        assert self._window is not None
+        self._window.leave(entry)
+        if self._window_waiters:
+            self._window_admit()
+
+    def _window_admit(self) -> None:
+        """Give free places to the first waiters, in order; a timer for when the next place frees by age."""
+        window, waiters = self._window, self._window_waiters
+        assert window is not None
+        now = self._clock.monotonic()
+        while waiters:
+            if waiters[0].done():  # cancelled
+                waiters.popleft()
+                continue
+            entry = window.enter(now)
+            if entry is None:
+                break
+            waiters.popleft().set_result(entry)
+        self._arm_window_timer()
+
+    def _arm_window_timer(self) -> None:
+        if not self._window_waiters or self._window_timer is not None:
+            return
+        assert self._window is not None
+        due = self._window.next_expiry()
+        delay = 0.0 if due is None else max(0.0, due - self._clock.monotonic())
+        assert self._loop is not None  # a waiter has looked it up
+        self._window_timer = self._loop.call_later(delay, self._window_timer_fired)
+
+    def _window_timer_fired(self) -> None:
+        self._window_timer = None
+        self._window_admit()
 
     # concurrency -------------------------------------------------------------------------------
 
@@ -743,6 +812,8 @@ class Scheduler:
     async def aclose(self) -> None:
         for timer in self._prewarm_timers.values():
             timer.cancel()
+        if self._window_timer is not None:
+            self._window_timer.cancel()
         for environment in [*self._env_pool, *self._standby_runtime]:
             environment.kill()
         for task in list(self._tasks):
