@@ -42,9 +42,11 @@ struct backlog {        /* writes (and a close) waiting for a socket that had no
     struct job *head, *tail;
 };
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct job *queue_head, *queue_tail;
-static int sleeping;    /* the thread waits in epoll_wait: a submit must kick the eventfd */
+/* Submitted jobs, newest first: the caller pushes with one compare-and-swap, the thread takes the whole
+ * list with one exchange. No lock: a thread preempted inside a critical section (the runtimes the loop
+ * wakes share its CPU) would stall the event loop, GIL held, until it ran again. */
+static struct job *inbox;
+static int sleeping;    /* the thread waits (or is about to) in epoll_wait: a submit must kick the eventfd */
 static int started;
 static int kick_fd = -1, ep_fd = -1;
 static size_t max_fd;   /* fds below it only */
@@ -142,16 +144,30 @@ static void handle(struct job *j) {
         finish(backlog_pop(&backlog_by_fd[fd]));   /* cannot wait for room: give the write up */
 }
 
+/* Everything submitted so far, oldest first; NULL when nothing is. */
+static struct job *take_all(void) {
+    struct job *j = __atomic_exchange_n(&inbox, NULL, __ATOMIC_SEQ_CST), *fifo = NULL;
+    while (j) {
+        struct job *next = j->next;
+        j->next = fifo;
+        fifo = j;
+        j = next;
+    }
+    return fifo;
+}
+
 static void *run(void *arg) {
     (void)arg;
     struct epoll_event events[64];
     for (;;) {
-        pthread_mutex_lock(&lock);
-        struct job *batch = queue_head;
-        queue_head = queue_tail = NULL;
-        if (!batch)
-            sleeping = 1;
-        pthread_mutex_unlock(&lock);
+        struct job *batch = take_all();
+        if (!batch) {
+            /* Say so before the last look: a submit either lands before it or sees the flag and kicks. */
+            __atomic_store_n(&sleeping, 1, __ATOMIC_SEQ_CST);
+            batch = take_all();
+            if (batch)
+                __atomic_store_n(&sleeping, 0, __ATOMIC_SEQ_CST);
+        }
         if (batch) {
             while (batch) {
                 struct job *next = batch->next;
@@ -166,9 +182,7 @@ static void *run(void *arg) {
             continue;
         }
         int n = epoll_wait(ep_fd, events, 64, -1);
-        pthread_mutex_lock(&lock);
-        sleeping = 0;
-        pthread_mutex_unlock(&lock);
+        __atomic_store_n(&sleeping, 0, __ATOMIC_SEQ_CST);
         for (int i = 0; i < n; i++) {
             if (events[i].data.fd == kick_fd) {
                 uint64_t v;
@@ -183,19 +197,12 @@ static void *run(void *arg) {
 }
 
 static void enqueue(struct job *j) {
-    int kick;
     __atomic_add_fetch(&pending_by_fd[j->fd], 1, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&lock);
-    j->next = NULL;
-    if (queue_tail)
-        queue_tail->next = j;
-    else
-        queue_head = j;
-    queue_tail = j;
-    kick = sleeping;
-    sleeping = 0;
-    pthread_mutex_unlock(&lock);
-    if (kick) {
+    struct job *head = __atomic_load_n(&inbox, __ATOMIC_RELAXED);
+    do
+        j->next = head;
+    while (!__atomic_compare_exchange_n(&inbox, &head, j, 1, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    if (__atomic_exchange_n(&sleeping, 0, __ATOMIC_SEQ_CST)) {
         uint64_t one = 1;
         ssize_t r = write(kick_fd, &one, sizeof one);
         (void)r;
