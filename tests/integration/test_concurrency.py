@@ -187,3 +187,34 @@ def test_standbys_taken_in_a_burst_are_replaced_once_it_is_over(tmp_path):
         assert _until(lambda: _standbys(srv) >= ready, 5), (_standbys(srv), ready)
     finally:
         assert stop_server(srv) == 0
+
+
+
+def test_the_dispatch_window_queues_quick_invocations_without_holding_back_slow_ones(tmp_path):
+    """LAMINA_DISPATCH_WINDOW=1: a sub-millisecond function's warm invocations beyond the window wait their
+    turn (none refused or lost); a function that sleeps still runs side by side (its invocations stop
+    counting after 10 ms, and a slow pace keeps it out of the window)."""
+    srv = start_server(tmp_path / "data", tmp_path / "window.log", {"LAMINA_DISPATCH_WINDOW": "1"})
+    try:
+        lam = srv.client()
+        quick, slow = create(lam, "quick"), create(lam, "slow")
+
+        def call(name: str, seconds: float = 0.0) -> str:
+            out = lam.invoke(FunctionName=name, Payload=json.dumps({"s": seconds}))
+            assert out["StatusCode"] == 200 and json.loads(out["Payload"].read()) == "ok"
+            return out["ResponseMetadata"]["RequestId"]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: call(quick), range(8)))
+            for _ in range(3):
+                call(quick)  # warm and fast: the function's pace is learned from its fastest invocations
+            assert len(set(pool.map(lambda _: call(quick), range(64)))) == 64
+            list(pool.map(lambda _: call(slow, 1.0), range(6)))
+            started = time.monotonic()
+            list(pool.map(lambda _: call(slow, 1.0), range(6)))
+            assert time.monotonic() - started < 2.5  # side by side, not one after the other
+        metrics = urllib.request.urlopen(srv.url + "/metrics").read().decode()
+        assert 'lamina_invocations_total{function="quick"} 75' in metrics
+        assert "lamina_throttles_total" not in metrics or 'throttles_total{function="quick"}' not in metrics
+    finally:
+        assert stop_server(srv) == 0
