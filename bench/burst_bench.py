@@ -12,7 +12,9 @@ CPU each request cost by process, and the peak memory (RSS sum of the server's p
 every 50 ms, plus for lamina the high-water mark of its environments' parent cgroup, which also counts
 their /tmp page cache; processes inside an environment's cgroup are counted by that figure only); afterwards the PSS of everything per idle environment, i.e. environments per GB. An environment
 is counted by its runtime process (for lamina: the one running as the environment's own uid). The load
-is N boto3-free raw HTTP invokes over N connections.
+is N boto3-free raw HTTP invokes over N connections, sent by bench/loadgen.c (one request per connection;
+`--client asyncio`: Python asyncio streams, which took ~0.5 s of this 2-CPU host's CPU per burst of 1,000
+from the targets under test, and whose first requests trickled in while it opened connections).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import glob
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -34,7 +37,10 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.invoke_bench import lamina_server, raw_request, read_reply, wait_port, zip_of  # noqa: E402
+from bench.invoke_bench import c_throughput, lamina_server, raw_request, read_reply, wait_port, zip_of  # noqa: E402
+
+#: The burst's client: "c" (bench/loadgen.c with no duration: each connection's request once) or "asyncio".
+CLIENT = {"kind": "c"}
 
 SLEEPER_PY = 'import time\ndef hello(event, context):\n    time.sleep(1)\n    return {"statusCode": 200, "body": "hi"}\n'
 SLEEPER_YML = """service: burst
@@ -151,6 +157,20 @@ async def _burst(port: int, request: bytes, n: int, timeout: float) -> tuple[int
     return sum(results), n - sum(results)
 
 
+def burst(port: int, request: bytes, n: int, timeout: float) -> tuple[int, int]:
+    """(answered, failed) of n concurrent requests, one per connection, by the client CLIENT names."""
+    if CLIENT["kind"] == "c":
+        done = int(c_throughput(port, request, n, 0)["done"])
+        return done, n - done
+    return asyncio.run(_burst(port, request, n, timeout))
+
+
+def client_cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the C client)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def pss_per_env_kb(root_pid: int, runtime_name: str, sandboxed: bool) -> tuple[int, float]:
     """(environments, PSS of the whole tree below the server per environment). An environment is counted
     by its runtime process: for lamina the one running as an environment's own uid (not the zygotes,
@@ -231,12 +251,12 @@ def measure(pid: int, port: int, request: bytes, n: int, runtime_name: str, sand
     sampler.start()
     cpu_before = cpu_by_name(pid)
     busy_before, steal_before = host_cpu_s()
-    own_before = time.process_time()
+    own_before = client_cpu_s()
     started = time.monotonic()
-    ok, failed = asyncio.run(_burst(port, request, n, 600))
+    ok, failed = burst(port, request, n, 600)
     wall = time.monotonic() - started
     busy, steal = (after - before for after, before in zip(host_cpu_s(), (busy_before, steal_before)))
-    own = time.process_time() - own_before
+    own = client_cpu_s() - own_before
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_by_name(pid).items()}
     sampler.stop.set()
     sampler.join()
@@ -257,7 +277,10 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200)
     parser.add_argument("--peers-dir", type=Path, default=Path("/tmp/lamina-peers"))
     parser.add_argument("--only", choices=("lamina", "peer"))
+    parser.add_argument("--client", choices=("c", "asyncio"), default="c",
+                        help="the load generator: bench/loadgen.c (default) or Python asyncio streams")
     args = parser.parse_args()
+    CLIENT["kind"] = args.client
     results = {}
     if args.only != "peer":
         results["lamina"] = run_lamina(args.n)
@@ -275,7 +298,7 @@ def main() -> None:
     print("\nCPU ms per request, by process (the whole tree, exited children in their parent):")
     for name, r in results.items():
         print(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_request"].items())
-              + f"; the load generator (this process): {r['load_generator_cpu_s']} s in all")
+              + f"; the load generator: {r['load_generator_cpu_s']} s in all")
 
 
 if __name__ == "__main__":

@@ -366,7 +366,8 @@ def test_standbys_are_made_the_size_of_the_function_that_took_the_last_one(tmp_p
 
 
 def _python_zygote(tmp_path):  # type: ignore[no-untyped-def]
-    """(Zygotes, the first Python runtime's zygote, up): a zygote of its own, outside any server."""
+    """(Zygotes, the first Python runtime's zygote, up): a zygote of its own, outside any server (one lane:
+    the other lanes' failover is tests/unit/test_zygote_lanes.py's)."""
     from lamina.runtimes.registry import RuntimeRegistry
     from lamina.sandbox.bwrap import LAYOUT
     from lamina.sandbox.zygote import Zygotes
@@ -374,7 +375,7 @@ def _python_zygote(tmp_path):  # type: ignore[no-untyped-def]
     if os.geteuid() != 0:
         pytest.skip("zygotes make their sandboxes as root")
     runtime = next(r for r in RuntimeRegistry.discover().all() if r.family == "python")
-    zygotes = Zygotes(tmp_path / "root", LAYOUT)
+    zygotes = Zygotes(tmp_path / "root", LAYOUT, lanes=1)
     deadline, zygote = time.monotonic() + 30, None
     while zygote is None and time.monotonic() < deadline:
         zygote = zygotes.get(runtime)  # started in the background on first use; one hand-over pending

@@ -5,8 +5,9 @@ same tree bubblewrap builds), the cgroup join and the uid drop, then runs the ru
 already imported. lamina sees each environment as a `ForkedSandbox`: a status pipe that closes when the
 environment has ended (with its exit status in it), and the environment's cgroup to kill it by.
 
-One zygote per Python runtime id, started in the background on first use (that first environment is
-exec'd under bubblewrap as before). A zygote that dies is started again on the next use, and each one
+One zygote per Python runtime id and CPU (its lanes, taking requests in turn: a zygote makes one
+environment at a time), started in the background on first use (that first environment is exec'd under
+bubblewrap as before). A zygote that dies is started again on the next use, and each one
 retires after MAX_FORKS runtimes: forks share the zygote's string-hash seed (PYTHONHASHSEED
 randomisation), so the budget bounds how many environments share one.
 """
@@ -55,6 +56,10 @@ def spawn_library() -> str:
 
 
 MAX_FORKS = 64
+#: A zygote makes one environment at a time (its init's set-up runs while it waits, CLONE_VFORK): with one
+#: per runtime, a burst found the host 10–22% idle while environments queued at the one zygote, and ran
+#: 5.3–5.7 s; with one per CPU, 2–10% idle and 4.8–5.2 s (docs/benchmarks.md, seventeenth session).
+MAX_LANES = 4
 SUCCESSOR_AT = 16  # forks left when the next zygote starts
 #: How long a request may wait for room in a zygote's socket before the zygote is taken for stuck (one
 #: takes a request in a millisecond or two; one still starting, in a few dozen; a host so loaded that it
@@ -131,6 +136,11 @@ class ForkedSandbox:
 
     def runtime_pid(self) -> int | None:
         return None  # always in a cgroup, which says how much memory it used
+
+
+def default_lanes() -> int:
+    """Zygotes per runtime: one per CPU of this process, up to MAX_LANES."""
+    return max(1, min(MAX_LANES, len(cpus.process_cpus())))
 
 
 class Zygote:
@@ -224,43 +234,52 @@ class Zygote:
 
 
 class Zygotes:
-    """One zygote per Python runtime id."""
+    """`lanes` zygotes per Python runtime id, taking requests in turn."""
 
-    def __init__(self, root_dir: Path, layout: Layout) -> None:
+    def __init__(self, root_dir: Path, layout: Layout, lanes: int = 0) -> None:
         self.layout = layout
         #: An empty directory each environment's root is built on (in its own mount namespace only).
         self.root_dir = root_dir
         root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._zygotes: dict[str, Zygote] = {}
-        self._starting: set[str] = set()
+        self._lanes = lanes or default_lanes()
+        self._next = 0
+        self._zygotes: dict[tuple[str, int], Zygote] = {}
+        self._starting: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._closed = False
         #: Held open for as long as lamina lives: each environment's init exits when this closes.
         self._lifeline_r, self._lifeline_w = os.pipe()
 
     def get(self, runtime: Runtime) -> Zygote | None:
-        """The runtime's zygote when it is up; else None (and it is being started)."""
-        retired = None
+        """One of the runtime's zygotes that is up, the lanes in turn; else None (and they are being started)."""
+        found: Zygote | None = None
+        retired: list[Zygote] = []
+        start: list[tuple[str, int]] = []
         with self._lock:
-            zygote = self._zygotes.get(runtime.id)
-            if zygote is not None and zygote.alive and zygote.forks < MAX_FORKS:
-                zygote.acquire()  # fork() releases it
-                if zygote.forks >= MAX_FORKS - SUCCESSOR_AT and not self._closed and runtime.id not in self._starting:
-                    self._starting.add(runtime.id)  # its successor, ready before it retires
-                    threading.Thread(target=self._start, args=(runtime,), daemon=True).start()
-                return zygote
-            if zygote is not None:
-                retired = self._zygotes.pop(runtime.id)
-            start = not self._closed and runtime.id not in self._starting
-            if start:
-                self._starting.add(runtime.id)
-        if retired is not None:
-            threading.Thread(target=retired.retire, daemon=True).start()
-        if start:
-            threading.Thread(target=self._start, args=(runtime,), daemon=True).start()
-        return None
+            for i in range(self._lanes):
+                lane = (self._next + i) % self._lanes
+                key = (runtime.id, lane)
+                zygote = self._zygotes.get(key)
+                if zygote is not None and zygote.alive and zygote.forks < MAX_FORKS:
+                    if found is None:
+                        found, self._next = zygote, lane + 1
+                        zygote.acquire()  # fork() releases it
+                        if zygote.forks >= MAX_FORKS - SUCCESSOR_AT and not self._closed and key not in self._starting:
+                            self._starting.add(key)  # its successor, ready before it retires
+                            start.append(key)
+                    continue
+                if zygote is not None:
+                    retired.append(self._zygotes.pop(key))
+                if not self._closed and key not in self._starting:
+                    self._starting.add(key)
+                    start.append(key)
+        for old in retired:
+            threading.Thread(target=old.retire, daemon=True).start()
+        for key in start:
+            threading.Thread(target=self._start, args=(runtime, key), daemon=True).start()
+        return found
 
-    def _start(self, runtime: Runtime) -> None:
+    def _start(self, runtime: Runtime, key: tuple[str, int]) -> None:
         compile_client(runtime)
         try:
             zygote = Zygote(runtime, self._lifeline_r, self.layout)
@@ -268,13 +287,13 @@ class Zygotes:
             log.warning("zygote_not_started runtime=%s error=%s", runtime.id, exc)
             zygote = None
         with self._lock:
-            self._starting.discard(runtime.id)
-            old = self._zygotes.pop(runtime.id, None)
+            self._starting.discard(key)
+            old = self._zygotes.pop(key, None)
             if zygote is not None:
                 if self._closed:
                     zygote.close()
                 else:
-                    self._zygotes[runtime.id] = zygote
+                    self._zygotes[key] = zygote
         if old is not None:
             old.retire()
 
