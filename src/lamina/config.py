@@ -79,8 +79,8 @@ class Config:
     #: Keep functions off the event loop's CPU (when it is pinned): auto, while the loop is busy
     #: (>= 75% of each half second; given back below 50%); on, always; off, never. Needs cgroups' cpuset.
     reserve_loop_cpu: str = "auto"
-    #: Warm invocations handed to environments at once before the next waits for one to finish (or to
-    #: have run 2 ms): auto (8 per CPU), off, or a number. See scheduler/window.py.
+    #: Warm invocations of sub-millisecond functions handed to environments at once before the next waits
+    #: for one to finish (or to have run 10 ms): auto (6 per CPU), off, or a number. See scheduler/window.py.
     dispatch_window: str = "auto"
     #: Public base URL lamina is reached at (for Code.Location); default http://host:port.
     public_url: str | None = None
