@@ -73,7 +73,7 @@ def _signed_chunked_put(server, bucket: str, key: str, data: bytes, tamper: bool
     auth = request.headers["Authorization"]
     seed = auth.rsplit("Signature=", 1)[1]
     scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/", 1)[1]
-    key_bytes = sigv4._signer(SECRET_KEY, *scope.split("/")[:3]).key
+    key_bytes = sigv4._signer(SECRET_KEY, scope).key
     signed = sigv4.S3Signed(sigv4.Principal(ACCESS_KEY, "us-east-1", "s3", scope[:8]), "", seed,
                             request.headers["X-Amz-Date"], scope, key_bytes)
     body, previous = b"", seed

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from lamina.api import parse, request as req, sigv4, wire
@@ -157,7 +156,7 @@ class LambdaApi:
         principal = sigv4.verify(
             method=request.method, raw_path=path, raw_query=query,
             headers=request.headers.items(), body=body, secret_for=self._secret_for,
-            now=datetime.fromtimestamp(self._clock.time(), tz=timezone.utc),
+            now=self._clock.time(),
         )
         return principal.region
 

@@ -94,11 +94,12 @@ def verify(
     headers: Sequence[tuple[str, str]],
     body: bytes,
     secret_for: Callable[[str], str | None],
-    now: datetime,
+    now: datetime | float,
     service: str | None = None,
     max_skew_s: int = 900,
 ) -> Principal:
-    """Check a request's SigV4 signature; return who signed it or raise an `AuthError`."""
+    """Check a request's SigV4 signature; return who signed it or raise an `AuthError`. `now` is a
+    datetime or POSIX seconds (the cheaper on the invoke path)."""
     return _verify(method, _canonical_uri(raw_path), raw_query, headers, secret_for, now, service, max_skew_s,
                    lambda header_map, presigned: _payload_hashes(header_map, body, presigned))[0]
 
@@ -110,7 +111,7 @@ def verify_s3(
     raw_query: str,
     headers: Sequence[tuple[str, str]],
     secret_for: Callable[[str], str | None],
-    now: datetime,
+    now: datetime | float,
     max_skew_s: int = 900,
 ) -> S3Signed:
     """Check an S3 request's signature (service `s3`) without its body; the caller must check the body
@@ -142,7 +143,7 @@ def _verify(
     raw_query: str,
     headers: Sequence[tuple[str, str]],
     secret_for: Callable[[str], str | None],
-    now: datetime,
+    now: datetime | float,
     service: str | None,
     max_skew_s: int,
     payload_hashes: Callable[[dict[str, list[str]], bool], tuple[str, ...]],
@@ -170,10 +171,10 @@ def _verify(
     else:
         raise MissingAuthenticationToken()
 
-    access_key_id, date, region, scope_service = _parse_scope(claim.credential)
+    access_key_id, date, region, scope_service, scope, principal = _parse_scope(claim.credential)
     signed = _signed_list(claim.signed_headers)
     timestamp = claim.timestamp or ""
-    signed_at = _parse_timestamp(timestamp)
+    signed_s = _parse_timestamp(timestamp)
     if date != timestamp[:8]:
         raise InvalidSignature(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
@@ -181,7 +182,7 @@ def _verify(
         )
     if service is not None and scope_service != service:
         raise InvalidSignature(f"Credential should be scoped to correct service: '{service}'. ")
-    _check_time(timestamp, signed_at, now, max_skew_s, claim.expires_s)
+    _check_time(timestamp, signed_s, now, max_skew_s, claim.expires_s)
 
     secret = secret_for(access_key_id)
     if secret is None:
@@ -192,15 +193,14 @@ def _verify(
         (method.upper(), canonical_uri, _canonical_query(query) if query else "", canonical_headers,
          ";".join(signed))
     )
-    scope = f"{date}/{region}/{scope_service}/aws4_request"
-    signer = _signer(secret, date, region, scope_service)
+    signer = _signer(secret, scope)
     provided = claim.signature.encode("utf-8", "replace")
     for payload_hash in payload_hashes(header_map, claim.presigned):
         canonical = f"{prefix}\n{payload_hash}".encode("utf-8", "surrogateescape")
         string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{hashlib.sha256(canonical).hexdigest()}"
         expected = signer.hexdigest(string_to_sign.encode()).encode()
         if hmac.compare_digest(expected, provided):
-            return _principal(access_key_id, region, scope_service, date), claim.signature, timestamp, scope, signer.key
+            return principal, claim.signature, timestamp, scope, signer.key
     raise InvalidSignature()
 
 
@@ -217,11 +217,6 @@ def trailer_signature(signed: S3Signed, previous: str, trailer: bytes) -> str:
     string_to_sign = "\n".join(("AWS4-HMAC-SHA256-TRAILER", signed.timestamp, signed.scope, previous,
                                  hashlib.sha256(trailer).hexdigest()))
     return hmac.new(signed.key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-
-
-@lru_cache(maxsize=256)
-def _principal(access_key_id: str, region: str, service: str, date: str) -> Principal:
-    return Principal(access_key_id=access_key_id, region=region, service=service, date=date)
 
 
 @lru_cache(maxsize=256)  # a client signs the same headers all day
@@ -309,7 +304,9 @@ def _from_query(params: dict[str, str]) -> _Claim:
 
 
 @lru_cache(maxsize=256)  # a client signs with the same scope all day
-def _parse_scope(credential: str) -> tuple[str, str, str, str]:
+def _parse_scope(credential: str) -> tuple[str, str, str, str, str, Principal]:
+    """(access key id, date, region, service, the scope `date/region/service/aws4_request`, the
+    principal) of a credential `keyid/date/region/service/aws4_request`."""
     parts = credential.rsplit("/", 4)
     if len(parts) != 5 or not all(parts) or not credential.isascii():
         raise IncompleteSignature(
@@ -321,7 +318,8 @@ def _parse_scope(credential: str) -> tuple[str, str, str, str]:
         raise IncompleteSignature(
             f"Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. "
         )
-    return access_key_id, date, region, service
+    principal = Principal(access_key_id=access_key_id, region=region, service=service, date=date)
+    return access_key_id, date, region, service, f"{date}/{region}/{service}/aws4_request", principal
 
 
 def _request_timestamp(header_map: dict[str, list[str]]) -> str | None:
@@ -340,12 +338,13 @@ def _request_timestamp(header_map: dict[str, list[str]]) -> str | None:
 
 
 @lru_cache(maxsize=64)  # many requests share a second
-def _parse_timestamp(timestamp: str) -> datetime:
+def _parse_timestamp(timestamp: str) -> float:
+    """POSIX seconds of a YYYYMMDDTHHMMSSZ timestamp."""
     try:
         if _TIMESTAMP.fullmatch(timestamp):
-            t = timestamp  # YYYYMMDDTHHMMSSZ; strptime is ten times slower on this hot path
+            t = timestamp  # strptime is ten times slower on this hot path
             return datetime(int(t[0:4]), int(t[4:6]), int(t[6:8]), int(t[9:11]), int(t[11:13]), int(t[13:15]),
-                            tzinfo=UTC)
+                            tzinfo=UTC).timestamp()
     except ValueError:
         pass
     raise IncompleteSignature(
@@ -353,13 +352,15 @@ def _parse_timestamp(timestamp: str) -> datetime:
     )
 
 
-def _check_time(timestamp: str, signed_at: datetime, now: datetime, max_skew_s: int, expires_s: int | None) -> None:
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    ahead_s = (signed_at - now).total_seconds()
+def _check_time(timestamp: str, signed_s: float, now: datetime | float, max_skew_s: int,
+                expires_s: int | None) -> None:
+    if isinstance(now, datetime):
+        now = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).timestamp()
+    ahead_s = signed_s - now
     window_s = max_skew_s if expires_s is None else expires_s
-    if -window_s <= ahead_s <= max_skew_s:  # the usual case: no timedelta objects made
+    if -window_s <= ahead_s <= max_skew_s:  # the usual case: no datetime objects made
         return
+    signed_at, now = datetime.fromtimestamp(signed_s, UTC), datetime.fromtimestamp(now, UTC)
     skew = timedelta(seconds=max_skew_s)
     if signed_at > now + skew:
         raise InvalidSignature(
@@ -444,9 +445,10 @@ class _Signer:
 
 
 @lru_cache(maxsize=256)
-def _signer(secret: str, date: str, region: str, service: str) -> _Signer:
+def _signer(secret: str, scope: str) -> _Signer:
+    """The signer under the key derived from `secret` for `scope` (`date/region/service/aws4_request`)."""
     key = f"AWS4{secret}".encode()
-    for part in (date, region, service, "aws4_request"):
+    for part in scope.split("/"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     return _Signer(key)
 
