@@ -133,6 +133,19 @@ def test_a_result_over_the_limit_is_refused_unread():
     assert not transport.closed
 
 
+def test_a_big_result_in_many_reads_waits_whole_in_the_buffer_then_arrives_once():
+    ch, env, transport, _ = channel()
+    body = bytes(range(256)) * 4096  # 1 MiB
+    data = frame(b"R", b"r1", b"application/json", body) + frame(b"N")
+    buffered = []
+    for at in range(0, len(data), 65536):
+        ch.data_received(data[at:at + 65536])
+        buffered.append(len(ch._buf))
+    assert buffered[:-1] == [65536 * (i + 1) for i in range(len(buffered) - 1)]  # kept as it came, unparsed
+    assert env.calls == [("respond", "r1", body, "application/json")] and env.parked is not None
+    assert len(ch._buf) == 0
+
+
 @pytest.mark.parametrize("data", [
     frame(b"Q"),  # no such operation
     HEAD.pack(b"N", 0, 0, MAX_RESPONSE_BYTES + 1),  # a /next with a body this big is no /next

@@ -91,10 +91,19 @@ class FrameChannel(asyncio.Protocol):
             self._skip -= dropped
             data = data[dropped:]
         buf = self._buf
-        buf += data
-        at, size = 0, len(buf)
+        if buf:  # more of a frame: parsed once it is whole, from one bytes object (its slices are the fields)
+            buf += data
+            if len(buf) < HEAD.size:
+                return
+            _, la, lb, lc = HEAD.unpack_from(buf)
+            if la <= MAX_FIELD and lb <= MAX_FIELD and len(buf) < (
+                    HEAD.size + la + lb + (lc if lc <= MAX_RESPONSE_BYTES else 0)):
+                return  # not whole yet (a big result arrives in many reads: no copy per read)
+            data = bytes(buf)
+            buf.clear()
+        at, size = 0, len(data)
         while size - at >= HEAD.size and not self._closed:
-            kind, la, lb, lc = HEAD.unpack_from(buf, at)
+            kind, la, lb, lc = HEAD.unpack_from(data, at)
             if la > MAX_FIELD or lb > MAX_FIELD:
                 self._malformed()
                 return
@@ -105,7 +114,7 @@ class FrameChannel(asyncio.Protocol):
                     return
                 if size - start < la + lb:
                     break
-                fields = bytes(buf[start:start + la]), bytes(buf[start + la:start + la + lb])
+                fields = data[start:start + la], data[start + la:start + la + lb]
                 have = size - start - la - lb
                 self._skip = max(0, lc - have)
                 at = start + la + lb + min(lc, have)
@@ -114,11 +123,10 @@ class FrameChannel(asyncio.Protocol):
             end = start + la + lb + lc
             if end > size:
                 break
-            a, b = bytes(buf[start:start + la]), bytes(buf[start + la:start + la + lb])
-            body = bytes(buf[start + la + lb:end])
+            self._handle(kind, data[start:start + la], data[start + la:start + la + lb], data[start + la + lb:end])
             at = end
-            self._handle(kind, a, b, body)
-        del buf[:at]
+        if at < size and not self._closed:
+            buf += data[at:] if at else data
 
     # the operations ---------------------------------------------------------------------------------
 
