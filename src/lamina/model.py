@@ -133,7 +133,9 @@ class FunctionConfig:
         return cls(**values)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+# Not frozen (never changed once made, by convention): made on every invoke, and a frozen dataclass's
+# __init__ costs twice a plain one's (1.5 against 0.7 µs).
+@dataclasses.dataclass(slots=True)
 class Invocation:
     """One request to run a function version, as the runtime will see it."""
 
