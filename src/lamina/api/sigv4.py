@@ -208,15 +208,15 @@ def chunk_signature(signed: S3Signed, previous: str, chunk_sha256: str) -> str:
     """The signature of one aws-chunked chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), chained from the
     previous chunk's (the seed signature for the first)."""
     string_to_sign = "\n".join(("AWS4-HMAC-SHA256-PAYLOAD", signed.timestamp, signed.scope, previous,
-                                 hashlib.sha256(b"").hexdigest(), chunk_sha256))
-    return hmac.new(signed.key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+                                 _EMPTY_SHA256, chunk_sha256))
+    return _key_signer(signed.key).hexdigest(string_to_sign.encode())
 
 
 def trailer_signature(signed: S3Signed, previous: str, trailer: bytes) -> str:
     """The signature of the trailing headers (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER)."""
     string_to_sign = "\n".join(("AWS4-HMAC-SHA256-TRAILER", signed.timestamp, signed.scope, previous,
                                  hashlib.sha256(trailer).hexdigest()))
-    return hmac.new(signed.key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return _key_signer(signed.key).hexdigest(string_to_sign.encode())
 
 
 @lru_cache(maxsize=256)  # a client signs the same headers all day
@@ -442,6 +442,14 @@ class _Signer:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
+
+
+@lru_cache(maxsize=64)  # an upload's chunks are all signed with its request's key
+def _key_signer(key: bytes) -> _Signer:
+    return _Signer(key)
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 @lru_cache(maxsize=256)
