@@ -171,7 +171,7 @@ def _verify(
     else:
         raise MissingAuthenticationToken()
 
-    access_key_id, date, region, scope_service, scope, principal = _parse_scope(claim.credential)
+    access_key_id, date, _, scope_service, scope, principal = _parse_scope(claim.credential)
     signed = _signed_list(claim.signed_headers)
     timestamp = claim.timestamp or ""
     signed_s = _parse_timestamp(timestamp)

@@ -57,37 +57,36 @@ _request_ids: list[str] = []
 _trace_randoms: list[str] = []
 
 
-def _uuid4s(count: int) -> list[str]:
-    """`count` random (version 4) UUID strings from the kernel's random bytes, read at once."""
-    h = os.urandom(16 * count).hex()
-    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{_VARIANT[h[i + 16]]}{h[i + 17:i + 20]}-{h[i + 20:i + 32]}"
-            for i in range(0, 32 * count, 32)]
-
-
 def _hex_strings(count: int, nbytes: int) -> list[str]:
+    """`count` random strings of `nbytes` bytes in hex, from one read of the kernel's random bytes."""
     h = os.urandom(nbytes * count).hex()
     step = 2 * nbytes
     return [h[i:i + step] for i in range(0, step * count, step)]
 
 
-def new_request_id() -> str:
-    """A random (version 4) UUID string; several times cheaper than str(uuid.uuid4()). Any thread: a
-    list's pop is atomic, so no id is handed out twice (a refill racing another only makes more)."""
+def _uuid4s(count: int) -> list[str]:
+    """`count` random (version 4) UUID strings."""
+    return [f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}" for h in _hex_strings(count, 16)]
+
+
+def _draw(pool: list[str], refill: Callable[[], list[str]]) -> str:
+    """The next of `pool`, refilled when empty. Any thread: a list's pop is atomic, so nothing is handed
+    out twice (a refill racing another only makes more)."""
     while True:
         try:
-            return _request_ids.pop()
+            return pool.pop()
         except IndexError:
-            _request_ids.extend(_uuid4s(ID_BATCH))
+            pool.extend(refill())
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID string; several times cheaper than str(uuid.uuid4())."""
+    return _draw(_request_ids, lambda: _uuid4s(ID_BATCH))
 
 
 def new_trace_id() -> str:
     """An X-Ray trace header for an invocation that came without one (its time part is now's)."""
-    while True:
-        try:
-            r = _trace_randoms.pop()
-            break
-        except IndexError:
-            _trace_randoms.extend(_hex_strings(ID_BATCH, 20))
+    r = _draw(_trace_randoms, lambda: _hex_strings(ID_BATCH, 20))
     return f"Root=1-{int(time.time()):08x}-{r[:24]};Parent={r[24:]};Sampled=0"
 
 
